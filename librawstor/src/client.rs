@@ -1,0 +1,317 @@
+//! The client: an [`Instance`] opens [`Object`]s at locations and makes
+//! [`Queue`]s for asynchronous I/O.
+//!
+//! # Examples
+//!
+//! ```
+//! use rawstor::{Instance, Options, Location};
+//! let dir = std::env::temp_dir().join(format!("rawstor-doc-{}", std::process::id()));
+//! let instance = Instance::new(Options::default()).unwrap();
+//! let location: Location = format!("file://{}", dir.display()).parse().unwrap();
+//! let target = instance.create(&location, &rawstor::CreateSpec::new(1 << 20)).unwrap();
+//! let object = instance.open(&target).unwrap();
+//! object.write_at(b"hello", 4096).unwrap();
+//! let mut buf = [0u8; 5];
+//! object.read_at(&mut buf, 4096).unwrap();
+//! assert_eq!(&buf, b"hello");
+//! object.close().unwrap();
+//! instance.remove(&target).unwrap();
+//! # std::fs::remove_dir_all(dir).unwrap();
+//! ```
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::event_loop::EventLoop;
+use crate::queue::Queue;
+use crate::store::{DEFAULT_CHUNK_SIZE, ObjectInfo, Store, StoreObject};
+use crate::uri::{Endpoint, Location, Target};
+use crate::uuid::Uuid;
+
+/// Instance options; zero fields take their defaults.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Default depth of new queues.
+    pub queue_depth: u32,
+    /// Deadline of one network request, in milliseconds.
+    pub timeout_ms: u32,
+    /// Attempts of a failed network request before it fails.
+    pub retries: u32,
+    /// Objects fetched per page by `list`.
+    pub list_limit: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            queue_depth: 256,
+            timeout_ms: 5000,
+            retries: 3,
+            list_limit: 1000,
+        }
+    }
+}
+
+impl Options {
+    /// Defaults, overridden by `RAWSTOR_OPTS_*` environment variables
+    /// (upstream's names: `RAWSTOR_OPTS_IO_ATTEMPTS`, ...).
+    pub fn from_env() -> Result<Self> {
+        let mut options = Self::default();
+        let vars = [
+            ("RAWSTOR_OPTS_QUEUE_DEPTH", &mut options.queue_depth),
+            ("RAWSTOR_OPTS_TIMEOUT_MS", &mut options.timeout_ms),
+            ("RAWSTOR_OPTS_IO_ATTEMPTS", &mut options.retries),
+            ("RAWSTOR_OPTS_LIST_LIMIT", &mut options.list_limit),
+        ];
+        for (name, field) in vars {
+            if let Ok(text) = std::env::var(name) {
+                *field = text
+                    .parse()
+                    .map_err(|_| Error::invalid(format!("{name}='{text}' is not a number")))?;
+            }
+        }
+        Ok(options)
+    }
+
+    /// Replaces zero fields with defaults and checks limits.
+    pub fn validated(mut self) -> Result<Self> {
+        let defaults = Self::default();
+        for (field, default) in [
+            (&mut self.queue_depth, defaults.queue_depth),
+            (&mut self.timeout_ms, defaults.timeout_ms),
+            (&mut self.retries, defaults.retries),
+            (&mut self.list_limit, defaults.list_limit),
+        ] {
+            if *field == 0 {
+                *field = default;
+            }
+        }
+        if self.queue_depth > crate::queue::opcode::RAWSTOR_QUEUE_DEPTH_MAX {
+            return Err(Error::invalid(format!(
+                "queue depth {} is over the limit {}",
+                self.queue_depth,
+                crate::queue::opcode::RAWSTOR_QUEUE_DEPTH_MAX
+            )));
+        }
+        Ok(self)
+    }
+}
+
+/// What to create.
+#[derive(Clone, Debug)]
+pub struct CreateSpec {
+    /// Size in bytes (a multiple of 4 KiB).
+    pub size: u64,
+    /// UUID to use; a new v7 UUID when `None`.
+    pub uuid: Option<Uuid>,
+    /// Chunk size; the default (64 MiB) when `None`.
+    pub chunk_size: Option<u64>,
+}
+
+impl CreateSpec {
+    /// An object of `size` bytes with defaults for the rest.
+    pub fn new(size: u64) -> Self {
+        Self {
+            size,
+            uuid: None,
+            chunk_size: None,
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) options: Options,
+    stores: Mutex<HashMap<PathBuf, Weak<Store>>>,
+    pub(crate) event_loop: EventLoop,
+}
+
+/// A library instance: options, an event loop thread, open stores.
+pub struct Instance {
+    shared: Arc<Shared>,
+}
+
+impl Instance {
+    /// Starts an instance.
+    pub fn new(options: Options) -> Result<Self> {
+        Ok(Self {
+            shared: Arc::new(Shared {
+                options: options.validated()?,
+                stores: Mutex::new(HashMap::new()),
+                event_loop: EventLoop::start()?,
+            }),
+        })
+    }
+
+    /// The options in effect.
+    pub fn options(&self) -> &Options {
+        &self.shared.options
+    }
+
+    fn store(&self, location: &Location, create: bool) -> Result<Arc<Store>> {
+        let path = match location.endpoints() {
+            [Endpoint::File(path)] => path,
+            [Endpoint::Ost(_)] | [Endpoint::Mdt(_)] => {
+                return Err(Error::new(
+                    libc::EPROTONOSUPPORT,
+                    format!(
+                        "{location}: ost:// and mdt:// locations are not implemented in this version yet"
+                    ),
+                ));
+            }
+            _ => {
+                return Err(Error::new(
+                    libc::EPROTONOSUPPORT,
+                    format!(
+                        "{location}: mirrored locations (comma lists) are not implemented in this version yet"
+                    ),
+                ));
+            }
+        };
+        let mut stores = self.shared.stores.lock();
+        if let Some(store) = stores.get(path).and_then(Weak::upgrade) {
+            return Ok(store);
+        }
+        let store = Store::open(vec![path.clone()], create)?;
+        stores.retain(|_, weak| weak.strong_count() > 0);
+        stores.insert(path.clone(), Arc::downgrade(&store));
+        Ok(store)
+    }
+
+    /// Creates an object at `location` and returns its target.
+    pub fn create(&self, location: &Location, spec: &CreateSpec) -> Result<Target> {
+        let store = self.store(location, true)?;
+        let uuid = spec.uuid.unwrap_or_else(Uuid::new_v7);
+        store.create_object(
+            uuid,
+            spec.size,
+            spec.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE),
+        )?;
+        Ok(location.target(uuid))
+    }
+
+    /// Opens an object.
+    pub fn open(&self, target: &Target) -> Result<Object> {
+        let backend = self
+            .store(&target.location, false)?
+            .open_object(target.uuid)?;
+        Ok(Object {
+            inner: Arc::new(ObjectInner {
+                target: target.clone(),
+                backend,
+                instance: Arc::clone(&self.shared),
+                pending: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// Removes an object (it must not be open in this instance).
+    pub fn remove(&self, target: &Target) -> Result<()> {
+        self.store(&target.location, false)?
+            .remove_object(target.uuid)
+    }
+
+    /// Describes an object without opening it.
+    pub fn stat(&self, target: &Target) -> Result<ObjectInfo> {
+        self.store(&target.location, false)?
+            .stat_object(target.uuid)
+    }
+
+    /// One page of the objects at `location`, sorted by UUID, after
+    /// `after`; at most `limit` (the instance's `list_limit` when 0).
+    pub fn list(
+        &self,
+        location: &Location,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<ObjectInfo>> {
+        let limit = if limit == 0 {
+            self.shared.options.list_limit as usize
+        } else {
+            limit
+        };
+        self.store(location, false)?.list_objects(after, limit)
+    }
+
+    /// A new queue of `depth` entries (the instance default when 0).
+    pub fn queue(&self, depth: u32) -> Result<Queue> {
+        let depth = if depth == 0 {
+            self.shared.options.queue_depth
+        } else {
+            depth
+        };
+        Queue::new(depth)
+    }
+}
+
+pub(crate) struct ObjectInner {
+    pub(crate) target: Target,
+    pub(crate) backend: Arc<StoreObject>,
+    /// Keeps the instance (its event loop) alive while the object is open.
+    pub(crate) instance: Arc<Shared>,
+    /// Queue operations started and not yet completed.
+    pub(crate) pending: AtomicUsize,
+}
+
+/// An open object.
+pub struct Object {
+    pub(crate) inner: Arc<ObjectInner>,
+}
+
+impl Object {
+    /// The object's target.
+    pub fn target(&self) -> &Target {
+        &self.inner.target
+    }
+
+    /// Size in bytes.
+    pub fn size(&self) -> u64 {
+        self.inner.backend.size()
+    }
+
+    /// Size and layout.
+    pub fn info(&self) -> ObjectInfo {
+        self.inner.backend.info()
+    }
+
+    /// Reads `buf.len()` bytes at `offset` (`ENXIO` past the end).
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        self.inner.backend.read(offset, buf)
+    }
+
+    /// Writes `buf` at `offset` (`ENXIO` past the end; never grows).
+    pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
+        self.inner.backend.write(offset, buf)
+    }
+
+    /// Makes completed writes durable.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.backend.flush()
+    }
+
+    /// Discards a range: it reads as zeros and its space is freed.
+    pub fn discard(&self, offset: u64, len: u64) -> Result<()> {
+        self.inner.backend.zero(offset, len)
+    }
+
+    /// Changes the size; shrinking needs `allow_shrink`.
+    pub fn resize(&self, size: u64, allow_shrink: bool) -> Result<()> {
+        self.inner.backend.resize(size, allow_shrink)
+    }
+
+    /// Flushes and closes. Queue operations still running keep their
+    /// own reference and finish normally.
+    pub fn close(self) -> Result<()> {
+        self.flush()
+    }
+
+    /// Queue operations started on this object and not yet completed.
+    pub fn pending(&self) -> usize {
+        self.inner.pending.load(Ordering::Acquire)
+    }
+}

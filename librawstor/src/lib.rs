@@ -1,0 +1,27 @@
+//! rawstor: a constructor for horizontally scalable storage.
+//!
+//! The client library owns data preparation: addresses ([`uri`]), the
+//! on-disk store ([`store`]), objects and queues ([`client`], [`queue`]),
+//! and the C ABI ([`ffi`], header `include/rawstor.h`).
+
+pub mod client;
+pub mod error;
+mod event_loop;
+pub mod ffi;
+mod log;
+pub mod queue;
+pub mod size;
+pub mod store;
+mod sys;
+pub mod uri;
+pub mod uuid;
+
+pub use client::{CreateSpec, Instance, Object, Options};
+pub use error::{Error, Result};
+pub use queue::{Cqe, Queue, Sqe};
+pub use store::ObjectInfo;
+pub use uri::{Location, Target};
+pub use uuid::Uuid;
+
+/// The library version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

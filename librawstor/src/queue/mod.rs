@@ -1,0 +1,367 @@
+//! Submission/completion queues, io_uring-like.
+//!
+//! A caller fills [`Sqe`]s, submits a batch and reaps [`Cqe`]s. A queue
+//! holds at most `depth` operations between submit and reap; beyond that
+//! `submit` says `EAGAIN`. [`Queue::eventfd`] is readable while
+//! completions wait, for callers that sleep in `poll`/`epoll` (fio,
+//! QEMU's AioContext).
+//!
+//! Where operations run: `file://` reads and writes run on the submitting
+//! thread (the data is in the page cache; a hand-off to another thread
+//! would cost two wake-ups per I/O, more than the I/O itself); durability
+//! barriers (flush, FUA) run on the instance's event loop thread so that
+//! `submit` never waits for a disk.
+
+pub mod entry;
+pub mod opcode;
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::client::{Object, ObjectInner};
+use crate::error::{Error, Result};
+use crate::sys::EventFd;
+pub use entry::{Cqe, Sqe};
+use opcode::*;
+
+struct Completions {
+    ready: VecDeque<Cqe>,
+    /// Submitted and not yet reaped.
+    outstanding: u32,
+}
+
+struct QueueShared {
+    depth: u32,
+    completions: Mutex<Completions>,
+    completed: Condvar,
+    /// Made on first request: callers that never poll pay no syscalls.
+    eventfd: OnceLock<EventFd>,
+}
+
+impl QueueShared {
+    fn complete(&self, user_data: u64, result: Result<u64>) {
+        let result = match result {
+            Ok(bytes) => bytes as i64,
+            Err(err) => -i64::from(err.errno()),
+        };
+        let mut completions = self.completions.lock();
+        completions.ready.push_back(Cqe { user_data, result });
+        if completions.ready.len() == 1 {
+            if let Some(eventfd) = self.eventfd.get() {
+                eventfd.signal();
+            }
+        }
+        drop(completions);
+        self.completed.notify_one();
+    }
+}
+
+/// A submission/completion queue. Use one per thread; queues of one
+/// instance are independent.
+pub struct Queue {
+    shared: Arc<QueueShared>,
+}
+
+impl Queue {
+    pub(crate) fn new(depth: u32) -> Result<Self> {
+        if depth == 0 || depth > RAWSTOR_QUEUE_DEPTH_MAX {
+            return Err(Error::invalid(format!(
+                "queue depth {depth}: must be 1 to {RAWSTOR_QUEUE_DEPTH_MAX}"
+            )));
+        }
+        Ok(Self {
+            shared: Arc::new(QueueShared {
+                depth,
+                completions: Mutex::new(Completions {
+                    ready: VecDeque::with_capacity(depth as usize),
+                    outstanding: 0,
+                }),
+                completed: Condvar::new(),
+                eventfd: OnceLock::new(),
+            }),
+        })
+    }
+
+    /// The queue's depth.
+    pub fn depth(&self) -> u32 {
+        self.shared.depth
+    }
+
+    /// An eventfd that is readable while completions wait to be reaped.
+    pub fn eventfd(&self) -> Result<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        if let Some(eventfd) = self.shared.eventfd.get() {
+            return Ok(eventfd.as_raw_fd());
+        }
+        let completions = self.shared.completions.lock();
+        let eventfd = match self.shared.eventfd.get() {
+            Some(eventfd) => eventfd,
+            None => {
+                let eventfd = EventFd::new()
+                    .map_err(|e| Error::io("cannot create the queue's eventfd", e))?;
+                if !completions.ready.is_empty() {
+                    eventfd.signal();
+                }
+                self.shared.eventfd.get_or_init(|| eventfd)
+            }
+        };
+        Ok(eventfd.as_raw_fd())
+    }
+
+    /// Submits a batch; returns how many entries were accepted, in order.
+    /// Fails with `EAGAIN` only when the queue is full and none was.
+    /// An entry that is malformed is accepted and completes with an error.
+    ///
+    /// # Safety
+    ///
+    /// Each entry's object pointer must be null or point to an open
+    /// [`Object`], and its buffer (or iovec array and the buffers it
+    /// names) must be valid for `length` bytes, and not be touched by
+    /// the caller, until its completion is reaped.
+    pub unsafe fn submit(&self, sqes: &[Sqe]) -> Result<usize> {
+        let mut accepted = 0;
+        for sqe in sqes {
+            {
+                let mut completions = self.shared.completions.lock();
+                if completions.outstanding >= self.shared.depth {
+                    break;
+                }
+                completions.outstanding += 1;
+            }
+            // SAFETY: the caller's contract covers every accepted entry.
+            unsafe { self.start(sqe) };
+            accepted += 1;
+        }
+        if accepted == 0 && !sqes.is_empty() {
+            return Err(Error::new(
+                libc::EAGAIN,
+                "queue is full: reap completions first",
+            ));
+        }
+        Ok(accepted)
+    }
+
+    /// Starts one operation; its completion is queued now or later.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Queue::submit`].
+    unsafe fn start(&self, sqe: &Sqe) {
+        // SAFETY: the caller guarantees the pointer is null or valid.
+        let Some(object) = (unsafe { sqe.object.as_ref() }) else {
+            return self.shared.complete(
+                sqe.user_data,
+                Err(Error::invalid("submission entry has no object")),
+            );
+        };
+        if sqe.opcode == RAWSTOR_OP_FLUSH {
+            return self.finish_later(object, sqe.user_data, 0);
+        }
+        // SAFETY: buffers are valid per the caller's contract.
+        let result = unsafe { execute(&object.inner, sqe) };
+        let durable = sqe.flags & RAWSTOR_SQE_FUA != 0;
+        match result {
+            Ok(bytes) if durable => self.finish_later(object, sqe.user_data, bytes),
+            result => self.shared.complete(sqe.user_data, result),
+        }
+    }
+
+    /// Flushes `object` on the loop thread, then completes with `bytes`.
+    fn finish_later(&self, object: &Object, user_data: u64, bytes: u64) {
+        let inner = Arc::clone(&object.inner);
+        let queue = Arc::clone(&self.shared);
+        inner.pending.fetch_add(1, Ordering::AcqRel);
+        object.inner.instance.event_loop.execute(Box::new(move || {
+            let result = inner.backend.flush().map(|()| bytes);
+            inner.pending.fetch_sub(1, Ordering::AcqRel);
+            queue.complete(user_data, result);
+        }));
+    }
+
+    /// Moves up to `out.len()` completions into `out`, first waiting until
+    /// at least `min` are there (fewer if fewer are outstanding) or
+    /// `timeout` passes (`None`: no limit). Returns how many were moved.
+    pub fn reap(&self, out: &mut [Cqe], min: usize, timeout: Option<Duration>) -> usize {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut completions = self.shared.completions.lock();
+        let min = min.min(out.len()).min(completions.outstanding as usize);
+        while completions.ready.len() < min {
+            match deadline {
+                None => self.shared.completed.wait(&mut completions),
+                Some(deadline) => {
+                    if self
+                        .shared
+                        .completed
+                        .wait_until(&mut completions, deadline)
+                        .timed_out()
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+        let count = out.len().min(completions.ready.len());
+        for (slot, cqe) in out.iter_mut().zip(completions.ready.drain(..count)) {
+            *slot = cqe;
+        }
+        completions.outstanding -= count as u32;
+        if completions.ready.is_empty() {
+            if let Some(eventfd) = self.shared.eventfd.get() {
+                eventfd.clear();
+            }
+        }
+        count
+    }
+
+    /// Operations submitted and not yet reaped.
+    pub fn outstanding(&self) -> u32 {
+        self.shared.completions.lock().outstanding
+    }
+}
+
+/// Runs a read, write or range operation on the calling thread.
+///
+/// # Safety
+///
+/// The entry's buffers are valid for the lengths it names.
+unsafe fn execute(object: &ObjectInner, sqe: &Sqe) -> Result<u64> {
+    let backend = &object.backend;
+    match sqe.opcode {
+        RAWSTOR_OP_READ | RAWSTOR_OP_WRITE => {
+            let len =
+                usize::try_from(sqe.length).map_err(|_| Error::invalid("length too large"))?;
+            if len > 0 && sqe.addr.is_null() {
+                return Err(Error::invalid("read/write entry has a null buffer"));
+            }
+            if len == 0 {
+                return Ok(0);
+            }
+            if sqe.opcode == RAWSTOR_OP_READ {
+                // SAFETY: the caller lends `len` writable bytes at `addr`.
+                let buf = unsafe { std::slice::from_raw_parts_mut(sqe.addr.cast::<u8>(), len) };
+                backend.read(sqe.offset, buf)?;
+            } else {
+                // SAFETY: the caller lends `len` readable bytes at `addr`.
+                let buf = unsafe { std::slice::from_raw_parts(sqe.addr.cast::<u8>(), len) };
+                backend.write(sqe.offset, buf)?;
+            }
+            Ok(len as u64)
+        }
+        RAWSTOR_OP_READV | RAWSTOR_OP_WRITEV => {
+            // SAFETY: the caller lends the iovec array and its buffers.
+            let iovecs = unsafe { iovecs(sqe)? };
+            let total: u64 = iovecs.iter().map(|iov| iov.iov_len as u64).sum();
+            let write = sqe.opcode == RAWSTOR_OP_WRITEV;
+            // Each block must see one checksum update: split iovecs only
+            // on block boundaries, otherwise go through one buffer.
+            let aligned = iovecs
+                .iter()
+                .all(|iov| iov.iov_len as u64 % crate::store::BLOCK_SIZE == 0);
+            if aligned {
+                let mut offset = sqe.offset;
+                backend.check_io(sqe.offset, total, if write { "write" } else { "read" })?;
+                for iov in iovecs {
+                    // SAFETY: each iovec names a lent buffer of `iov_len` bytes.
+                    unsafe { transfer(backend, iov, offset, write)? };
+                    offset += iov.iov_len as u64;
+                }
+            } else {
+                let mut bounce = vec![0u8; total as usize];
+                if write {
+                    // SAFETY: each iovec names a lent buffer of `iov_len` bytes.
+                    unsafe { gather(iovecs, &mut bounce) };
+                    backend.write(sqe.offset, &bounce)?;
+                } else {
+                    backend.read(sqe.offset, &mut bounce)?;
+                    // SAFETY: as above, and the buffers are writable.
+                    unsafe { scatter(&bounce, iovecs) };
+                }
+            }
+            Ok(total)
+        }
+        RAWSTOR_OP_DISCARD | RAWSTOR_OP_WRITE_ZEROES => {
+            backend.zero(sqe.offset, sqe.length).map(|()| 0)
+        }
+        other => Err(Error::invalid(format!("unknown opcode {other}"))),
+    }
+}
+
+/// # Safety
+///
+/// `sqe.addr` points to `sqe.iovcnt` iovecs.
+unsafe fn iovecs(sqe: &Sqe) -> Result<&[libc::iovec]> {
+    if sqe.iovcnt == 0 || sqe.iovcnt > RAWSTOR_IOV_MAX {
+        return Err(Error::invalid(format!(
+            "iovec count {}: must be 1 to {RAWSTOR_IOV_MAX}",
+            sqe.iovcnt
+        )));
+    }
+    if sqe.addr.is_null() {
+        return Err(Error::invalid("readv/writev entry has a null iovec array"));
+    }
+    // SAFETY: the caller lends `iovcnt` iovecs at `addr`.
+    let iovecs =
+        unsafe { std::slice::from_raw_parts(sqe.addr.cast::<libc::iovec>(), sqe.iovcnt as usize) };
+    if iovecs
+        .iter()
+        .any(|iov| iov.iov_base.is_null() && iov.iov_len > 0)
+    {
+        return Err(Error::invalid("an iovec has a null buffer"));
+    }
+    Ok(iovecs)
+}
+
+/// # Safety
+///
+/// `iov` names a lent buffer of `iov_len` bytes (writable for reads).
+unsafe fn transfer(
+    backend: &crate::store::StoreObject,
+    iov: &libc::iovec,
+    offset: u64,
+    write: bool,
+) -> Result<()> {
+    if iov.iov_len == 0 {
+        return Ok(());
+    }
+    if write {
+        // SAFETY: per the function's contract.
+        backend.write(offset, unsafe {
+            std::slice::from_raw_parts(iov.iov_base.cast::<u8>(), iov.iov_len)
+        })
+    } else {
+        // SAFETY: per the function's contract.
+        backend.read(offset, unsafe {
+            std::slice::from_raw_parts_mut(iov.iov_base.cast::<u8>(), iov.iov_len)
+        })
+    }
+}
+
+/// # Safety
+///
+/// Every iovec names a readable buffer of `iov_len` bytes.
+unsafe fn gather(iovecs: &[libc::iovec], out: &mut [u8]) {
+    let mut at = 0;
+    for iov in iovecs.iter().filter(|iov| iov.iov_len > 0) {
+        // SAFETY: per the function's contract.
+        let src = unsafe { std::slice::from_raw_parts(iov.iov_base.cast::<u8>(), iov.iov_len) };
+        out[at..at + iov.iov_len].copy_from_slice(src);
+        at += iov.iov_len;
+    }
+}
+
+/// # Safety
+///
+/// Every iovec names a writable buffer of `iov_len` bytes.
+unsafe fn scatter(data: &[u8], iovecs: &[libc::iovec]) {
+    let mut at = 0;
+    for iov in iovecs.iter().filter(|iov| iov.iov_len > 0) {
+        // SAFETY: per the function's contract.
+        let dst = unsafe { std::slice::from_raw_parts_mut(iov.iov_base.cast::<u8>(), iov.iov_len) };
+        dst.copy_from_slice(&data[at..at + iov.iov_len]);
+        at += iov.iov_len;
+    }
+}

@@ -1,0 +1,704 @@
+//! The on-disk store shared by `file://` locations and `rawstor-ost`.
+//!
+//! After AIStore's layout. A store is one or more *mountpaths*; each holds
+//!
+//! ```text
+//! %ctl/store                 identity (control file, copy on every mountpath)
+//! %mt/<uuid>/object          object record (control file, every mountpath)
+//! %mt/<uuid>/c<index>        chunk record (control file, the chunk's mountpath)
+//! %ob/<uuid>/c<index>        chunk data (sparse)
+//! %ob/<uuid>/c<index>.crc    chunk checksums, 8 bytes per 4 KiB block
+//! %ec/                       erasure-coded shards (kept apart from replicas)
+//! %wk/<pid>.<nonce>.<name>   work files, renamed into place when complete
+//! %tr/                       trash: removed objects, freed in the background
+//! ```
+//!
+//! A chunk lives on the mountpath chosen by rendezvous (HRW) hashing of
+//! (mountpath, object, chunk index); it is looked for on the others too,
+//! so adding a mountpath never hides data.
+
+mod chunk;
+pub mod control;
+pub mod record;
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+
+use parking_lot::{Mutex, RwLock};
+
+pub use chunk::BLOCK_SIZE;
+use chunk::Chunk;
+use record::Record;
+
+use crate::error::{Error, Result};
+use crate::sys;
+use crate::uuid::Uuid;
+
+/// Control files of the store.
+pub const CONTROL_DIR: &str = "%ctl";
+/// Object and chunk records.
+pub const META_DIR: &str = "%mt";
+/// Chunk data and checksums.
+pub const DATA_DIR: &str = "%ob";
+/// Erasure-coded shards.
+pub const EC_DIR: &str = "%ec";
+/// Work files.
+pub const WORK_DIR: &str = "%wk";
+/// Removed objects waiting to be freed.
+pub const TRASH_DIR: &str = "%tr";
+const IDENTITY_FILE: &str = "%ctl/store";
+const STORE_FORMAT: u32 = 1;
+
+/// Default chunk size of new objects.
+pub const DEFAULT_CHUNK_SIZE: u64 = 64 << 20;
+/// Smallest chunk size.
+pub const MIN_CHUNK_SIZE: u64 = 64 << 10;
+/// Largest chunk size.
+pub const MAX_CHUNK_SIZE: u64 = 1 << 30;
+/// Largest object size (256 TiB).
+pub const MAX_OBJECT_SIZE: u64 = 1 << 48;
+/// Most mountpaths in one store.
+pub const MAX_MOUNTPATHS: usize = 64;
+
+/// A work file name unique to this process: `<pid>.<nonce>.<name>`.
+pub fn work_file_name(rel: &str) -> String {
+    format!(
+        "{}.{:016x}.{}",
+        std::process::id(),
+        sys::random_u64(),
+        rel.replace('/', "_")
+    )
+}
+
+/// What `stat` and `list` report about an object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// The object.
+    pub uuid: Uuid,
+    /// Size in bytes.
+    pub size: u64,
+    /// Chunk size in bytes.
+    pub chunk_size: u64,
+    /// Checksum block size in bytes.
+    pub block_size: u64,
+}
+
+/// An open store.
+pub struct Store {
+    id: Uuid,
+    mountpaths: Vec<PathBuf>,
+    objects: Mutex<HashMap<Uuid, Weak<StoreObject>>>,
+}
+
+impl Store {
+    /// Opens the store on `mountpaths`; with `create`, makes missing
+    /// directories and a new identity.
+    pub fn open(mountpaths: Vec<PathBuf>, create: bool) -> Result<Arc<Self>> {
+        if mountpaths.is_empty() || mountpaths.len() > MAX_MOUNTPATHS {
+            return Err(Error::invalid(format!(
+                "a store needs 1 to {MAX_MOUNTPATHS} mountpaths"
+            )));
+        }
+        for mp in &mountpaths {
+            prepare_mountpath(mp, create)?;
+        }
+        let ids: Vec<Option<Uuid>> = mountpaths
+            .iter()
+            .map(|mp| {
+                fs::read(mp.join(IDENTITY_FILE))
+                    .ok()
+                    .and_then(|bytes| control::decode(&bytes).ok())
+                    .and_then(|(_, payload)| Record::decode(&payload).ok())
+                    .and_then(|r| r.get::<Uuid>("store").ok())
+            })
+            .collect();
+        // Refuse foreign copies before control::read repairs anything.
+        let known: Vec<(&PathBuf, Uuid)> = mountpaths
+            .iter()
+            .zip(&ids)
+            .filter_map(|(mp, id)| Some((mp, (*id)?)))
+            .collect();
+        if let Some((mp, other)) = known.iter().find(|(_, id)| *id != known[0].1) {
+            return Err(Error::new(
+                libc::EEXIST,
+                format!(
+                    "mountpath {} belongs to store {other}, mountpath {} to store {}: refusing to mix stores",
+                    mp.display(),
+                    known[0].0.display(),
+                    known[0].1
+                ),
+            ));
+        }
+        let read = control::read(&mountpaths, IDENTITY_FILE, |_| Ok(()))?;
+        let id = match read.best {
+            Some((_, record)) => record.get("store")?,
+            None if create => {
+                let id = Uuid::new_v7();
+                let mut record = Record::new();
+                record.set("store", id).set("format", STORE_FORMAT);
+                control::write(&mountpaths, IDENTITY_FILE, 1, &record)?;
+                id
+            }
+            None => {
+                return Err(Error::new(
+                    libc::ENOENT,
+                    format!("no rawstor store at {}", mountpaths[0].display()),
+                ));
+            }
+        };
+        for mp in &mountpaths {
+            clean_work_files(mp);
+            empty_trash(mp);
+        }
+        Ok(Arc::new(Self {
+            id,
+            mountpaths,
+            objects: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// The store's identity.
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// The mountpaths.
+    pub fn mountpaths(&self) -> &[PathBuf] {
+        &self.mountpaths
+    }
+
+    fn object_record_path(uuid: Uuid) -> String {
+        format!("{META_DIR}/{uuid}/object")
+    }
+
+    fn check_object_record(&self, uuid: Uuid) -> impl Fn(&Record) -> Result<()> + '_ {
+        move |record: &Record| {
+            let store: Uuid = record.get("store")?;
+            let object: Uuid = record.get("object")?;
+            if store != self.id || object != uuid {
+                return Err(Error::new(
+                    libc::EUCLEAN,
+                    format!(
+                        "record of object {uuid} names store {store} / object {object}: foreign copy refused"
+                    ),
+                ));
+            }
+            Ok(())
+        }
+    }
+
+    /// Creates an empty object.
+    pub fn create_object(&self, uuid: Uuid, size: u64, chunk_size: u64) -> Result<ObjectInfo> {
+        check_object_size(size)?;
+        if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&chunk_size) || !chunk_size.is_power_of_two()
+        {
+            return Err(Error::invalid(format!(
+                "bad chunk size {chunk_size}: a power of two from {MIN_CHUNK_SIZE} to {MAX_CHUNK_SIZE}"
+            )));
+        }
+        for mp in &self.mountpaths {
+            let dir = mp.join(META_DIR).join(uuid.to_string());
+            match fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if dir.join("object").exists() {
+                        return Err(Error::new(
+                            libc::EEXIST,
+                            format!("object {uuid} already exists"),
+                        ));
+                    }
+                }
+                Err(e) => return Err(Error::io(format!("cannot create {}", dir.display()), e)),
+            }
+        }
+        let info = ObjectInfo {
+            uuid,
+            size,
+            chunk_size,
+            block_size: BLOCK_SIZE,
+        };
+        control::write(
+            &self.mountpaths,
+            &Self::object_record_path(uuid),
+            1,
+            &self.object_record(&info),
+        )?;
+        Ok(info)
+    }
+
+    fn object_record(&self, info: &ObjectInfo) -> Record {
+        let mut record = Record::new();
+        record
+            .set("store", self.id)
+            .set("object", info.uuid)
+            .set("size", info.size)
+            .set("chunk_size", info.chunk_size)
+            .set("block_size", info.block_size)
+            .set("scheme", "plain");
+        record
+    }
+
+    fn read_object_record(&self, uuid: Uuid) -> Result<(u64, ObjectInfo)> {
+        let read = control::read(
+            &self.mountpaths,
+            &Self::object_record_path(uuid),
+            self.check_object_record(uuid),
+        )?;
+        let Some((version, record)) = read.best else {
+            return Err(Error::new(
+                libc::ENOENT,
+                format!("object {uuid} does not exist"),
+            ));
+        };
+        let info = ObjectInfo {
+            uuid,
+            size: record.get("size")?,
+            chunk_size: record.get("chunk_size")?,
+            block_size: record.get("block_size")?,
+        };
+        if info.block_size != BLOCK_SIZE
+            || !info.chunk_size.is_power_of_two()
+            || !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&info.chunk_size)
+        {
+            return Err(Error::new(
+                libc::EUCLEAN,
+                format!("object {uuid} has an unsupported layout"),
+            ));
+        }
+        Ok((version, info))
+    }
+
+    /// Describes an object without opening it.
+    pub fn stat_object(&self, uuid: Uuid) -> Result<ObjectInfo> {
+        self.read_object_record(uuid).map(|(_, info)| info)
+    }
+
+    /// Opens an object; handles to the same object share state.
+    pub fn open_object(self: &Arc<Self>, uuid: Uuid) -> Result<Arc<StoreObject>> {
+        let mut objects = self.objects.lock();
+        if let Some(object) = objects.get(&uuid).and_then(Weak::upgrade) {
+            return Ok(object);
+        }
+        let (version, info) = self.read_object_record(uuid)?;
+        let object = Arc::new(StoreObject {
+            store: Arc::clone(self),
+            uuid,
+            chunk_size: info.chunk_size,
+            state: RwLock::new(ObjectState {
+                size: info.size,
+                version,
+            }),
+            chunks: RwLock::new(HashMap::new()),
+            create_lock: Mutex::new(()),
+        });
+        objects.retain(|_, weak| weak.strong_count() > 0);
+        objects.insert(uuid, Arc::downgrade(&object));
+        Ok(object)
+    }
+
+    /// Removes an object: renames it into the trash (instant, atomic),
+    /// then frees its space in the background.
+    pub fn remove_object(&self, uuid: Uuid) -> Result<()> {
+        if self
+            .objects
+            .lock()
+            .get(&uuid)
+            .is_some_and(|w| w.strong_count() > 0)
+        {
+            return Err(Error::new(libc::EBUSY, format!("object {uuid} is open")));
+        }
+        self.read_object_record(uuid)?;
+        for mp in &self.mountpaths {
+            let nonce = sys::random_u64();
+            for dir in [META_DIR, DATA_DIR] {
+                let from = mp.join(dir).join(uuid.to_string());
+                let to = mp.join(TRASH_DIR).join(format!("{uuid}.{nonce:016x}{dir}"));
+                match fs::rename(&from, &to) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(Error::io(
+                            format!("cannot move {} to the trash", from.display()),
+                            e,
+                        ));
+                    }
+                }
+            }
+            sys::fsync_dir(&mp.join(META_DIR))
+                .map_err(|e| Error::io("cannot sync metadata directory", e))?;
+            empty_trash(mp);
+        }
+        Ok(())
+    }
+
+    /// Objects sorted by UUID, starting after `after`, at most `limit`.
+    pub fn list_objects(&self, after: Option<Uuid>, limit: usize) -> Result<Vec<ObjectInfo>> {
+        let dir = self.mountpaths[0].join(META_DIR);
+        let entries = fs::read_dir(&dir)
+            .map_err(|e| Error::io(format!("cannot list {}", dir.display()), e))?;
+        let mut uuids: Vec<Uuid> = entries
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|uuid| after.is_none_or(|after| *uuid > after))
+            .collect();
+        uuids.sort_unstable();
+        let mut out = Vec::new();
+        for uuid in uuids {
+            if out.len() >= limit {
+                break;
+            }
+            match self.stat_object(uuid) {
+                Ok(info) => out.push(info),
+                // Half-created (crash before the record) or concurrently removed.
+                Err(e) if e.errno() == libc::ENOENT => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Mountpaths in rendezvous order for one chunk: first is home.
+    fn ranked_mountpaths(&self, uuid: Uuid, index: u64) -> Vec<&Path> {
+        let mut ranked: Vec<(u64, &Path)> = self
+            .mountpaths
+            .iter()
+            .map(|mp| (hrw_weight(mp, uuid, index), mp.as_path()))
+            .collect();
+        ranked.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        ranked.into_iter().map(|(_, mp)| mp).collect()
+    }
+}
+
+fn check_object_size(size: u64) -> Result<()> {
+    if size == 0 || size % BLOCK_SIZE != 0 || size > MAX_OBJECT_SIZE {
+        return Err(Error::invalid(format!(
+            "bad object size {size}: a non-zero multiple of {BLOCK_SIZE} up to {MAX_OBJECT_SIZE}"
+        )));
+    }
+    Ok(())
+}
+
+/// Rendezvous weight of a mountpath for one chunk (FNV-1a, then a mixer).
+fn hrw_weight(mountpath: &Path, uuid: Uuid, index: u64) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let bytes = mountpath.as_os_str().as_encoded_bytes().iter();
+    for &b in bytes.chain(uuid.as_bytes()).chain(&index.to_le_bytes()) {
+        hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^ (hash >> 33)
+}
+
+fn prepare_mountpath(mp: &Path, create: bool) -> Result<()> {
+    if !mp.is_absolute() {
+        return Err(Error::invalid(format!(
+            "mountpath {} is not absolute",
+            mp.display()
+        )));
+    }
+    if !mp.join(IDENTITY_FILE).exists() && !create {
+        let what = if mp.is_dir() {
+            "no rawstor store at"
+        } else {
+            "no such directory"
+        };
+        return Err(Error::new(libc::ENOENT, format!("{what} {}", mp.display())));
+    }
+    for dir in [CONTROL_DIR, META_DIR, DATA_DIR, EC_DIR, WORK_DIR, TRASH_DIR] {
+        fs::create_dir_all(mp.join(dir))
+            .map_err(|e| Error::io(format!("cannot create {}", mp.join(dir).display()), e))?;
+    }
+    Ok(())
+}
+
+/// Removes work files left by processes that no longer exist.
+fn clean_work_files(mp: &Path) {
+    let Ok(entries) = fs::read_dir(mp.join(WORK_DIR)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|n| n.split('.').next())
+            .and_then(|p| p.parse::<i32>().ok());
+        let dead = match pid {
+            Some(pid) => !sys::process_exists(pid),
+            None => true,
+        };
+        if dead {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Frees whatever is in the trash, on a background thread.
+fn empty_trash(mp: &Path) {
+    let trash = mp.join(TRASH_DIR);
+    let has_entries = fs::read_dir(&trash).is_ok_and(|mut d| d.next().is_some());
+    if has_entries {
+        std::thread::spawn(move || {
+            for entry in fs::read_dir(&trash).into_iter().flatten().flatten() {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        });
+    }
+}
+
+struct ObjectState {
+    size: u64,
+    version: u64,
+}
+
+/// An open object of a store.
+pub struct StoreObject {
+    store: Arc<Store>,
+    uuid: Uuid,
+    chunk_size: u64,
+    /// Size; read-locked by every I/O, write-locked by resize.
+    state: RwLock<ObjectState>,
+    /// Open chunks; `None` caches a chunk known not to exist (a hole).
+    chunks: RwLock<HashMap<u64, Option<Arc<Chunk>>>>,
+    /// Serialises chunk creation.
+    create_lock: Mutex<()>,
+}
+
+/// Splits `[offset, offset + len)` into per-chunk pieces:
+/// (chunk index, offset in chunk, offset in the request, length).
+fn pieces(
+    offset: u64,
+    len: u64,
+    chunk_size: u64,
+) -> impl Iterator<Item = (u64, u64, usize, usize)> {
+    let mut done = 0u64;
+    std::iter::from_fn(move || {
+        if done >= len {
+            return None;
+        }
+        let at = offset + done;
+        let in_chunk = at % chunk_size;
+        let n = (chunk_size - in_chunk).min(len - done);
+        let piece = (at / chunk_size, in_chunk, done as usize, n as usize);
+        done += n;
+        Some(piece)
+    })
+}
+
+impl StoreObject {
+    /// The object's UUID.
+    pub fn uuid(&self) -> Uuid {
+        self.uuid
+    }
+
+    /// Current size in bytes.
+    pub fn size(&self) -> u64 {
+        self.state.read().size
+    }
+
+    /// Size, chunk size and block size.
+    pub fn info(&self) -> ObjectInfo {
+        ObjectInfo {
+            uuid: self.uuid,
+            size: self.size(),
+            chunk_size: self.chunk_size,
+            block_size: BLOCK_SIZE,
+        }
+    }
+
+    fn chunk_name(&self, index: u64) -> String {
+        format!("c{index:08x}")
+    }
+
+    /// Checks that `[offset, offset + len)` lies inside the object.
+    pub fn check_io(&self, offset: u64, len: u64, what: &str) -> Result<()> {
+        self.check_range(self.size(), offset, len, what)
+    }
+
+    fn check_range(&self, size: u64, offset: u64, len: u64, what: &str) -> Result<()> {
+        match offset.checked_add(len) {
+            Some(end) if end <= size => Ok(()),
+            _ => Err(Error::new(
+                libc::ENXIO,
+                format!(
+                    "{what} of {len} bytes at offset {offset} is past the end of object {} ({size} bytes)",
+                    self.uuid
+                ),
+            )),
+        }
+    }
+
+    /// The chunk `index`, opening it or (with `create`) creating it.
+    fn chunk(&self, index: u64, create: bool) -> Result<Option<Arc<Chunk>>> {
+        if let Some(cached) = self.chunks.read().get(&index) {
+            if cached.is_some() || !create {
+                return Ok(cached.clone());
+            }
+        }
+        let _creating = self.create_lock.lock();
+        if let Some(Some(chunk)) = self.chunks.read().get(&index) {
+            return Ok(Some(Arc::clone(chunk)));
+        }
+        let name = self.chunk_name(index);
+        let uuid = self.uuid.to_string();
+        let ranked = self.store.ranked_mountpaths(self.uuid, index);
+        let existing = ranked
+            .iter()
+            .find(|mp| mp.join(META_DIR).join(&uuid).join(&name).exists());
+        let chunk = match (existing, create) {
+            (Some(mp), _) => Some(self.open_chunk(mp, index, false)?),
+            (None, true) => Some(self.create_chunk(ranked[0], index)?),
+            (None, false) => None,
+        };
+        let chunk = chunk.map(Arc::new);
+        self.chunks.write().insert(index, chunk.clone());
+        Ok(chunk)
+    }
+
+    fn open_chunk(&self, mp: &Path, index: u64, create: bool) -> Result<Chunk> {
+        let name = self.chunk_name(index);
+        let data_dir = mp.join(DATA_DIR).join(self.uuid.to_string());
+        Chunk::open(
+            &data_dir.join(&name),
+            &data_dir.join(format!("{name}.crc")),
+            self.chunk_size,
+            create,
+            format!("{}/{name}", self.uuid),
+        )
+    }
+
+    /// Creates the data and checksum files, then publishes the chunk by
+    /// renaming its record into place: a chunk exists iff its record does.
+    fn create_chunk(&self, mp: &Path, index: u64) -> Result<Chunk> {
+        let data_dir = mp.join(DATA_DIR).join(self.uuid.to_string());
+        fs::create_dir_all(&data_dir)
+            .map_err(|e| Error::io(format!("cannot create {}", data_dir.display()), e))?;
+        let chunk = self.open_chunk(mp, index, true)?;
+        sys::fsync_dir(&data_dir).map_err(|e| Error::io("cannot sync data directory", e))?;
+        let mut record = Record::new();
+        record
+            .set("store", self.store.id)
+            .set("object", self.uuid)
+            .set("chunk", index)
+            .set("shard", 0)
+            .set("generation", 1)
+            .set("size", self.chunk_size)
+            .set("scheme", "plain");
+        let rel = format!("{META_DIR}/{}/{}", self.uuid, self.chunk_name(index));
+        control::write_file_atomic(mp, &rel, &control::encode(1, &record.encode()))?;
+        Ok(chunk)
+    }
+
+    /// Reads `buf.len()` bytes at `offset`; the range must lie inside the
+    /// object (`ENXIO` otherwise). Never-written ranges read as zeros.
+    pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let state = self.state.read();
+        self.check_range(state.size, offset, buf.len() as u64, "read")?;
+        for (index, in_chunk, at, n) in pieces(offset, buf.len() as u64, self.chunk_size) {
+            let piece = &mut buf[at..at + n];
+            match self.chunk(index, false)? {
+                Some(chunk) => chunk.read(in_chunk, piece)?,
+                None => piece.fill(0),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `data` at `offset`; the range must lie inside the object
+    /// (`ENXIO` otherwise: objects never grow on write).
+    pub fn write(&self, offset: u64, data: &[u8]) -> Result<()> {
+        let state = self.state.read();
+        self.check_range(state.size, offset, data.len() as u64, "write")?;
+        for (index, in_chunk, at, n) in pieces(offset, data.len() as u64, self.chunk_size) {
+            let chunk = self.chunk(index, true)?.expect("created on demand");
+            chunk.write(in_chunk, &data[at..at + n])?;
+        }
+        Ok(())
+    }
+
+    /// Makes a range read as zeros and frees its space (discard and
+    /// write-zeroes are the same operation here).
+    pub fn zero(&self, offset: u64, len: u64) -> Result<()> {
+        let state = self.state.read();
+        self.check_range(state.size, offset, len, "discard")?;
+        self.zero_locked(offset, len)
+    }
+
+    fn zero_locked(&self, offset: u64, len: u64) -> Result<()> {
+        for (index, in_chunk, _, n) in pieces(offset, len, self.chunk_size) {
+            if let Some(chunk) = self.chunk(index, false)? {
+                chunk.zero(in_chunk, n as u64)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes every completed write durable.
+    pub fn flush(&self) -> Result<()> {
+        let chunks: Vec<Arc<Chunk>> = self.chunks.read().values().flatten().cloned().collect();
+        chunks.iter().try_for_each(|chunk| chunk.flush())
+    }
+
+    /// Changes the size; shrinking needs `allow_shrink` and discards the
+    /// cut-off data before the new size is recorded.
+    pub fn resize(&self, new_size: u64, allow_shrink: bool) -> Result<()> {
+        check_object_size(new_size)?;
+        let mut state = self.state.write();
+        if new_size < state.size {
+            if !allow_shrink {
+                return Err(Error::invalid(format!(
+                    "shrinking object {} from {} to {new_size} bytes loses data: ask for it explicitly",
+                    self.uuid, state.size
+                )));
+            }
+            self.zero_locked(new_size, state.size - new_size)?;
+            self.flush()?;
+        }
+        let info = ObjectInfo {
+            uuid: self.uuid,
+            size: new_size,
+            chunk_size: self.chunk_size,
+            block_size: BLOCK_SIZE,
+        };
+        let record = self.store.object_record(&info);
+        control::write(
+            &self.store.mountpaths,
+            &Store::object_record_path(self.uuid),
+            state.version + 1,
+            &record,
+        )?;
+        state.version += 1;
+        state.size = new_size;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_split_at_chunk_boundaries() {
+        let got: Vec<_> = pieces(60, 100, 64).collect();
+        assert_eq!(got, vec![(0, 60, 0, 4), (1, 0, 4, 64), (2, 0, 68, 32)]);
+    }
+
+    #[test]
+    fn hrw_spreads_chunks_over_mountpaths() {
+        let mps = [
+            PathBuf::from("/a"),
+            PathBuf::from("/b"),
+            PathBuf::from("/c"),
+        ];
+        let uuid = Uuid::new_v7();
+        let mut counts = [0usize; 3];
+        for index in 0..3000 {
+            let best = (0..3)
+                .max_by_key(|&i| hrw_weight(&mps[i], uuid, index))
+                .unwrap();
+            counts[best] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 800), "{counts:?}");
+    }
+}
