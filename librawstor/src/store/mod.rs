@@ -365,7 +365,7 @@ impl Store {
             .iter()
             .map(|mp| (hrw_weight(mp, uuid, index), mp.as_path()))
             .collect();
-        ranked.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        ranked.sort_unstable_by_key(|&(weight, _)| std::cmp::Reverse(weight));
         ranked.into_iter().map(|(_, mp)| mp).collect()
     }
 }
