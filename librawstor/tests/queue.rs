@@ -48,10 +48,8 @@ fn full_queue_says_eagain_and_eventfd_tracks_completions() {
     // SAFETY: `bufs` outlives the reaps below.
     assert_eq!(unsafe { queue.submit(&sqes) }.unwrap(), 4);
     // SAFETY: as above.
-    assert_eq!(
-        unsafe { queue.submit(&sqes[4..]) }.unwrap_err().errno(),
-        libc::EAGAIN
-    );
+    let full = unsafe { queue.submit(&sqes[4..]) };
+    assert_eq!(full.unwrap_err().errno(), libc::EAGAIN);
     assert!(readable(fd));
     let mut cqes = [Cqe::default(); 8];
     assert_eq!(queue.reap(&mut cqes, 4, None), 4);
