@@ -25,6 +25,21 @@ typedef struct rawstor_queue rawstor_queue;
 // `rawstor_object_resize` flag: allow the object to shrink.
 #define RAWSTOR_RESIZE_SHRINK 1
 
+// Bytes covered by one checksum; object sizes are multiples of it.
+#define RAWSTOR_BLOCK_SIZE 4096
+
+// Chunk size of objects created with `chunk_size` 0 (64 MiB).
+#define RAWSTOR_CHUNK_SIZE_DEFAULT 67108864
+
+// Smallest chunk size (64 KiB).
+#define RAWSTOR_CHUNK_SIZE_MIN 65536
+
+// Largest chunk size (1 GiB).
+#define RAWSTOR_CHUNK_SIZE_MAX 1073741824
+
+// Largest object size (256 TiB).
+#define RAWSTOR_OBJECT_SIZE_MAX 281474976710656
+
 // Size of [`Sqe`] in bytes; the C header asserts the same.
 #define RAWSTOR_SQE_SIZE 48
 
@@ -60,36 +75,6 @@ typedef struct rawstor_queue rawstor_queue;
 
 // Largest queue depth.
 #define RAWSTOR_QUEUE_DEPTH_MAX 65536
-
-// Default chunk size of new objects.
-#define DEFAULT_CHUNK_SIZE (64 << 20)
-
-// Smallest chunk size.
-#define MIN_CHUNK_SIZE (64 << 10)
-
-// Largest chunk size.
-#define MAX_CHUNK_SIZE (1 << 30)
-
-// Largest object size (256 TiB).
-#define MAX_OBJECT_SIZE (1 << 48)
-
-// Most mountpaths in one store.
-#define MAX_MOUNTPATHS 64
-
-// Bytes covered by one checksum entry.
-#define BLOCK_SIZE 4096
-
-// Bytes of one checksum entry.
-#define SUM_ENTRY_BYTES 8
-
-// Largest payload a control file may hold (before compression).
-#define MAX_PAYLOAD_BYTES (64 << 20)
-
-// Most elements in one comma list (a limit on replicas).
-#define MAX_ELEMENTS 16
-
-// Length of the canonical text form (8-4-4-4-12).
-#define UUID_TEXT_LEN 36
 
 // Instance options; zero fields take their defaults.
 typedef struct {
@@ -155,7 +140,8 @@ typedef struct {
 typedef struct {
   // The submission's `user_data`.
   uint64_t user_data;
-  // Bytes transferred (0 for flush and discard), or a negative errno.
+  // Bytes transferred (0 for flush, discard and write-zeroes), or a
+  // negative errno.
   int64_t result;
 } rawstor_cqe;
 

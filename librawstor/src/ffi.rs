@@ -26,6 +26,25 @@ pub const RAWSTOR_TARGET_MAX: usize = 4096;
 pub const RAWSTOR_UUID_BUF: usize = 40;
 /// `rawstor_object_resize` flag: allow the object to shrink.
 pub const RAWSTOR_RESIZE_SHRINK: u32 = 1;
+/// Bytes covered by one checksum; object sizes are multiples of it.
+pub const RAWSTOR_BLOCK_SIZE: u32 = 4096;
+/// Chunk size of objects created with `chunk_size` 0 (64 MiB).
+pub const RAWSTOR_CHUNK_SIZE_DEFAULT: u64 = 67_108_864;
+/// Smallest chunk size (64 KiB).
+pub const RAWSTOR_CHUNK_SIZE_MIN: u64 = 65_536;
+/// Largest chunk size (1 GiB).
+pub const RAWSTOR_CHUNK_SIZE_MAX: u64 = 1_073_741_824;
+/// Largest object size (256 TiB).
+pub const RAWSTOR_OBJECT_SIZE_MAX: u64 = 281_474_976_710_656;
+
+// The C constants are literals (cbindgen copies expressions verbatim and
+// `1 << 48` is an int in C); keep them equal to the store's limits.
+const _: () = assert!(RAWSTOR_BLOCK_SIZE as u64 == crate::store::BLOCK_SIZE);
+const _: () = assert!(RAWSTOR_CHUNK_SIZE_DEFAULT == crate::store::DEFAULT_CHUNK_SIZE);
+const _: () = assert!(RAWSTOR_CHUNK_SIZE_MIN == crate::store::MIN_CHUNK_SIZE);
+const _: () = assert!(RAWSTOR_CHUNK_SIZE_MAX == crate::store::MAX_CHUNK_SIZE);
+const _: () = assert!(RAWSTOR_OBJECT_SIZE_MAX == crate::store::MAX_OBJECT_SIZE);
+const _: () = assert!(RAWSTOR_UUID_BUF > crate::uuid::UUID_TEXT_LEN);
 
 /// What to create; zero `chunk_size` and NULL `uuid` take defaults.
 #[repr(C)]

@@ -39,7 +39,8 @@ pub struct Sqe {
 pub struct Cqe {
     /// The submission's `user_data`.
     pub user_data: u64,
-    /// Bytes transferred (0 for flush and discard), or a negative errno.
+    /// Bytes transferred (0 for flush, discard and write-zeroes), or a
+    /// negative errno.
     pub result: i64,
 }
 
