@@ -12,11 +12,14 @@ trap 'rm -rf "$DIR"' EXIT
 SIZE_MB=1024
 
 TARGET=$($RAWSTOR create "file://$DIR/store" --size ${SIZE_MB}M)
-# Fill both contenders so reads hit written, page-cached data.
-$RAWSTOR bench "$TARGET" --rw write --bs 1M --iodepth 4 --runtime 60 --span ${SIZE_MB}M >/dev/null &
-head -c $((SIZE_MB << 20)) /dev/urandom >"$DIR/plain.img"
-wait
+# Fill both contenders with the same bytes so reads hit written,
+# page-cached data. The plain file is laid down in 64 KiB writes, as
+# rawstor lays down its chunks: the kernel's folio size follows the size
+# of the writes that fill a file, and it decides what a later 4 KiB write
+# costs (docs: WRITE_PIECE_BYTES in librawstor/src/store/chunk.rs).
+head -c $((SIZE_MB << 20)) /dev/urandom | dd of="$DIR/plain.img" bs=64K iflag=fullblock status=none
 $RAWSTOR import "$DIR/plain.img" "$TARGET"
+sync
 
 value() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p"; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

@@ -53,6 +53,11 @@ impl From<rawstor::Error> for Failure {
 type CliResult = Result<(), Failure>;
 
 fn main() -> ExitCode {
+    // Like other Unix tools, end quietly when stdout's reader goes away
+    // (`rawstor list | head -1`) instead of failing to print.
+    // SAFETY: restoring the default disposition of SIGPIPE before any
+    // thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let raw: Vec<String> = std::env::args().skip(1).collect();
     let Some(command) = raw.first() else {
         eprintln!("{USAGE}");
