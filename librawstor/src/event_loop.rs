@@ -65,9 +65,13 @@ fn run(mut poll: Poll, queue: Receiver<Option<Job>>) {
             }
         }
         while let Ok(job) = queue.try_recv() {
-            match job {
-                Some(job) => job(),
-                None => return,
+            let Some(job) = job else {
+                return;
+            };
+            // A bug in one job must not stop the loop that every other
+            // completion depends on.
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+                crate::log::warn("an event loop job panicked; the loop goes on");
             }
         }
     }
