@@ -50,11 +50,11 @@ test: lint build test-rust test-c test-asan test-valgrind test-cli test-pkgconfi
 test-rust:
 	$(CARGO) test --release --workspace
 
-$(BUILD)/%: tests/c/%.c include/rawstor.h build
+$(BUILD)/%: tests/c/%.c tests/c/testutil.h include/rawstor.h build
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS_TEST) $< $(LDFLAGS_TEST) -o $@
 
-$(BUILD)/asan-%: tests/c/%.c include/rawstor.h build
+$(BUILD)/asan-%: tests/c/%.c tests/c/testutil.h include/rawstor.h build
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS_TEST) -fsanitize=address,undefined -fno-omit-frame-pointer $< $(LDFLAGS_TEST) -o $@
 

@@ -1,0 +1,33 @@
+/* Helpers shared by the C tests. */
+#ifndef RAWSTOR_TESTUTIL_H
+#define RAWSTOR_TESTUTIL_H
+
+#include <ftw.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    remove(path); /* the library's trash thread may get there first */
+    return 0;
+}
+
+/* rm -rf, retried: a removed object is freed by a background thread. */
+static void rm_rf(const char *path)
+{
+    if (path[0] == '\0')
+        return;
+    for (int i = 0; i < 500 && access(path, F_OK) == 0; i++) {
+        nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        if (access(path, F_OK) == 0)
+            usleep(10000);
+    }
+    if (access(path, F_OK) == 0)
+        fprintf(stderr, "warning: cannot remove %s\n", path);
+}
+
+#endif
