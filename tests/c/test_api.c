@@ -20,15 +20,6 @@
 #include "rawstor.h"
 #include "testutil.h"
 
-#define CHECK(cond)                                                        \
-    do {                                                                   \
-        if (!(cond)) {                                                     \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n  last error: %s\n", \
-                    __FILE__, __LINE__, #cond, rawstor_last_error());      \
-            exit(1);                                                       \
-        }                                                                  \
-    } while (0)
-
 /* CHECK(a == b), printing both values when they differ. */
 #define CHECK_EQ(a, b)                                                       \
     do {                                                                     \

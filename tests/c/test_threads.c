@@ -23,15 +23,6 @@
 #include "rawstor.h"
 #include "testutil.h"
 
-#define CHECK(cond)                                                        \
-    do {                                                                   \
-        if (!(cond)) {                                                     \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n  last error: %s\n", \
-                    __FILE__, __LINE__, #cond, rawstor_last_error());      \
-            exit(1);                                                       \
-        }                                                                  \
-    } while (0)
-
 /* In a worker: report, mark the worker failed and leave it. */
 #define TCHECK(w, cond)                                                         \
     do {                                                                        \

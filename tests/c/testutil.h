@@ -4,8 +4,21 @@
 
 #include <ftw.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "rawstor.h"
+
+/* Fails the test with the expression and the library's last error. */
+#define CHECK(cond)                                                        \
+    do {                                                                   \
+        if (!(cond)) {                                                     \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n  last error: %s\n", \
+                    __FILE__, __LINE__, #cond, rawstor_last_error());      \
+            exit(1);                                                       \
+        }                                                                  \
+    } while (0)
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
