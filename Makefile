@@ -12,9 +12,12 @@ RAWSTOR     := $(RELEASE)/rawstor
 CFLAGS_TEST := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pedantic -g -Iinclude
 LDFLAGS_TEST := -L$(RELEASE) -lrawstor -lpthread
 C_TESTS     := test_api test_threads
+# Slow or downloaded things live outside the repository, shared by clones.
+CACHE       ?= $(HOME)/.cache/rawstor
+FIO_ENGINE  := $(BUILD)/librawstor_fio.so
 
 .PHONY: all build demo header check-header cbindgen lint test test-rust test-c test-asan \
-        test-valgrind test-cli test-pkgconfig install bench clean
+        test-valgrind test-cli test-pkgconfig test-fio fio-engine install bench bench-file clean
 
 all: build
 
@@ -44,7 +47,7 @@ lint: check-header
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## Everything CI checks (the README's test command).
-test: lint build test-rust test-c test-asan test-valgrind test-cli test-pkgconfig
+test: lint build test-rust test-c test-asan test-valgrind test-cli test-pkgconfig test-fio
 	@echo "all tests passed"
 
 test-rust:
@@ -81,6 +84,21 @@ test-pkgconfig: build
 		'$(CC) -std=c11 -Wall -Wextra -Werror tests/c/example.c $$(pkg-config --cflags --libs rawstor) -o $(BUILD)/example'
 	LD_LIBRARY_PATH=$(BUILD)/prefix/lib $(BUILD)/example
 
+## fio external engine, compiled against the source of the installed fio.
+fio-engine: $(FIO_ENGINE)
+
+$(FIO_ENGINE): fio-engine/librawstor_fio.c include/rawstor.h build
+	@mkdir -p $(BUILD)
+	@command -v fio >/dev/null || { echo "fio is not installed: apt-get install fio" >&2; exit 1; }
+	src=$$(fio-engine/fetch-fio.sh $(CACHE)) && \
+	$(CC) -std=gnu11 -O2 -g -fPIC -shared -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
+		-D_GNU_SOURCE -D_LARGEFILE_SOURCE -D_FILE_OFFSET_BITS=64 \
+		-include $$src/config-host.h -I$$src -Iinclude \
+		fio-engine/librawstor_fio.c -L$(RELEASE) -Wl,-rpath,$(CURDIR)/$(RELEASE) -lrawstor -o $@
+
+test-fio: $(FIO_ENGINE)
+	bash tests/fio.sh $(RAWSTOR) $(FIO_ENGINE)
+
 install:
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(LIB) $(DESTDIR)$(PREFIX)/lib/librawstor.so
@@ -90,7 +108,12 @@ install:
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' librawstor/rawstor.pc.in \
 		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/rawstor.pc
 
-bench: build
+## One table: rawstor through fio next to local-file and qemu-nbd baselines.
+bench: build $(FIO_ENGINE)
+	RAWSTOR=$(RAWSTOR) RAWSTOR_FIO=$(FIO_ENGINE) bench/run
+
+## The CLI's own benchmark against plain pread/pwrite (no fio).
+bench-file: build
 	bash bench/file.sh
 
 clean:
