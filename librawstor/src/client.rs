@@ -28,10 +28,13 @@ use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::event_loop::EventLoop;
+use crate::net::{Connection, RawBuf};
 use crate::queue::Queue;
-use crate::store::{DEFAULT_CHUNK_SIZE, ObjectInfo, Store, StoreObject};
+use crate::remote::{self, RemoteObject};
+use crate::store::{BLOCK_SIZE, DEFAULT_CHUNK_SIZE, ObjectInfo, Store, StoreObject};
 use crate::uri::{Endpoint, Location, Target};
 use crate::uuid::Uuid;
+use crate::wire::Opcode;
 
 /// Instance options; zero fields take their defaults.
 #[repr(C)]
@@ -128,7 +131,23 @@ impl CreateSpec {
 pub(crate) struct Shared {
     pub(crate) options: Options,
     stores: Mutex<HashMap<PathBuf, Weak<Store>>>,
+    /// One connection per `rawstor-ost` address, shared by all objects.
+    connections: Mutex<HashMap<String, Arc<Connection>>>,
+    /// Identifies this instance to servers across reconnections.
+    session: u64,
     pub(crate) event_loop: EventLoop,
+}
+
+/// Where a location's objects live.
+enum Place {
+    File(Arc<Store>),
+    Ost(Arc<Connection>),
+}
+
+/// What an open object's operations go to.
+pub(crate) enum Backend {
+    File(Arc<StoreObject>),
+    Ost(RemoteObject),
 }
 
 /// A library instance: options, an event loop thread, open stores.
@@ -143,6 +162,8 @@ impl Instance {
             shared: Arc::new(Shared {
                 options: options.validated()?,
                 stores: Mutex::new(HashMap::new()),
+                connections: Mutex::new(HashMap::new()),
+                session: crate::sys::random_u64() | 1,
                 event_loop: EventLoop::start()?,
             }),
         })
@@ -153,26 +174,24 @@ impl Instance {
         &self.shared.options
     }
 
-    fn store(&self, location: &Location, create: bool) -> Result<Arc<Store>> {
-        let path = match location.endpoints() {
-            [Endpoint::File(path)] => path,
-            [Endpoint::Ost(_)] | [Endpoint::Mdt(_)] => {
-                return Err(Error::new(
-                    libc::EPROTONOSUPPORT,
-                    format!(
-                        "{location}: ost:// and mdt:// locations are not implemented in this version yet"
-                    ),
-                ));
-            }
-            _ => {
-                return Err(Error::new(
-                    libc::EPROTONOSUPPORT,
-                    format!(
-                        "{location}: mirrored locations (comma lists) are not implemented in this version yet"
-                    ),
-                ));
-            }
-        };
+    fn place(&self, location: &Location, create: bool) -> Result<Place> {
+        match location.endpoints() {
+            [Endpoint::File(path)] => self.store(path, create).map(Place::File),
+            [Endpoint::Ost(addr)] => self.connection(addr).map(Place::Ost),
+            [Endpoint::Mdt(_)] => Err(Error::new(
+                libc::EPROTONOSUPPORT,
+                format!("{location}: mdt:// locations are not implemented in this version yet"),
+            )),
+            _ => Err(Error::new(
+                libc::EPROTONOSUPPORT,
+                format!(
+                    "{location}: mirrored locations (comma lists) are not implemented in this version yet"
+                ),
+            )),
+        }
+    }
+
+    fn store(&self, path: &PathBuf, create: bool) -> Result<Arc<Store>> {
         let mut stores = self.shared.stores.lock();
         if let Some(store) = stores.get(path).and_then(Weak::upgrade) {
             return Ok(store);
@@ -183,23 +202,43 @@ impl Instance {
         Ok(store)
     }
 
+    fn connection(&self, addr: &str) -> Result<Arc<Connection>> {
+        let mut connections = self.shared.connections.lock();
+        if let Some(connection) = connections.get(addr) {
+            return Ok(Arc::clone(connection));
+        }
+        let options = &self.shared.options;
+        let connection = Connection::connect(
+            addr,
+            std::time::Duration::from_millis(u64::from(options.timeout_ms)),
+            options.retries,
+            self.shared.session,
+            self.shared.event_loop.handle(),
+            self.shared.event_loop.token(),
+        )?;
+        connections.insert(addr.to_string(), Arc::clone(&connection));
+        Ok(connection)
+    }
+
     /// Creates an object at `location` and returns its target.
     pub fn create(&self, location: &Location, spec: &CreateSpec) -> Result<Target> {
-        let store = self.store(location, true)?;
         let uuid = spec.uuid.unwrap_or_else(Uuid::new_v7);
-        store.create_object(
-            uuid,
-            spec.size,
-            spec.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE),
-        )?;
+        let chunk_size = spec.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE);
+        match self.place(location, true)? {
+            Place::File(store) => {
+                store.create_object(uuid, spec.size, chunk_size)?;
+            }
+            Place::Ost(connection) => remote::create(&connection, uuid, spec.size, chunk_size)?,
+        }
         Ok(location.target(uuid))
     }
 
     /// Opens an object.
     pub fn open(&self, target: &Target) -> Result<Object> {
-        let backend = self
-            .store(&target.location, false)?
-            .open_object(target.uuid)?;
+        let backend = match self.place(&target.location, false)? {
+            Place::File(store) => Backend::File(store.open_object(target.uuid)?),
+            Place::Ost(connection) => Backend::Ost(RemoteObject::open(connection, target.uuid)?),
+        };
         Ok(Object {
             inner: Arc::new(ObjectInner {
                 target: target.clone(),
@@ -212,14 +251,26 @@ impl Instance {
 
     /// Removes an object (it must not be open in this instance).
     pub fn remove(&self, target: &Target) -> Result<()> {
-        self.store(&target.location, false)?
-            .remove_object(target.uuid)
+        match self.place(&target.location, false)? {
+            Place::File(store) => store.remove_object(target.uuid),
+            Place::Ost(connection) => remote::remove(&connection, target.uuid),
+        }
     }
 
     /// Describes an object without opening it.
     pub fn stat(&self, target: &Target) -> Result<ObjectInfo> {
-        self.store(&target.location, false)?
-            .stat_object(target.uuid)
+        match self.place(&target.location, false)? {
+            Place::File(store) => store.stat_object(target.uuid),
+            Place::Ost(connection) => {
+                let stat = remote::stat(&connection, target.uuid)?;
+                Ok(ObjectInfo {
+                    uuid: target.uuid,
+                    size: stat.size,
+                    chunk_size: stat.chunk_size,
+                    block_size: stat.block_size,
+                })
+            }
+        }
     }
 
     /// One page of the objects at `location`, sorted by UUID, after
@@ -235,7 +286,18 @@ impl Instance {
         } else {
             limit
         };
-        self.store(location, false)?.list_objects(after, limit)
+        match self.place(location, false)? {
+            Place::File(store) => store.list_objects(after, limit),
+            Place::Ost(connection) => Ok(remote::list(&connection, after, limit)?
+                .into_iter()
+                .map(|e| ObjectInfo {
+                    uuid: e.uuid,
+                    size: e.size,
+                    chunk_size: e.chunk_size,
+                    block_size: BLOCK_SIZE,
+                })
+                .collect()),
+        }
     }
 
     /// A new queue of `depth` entries (the instance default when 0).
@@ -251,7 +313,7 @@ impl Instance {
 
 pub(crate) struct ObjectInner {
     pub(crate) target: Target,
-    pub(crate) backend: Arc<StoreObject>,
+    pub(crate) backend: Backend,
     /// Keeps the instance (its event loop) alive while the object is open.
     pub(crate) instance: Arc<Shared>,
     /// Queue operations started and not yet completed.
@@ -271,37 +333,76 @@ impl Object {
 
     /// Size in bytes.
     pub fn size(&self) -> u64 {
-        self.inner.backend.size()
+        match &self.inner.backend {
+            Backend::File(object) => object.size(),
+            Backend::Ost(object) => object.size(),
+        }
     }
 
     /// Size and layout.
     pub fn info(&self) -> ObjectInfo {
-        self.inner.backend.info()
+        match &self.inner.backend {
+            Backend::File(object) => object.info(),
+            Backend::Ost(object) => object.info(),
+        }
     }
 
     /// Reads `buf.len()` bytes at `offset` (`ENXIO` past the end).
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
-        self.inner.backend.read(offset, buf)
+        match &self.inner.backend {
+            Backend::File(object) => object.read(offset, buf),
+            Backend::Ost(object) => {
+                let bufs = [RawBuf {
+                    ptr: buf.as_mut_ptr(),
+                    len: buf.len(),
+                }];
+                // The buffer outlives the wait below.
+                RemoteObject::wait(|done| object.read(offset, &bufs, done)).map(drop)
+            }
+        }
     }
 
     /// Writes `buf` at `offset` (`ENXIO` past the end; never grows).
     pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
-        self.inner.backend.write(offset, buf)
+        match &self.inner.backend {
+            Backend::File(object) => object.write(offset, buf),
+            Backend::Ost(object) => {
+                let bufs = [RawBuf {
+                    ptr: buf.as_ptr().cast_mut(),
+                    len: buf.len(),
+                }];
+                RemoteObject::wait(|done| object.write(offset, &bufs, false, done)).map(drop)
+            }
+        }
     }
 
     /// Makes completed writes durable.
     pub fn flush(&self) -> Result<()> {
-        self.inner.backend.flush()
+        match &self.inner.backend {
+            Backend::File(object) => object.flush(),
+            Backend::Ost(object) => {
+                RemoteObject::wait(|done| object.simple(Opcode::Flush, 0, 0, done)).map(drop)
+            }
+        }
     }
 
     /// Discards a range: it reads as zeros and its space is freed.
     pub fn discard(&self, offset: u64, len: u64) -> Result<()> {
-        self.inner.backend.zero(offset, len)
+        match &self.inner.backend {
+            Backend::File(object) => object.zero(offset, len),
+            Backend::Ost(object) => {
+                RemoteObject::wait(|done| object.simple(Opcode::Discard, offset, len, done))
+                    .map(drop)
+            }
+        }
     }
 
     /// Changes the size; shrinking needs `allow_shrink`.
     pub fn resize(&self, size: u64, allow_shrink: bool) -> Result<()> {
-        self.inner.backend.resize(size, allow_shrink)
+        match &self.inner.backend {
+            Backend::File(object) => object.resize(size, allow_shrink),
+            Backend::Ost(object) => object.resize(size, allow_shrink),
+        }
     }
 
     /// Flushes and closes. Queue operations still running keep their

@@ -1,12 +1,19 @@
 //! The instance's event loop: one thread blocked in `mio::Poll`, woken by
 //! a `mio::Waker` when work arrives. It runs the operations that must not
-//! block a submitting thread (durability barriers today; the sockets of
-//! `ost://` and `mdt://` register with the same `Poll`).
+//! block a submitting thread (durability barriers of `file://`) and owns
+//! the readiness of every `ost://` connection: sources register with a
+//! [`Handler`] that is told when its socket is ready and asked for its
+//! next deadline, so the loop sleeps exactly until something is due and
+//! never polls when idle.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::thread::{JoinHandle, ThreadId};
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
-use mio::{Events, Poll, Token, Waker};
+use mio::event::Event;
+use mio::{Events, Poll, Registry, Token, Waker};
 
 use crate::error::{Error, Result};
 
@@ -14,23 +21,74 @@ const WAKE_TOKEN: Token = Token(0);
 /// Events taken from one `poll` call.
 const EVENTS_PER_POLL: usize = 256;
 
+/// What a registered source does on the loop thread.
+pub trait Handler: Send + Sync {
+    /// Its socket is ready.
+    fn ready(&self, registry: &Registry, event: &Event);
+    /// Called after every wake-up: do what is due at `now`, return when
+    /// to be called next (`None`: nothing pending).
+    fn tick(&self, registry: &Registry, now: Instant) -> Option<Instant>;
+}
+
+/// The loop thread's state, lent to jobs.
+pub struct LoopContext<'a> {
+    /// Where sources register.
+    pub registry: &'a Registry,
+    handlers: &'a mut HashMap<Token, Arc<dyn Handler>>,
+}
+
+impl LoopContext<'_> {
+    /// Makes `handler` receive events for `token` and ticks.
+    pub fn add_handler(&mut self, token: Token, handler: Arc<dyn Handler>) {
+        self.handlers.insert(token, handler);
+    }
+}
+
 /// Work for the loop thread.
-pub type Job = Box<dyn FnOnce() + Send>;
+pub type Job = Box<dyn FnOnce(&mut LoopContext<'_>) + Send>;
+
+/// A cloneable way to reach the loop from other threads (connections
+/// keep one). It does not keep the loop running.
+#[derive(Clone)]
+pub struct LoopHandle {
+    jobs: Sender<Option<Job>>,
+    waker: Arc<Waker>,
+}
+
+impl LoopHandle {
+    /// Runs `job` on the loop thread (dropped if the loop has ended).
+    pub fn execute(&self, job: Job) {
+        if self.jobs.send(Some(job)).is_ok() {
+            self.wake();
+        }
+    }
+
+    /// Makes the loop tick now (after a new deadline appeared).
+    pub fn wake(&self) {
+        // A failed wake leaves the job queued; the next wake runs it.
+        if let Err(e) = self.waker.wake() {
+            crate::log::warn(&format!("cannot wake the event loop: {e}"));
+        }
+    }
+}
 
 /// A running event loop; dropping it stops the thread.
 pub struct EventLoop {
     jobs: Sender<Option<Job>>,
-    waker: Waker,
+    waker: Arc<Waker>,
     thread: Option<JoinHandle<()>>,
     thread_id: ThreadId,
+    next_token: std::sync::atomic::AtomicUsize,
 }
 
 impl EventLoop {
     /// Starts the loop thread.
     pub fn start() -> Result<Self> {
         let poll = Poll::new().map_err(|e| Error::io("cannot create the event loop", e))?;
-        let waker = Waker::new(poll.registry(), WAKE_TOKEN)
-            .map_err(|e| Error::io("cannot create the loop waker", e))?;
+        let waker = Arc::new(
+            Waker::new(poll.registry(), WAKE_TOKEN)
+                .map_err(|e| Error::io("cannot create the loop waker", e))?,
+        );
         let (jobs, queue) = crossbeam_channel::unbounded();
         let thread = std::thread::Builder::new()
             .name("rawstor-loop".into())
@@ -41,39 +99,78 @@ impl EventLoop {
             waker,
             thread_id: thread.thread().id(),
             thread: Some(thread),
+            next_token: std::sync::atomic::AtomicUsize::new(1),
         })
+    }
+
+    /// A token no other source of this loop uses.
+    pub fn token(&self) -> Token {
+        Token(
+            self.next_token
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     /// Runs `job` on the loop thread.
     pub fn execute(&self, job: Job) {
-        self.jobs
-            .send(Some(job))
-            .expect("the loop thread lives as long as its handle");
-        // A failed wake leaves the job queued; the next wake runs it.
-        if let Err(e) = self.waker.wake() {
-            crate::log::warn(&format!("cannot wake the event loop: {e}"));
+        self.handle().execute(job);
+    }
+
+    /// A handle for other threads.
+    pub fn handle(&self) -> LoopHandle {
+        LoopHandle {
+            jobs: self.jobs.clone(),
+            waker: Arc::clone(&self.waker),
         }
     }
 }
 
 fn run(mut poll: Poll, queue: Receiver<Option<Job>>) {
     let mut events = Events::with_capacity(EVENTS_PER_POLL);
+    let mut handlers: HashMap<Token, Arc<dyn Handler>> = HashMap::new();
+    let mut timeout = None;
     loop {
-        if let Err(e) = poll.poll(&mut events, None) {
+        if let Err(e) = poll.poll(&mut events, timeout) {
             if e.kind() != std::io::ErrorKind::Interrupted {
                 crate::log::warn(&format!("event loop poll failed: {e}"));
+            }
+        }
+        for event in events.iter() {
+            if event.token() == WAKE_TOKEN {
+                continue;
+            }
+            if let Some(handler) = handlers.get(&event.token()).cloned() {
+                guarded(|| handler.ready(poll.registry(), event));
             }
         }
         while let Ok(job) = queue.try_recv() {
             let Some(job) = job else {
                 return;
             };
-            // A bug in one job must not stop the loop that every other
-            // completion depends on.
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
-                crate::log::warn("an event loop job panicked; the loop goes on");
+            let mut context = LoopContext {
+                registry: poll.registry(),
+                handlers: &mut handlers,
+            };
+            guarded(|| job(&mut context));
+        }
+        let now = Instant::now();
+        let mut next: Option<Instant> = None;
+        for handler in handlers.values() {
+            let mut due = None;
+            guarded(|| due = handler.tick(poll.registry(), now));
+            if let Some(due) = due {
+                next = Some(next.map_or(due, |n| n.min(due)));
             }
         }
+        timeout = next.map(|due| due.saturating_duration_since(Instant::now()));
+    }
+}
+
+/// A bug in one job or handler must not stop the loop that every other
+/// completion depends on.
+fn guarded(f: impl FnOnce()) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+        crate::log::warn("an event loop job panicked; the loop goes on");
     }
 }
 
@@ -98,7 +195,7 @@ mod tests {
     fn runs_jobs_on_its_thread_and_stops() {
         let event_loop = EventLoop::start().unwrap();
         let (tx, rx) = crossbeam_channel::bounded(1);
-        event_loop.execute(Box::new(move || {
+        event_loop.execute(Box::new(move |_| {
             tx.send(std::thread::current().name().map(String::from))
                 .unwrap()
         }));

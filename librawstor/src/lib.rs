@@ -2,19 +2,23 @@
 //!
 //! The client library owns data preparation: addresses ([`uri`]), the
 //! on-disk store ([`store`]), objects and queues ([`client`], [`queue`]),
-//! and the C ABI ([`ffi`], header `include/rawstor.h`).
+//! the wire protocol of `ost://` ([`wire`]) and the C ABI ([`ffi`], header
+//! `include/rawstor.h`).
 
 pub mod client;
 pub mod error;
 mod event_loop;
 pub mod ffi;
 mod log;
+mod net;
 pub mod queue;
+mod remote;
 pub mod size;
 pub mod store;
 mod sys;
 pub mod uri;
 pub mod uuid;
+pub mod wire;
 
 pub use client::{CreateSpec, Instance, Object, Options};
 pub use error::{Error, Result};

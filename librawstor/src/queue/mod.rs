@@ -22,9 +22,13 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::client::{Object, ObjectInner};
+use crate::client::{Backend, Object};
 use crate::error::{Error, Result};
+use crate::net::RawBuf;
+use crate::remote::{Finish, RemoteObject};
+use crate::store::StoreObject;
 use crate::sys::EventFd;
+use crate::wire::Opcode;
 pub use entry::{Cqe, Sqe};
 use opcode::*;
 
@@ -158,11 +162,26 @@ impl Queue {
                 Err(Error::invalid("submission entry has no object")),
             );
         };
+        let backend = match &object.inner.backend {
+            Backend::File(backend) => backend,
+            Backend::Ost(remote) => {
+                let inner = Arc::clone(&object.inner);
+                let queue = Arc::clone(&self.shared);
+                let user_data = sqe.user_data;
+                inner.pending.fetch_add(1, Ordering::AcqRel);
+                let finish: Finish = Box::new(move |result| {
+                    inner.pending.fetch_sub(1, Ordering::AcqRel);
+                    queue.complete(user_data, result);
+                });
+                // SAFETY: buffers are valid per the caller's contract.
+                return unsafe { start_remote(remote, sqe, finish) };
+            }
+        };
         if sqe.opcode == RAWSTOR_OP_FLUSH {
             return self.finish_later(object, sqe.user_data, 0);
         }
         // SAFETY: buffers are valid per the caller's contract.
-        let result = unsafe { execute(&object.inner, sqe) };
+        let result = unsafe { execute(backend, sqe) };
         let durable = sqe.flags & RAWSTOR_SQE_FUA != 0;
         match result {
             Ok(bytes) if durable => self.finish_later(object, sqe.user_data, bytes),
@@ -175,8 +194,11 @@ impl Queue {
         let inner = Arc::clone(&object.inner);
         let queue = Arc::clone(&self.shared);
         inner.pending.fetch_add(1, Ordering::AcqRel);
-        object.inner.instance.event_loop.execute(Box::new(move || {
-            let result = inner.backend.flush().map(|()| bytes);
+        object.inner.instance.event_loop.execute(Box::new(move |_| {
+            let result = match &inner.backend {
+                Backend::File(backend) => backend.flush().map(|()| bytes),
+                Backend::Ost(_) => unreachable!("remote flushes go to the server"),
+            };
             inner.pending.fetch_sub(1, Ordering::AcqRel);
             queue.complete(user_data, result);
         }));
@@ -228,8 +250,7 @@ impl Queue {
 /// # Safety
 ///
 /// The entry's buffers are valid for the lengths it names.
-unsafe fn execute(object: &ObjectInner, sqe: &Sqe) -> Result<u64> {
-    let backend = &object.backend;
+unsafe fn execute(backend: &StoreObject, sqe: &Sqe) -> Result<u64> {
     match sqe.opcode {
         RAWSTOR_OP_READ | RAWSTOR_OP_WRITE => {
             let len =
@@ -287,6 +308,54 @@ unsafe fn execute(object: &ObjectInner, sqe: &Sqe) -> Result<u64> {
             backend.zero(sqe.offset, sqe.length).map(|()| 0)
         }
         other => Err(Error::invalid(format!("unknown opcode {other}"))),
+    }
+}
+
+/// Starts an operation on a remote object; `finish` gets its outcome.
+///
+/// # Safety
+///
+/// The entry's buffers are valid for the lengths it names until `finish`
+/// runs.
+unsafe fn start_remote(remote: &RemoteObject, sqe: &Sqe, finish: Finish) {
+    let bufs = match sqe.opcode {
+        RAWSTOR_OP_READ | RAWSTOR_OP_WRITE => {
+            let Ok(len) = usize::try_from(sqe.length) else {
+                return finish(Err(Error::invalid("length too large")));
+            };
+            if len > 0 && sqe.addr.is_null() {
+                return finish(Err(Error::invalid("read/write entry has a null buffer")));
+            }
+            vec![RawBuf {
+                ptr: sqe.addr.cast(),
+                len,
+            }]
+        }
+        RAWSTOR_OP_READV | RAWSTOR_OP_WRITEV => {
+            // SAFETY: the caller lends the iovec array.
+            match unsafe { iovecs(sqe) } {
+                Ok(iovecs) => iovecs
+                    .iter()
+                    .map(|iov| RawBuf {
+                        ptr: iov.iov_base.cast(),
+                        len: iov.iov_len,
+                    })
+                    .collect(),
+                Err(err) => return finish(Err(err)),
+            }
+        }
+        _ => Vec::new(),
+    };
+    let fua = sqe.flags & RAWSTOR_SQE_FUA != 0;
+    match sqe.opcode {
+        RAWSTOR_OP_READ | RAWSTOR_OP_READV => remote.read(sqe.offset, &bufs, finish),
+        RAWSTOR_OP_WRITE | RAWSTOR_OP_WRITEV => remote.write(sqe.offset, &bufs, fua, finish),
+        RAWSTOR_OP_FLUSH => remote.simple(Opcode::Flush, 0, 0, finish),
+        RAWSTOR_OP_DISCARD => remote.simple(Opcode::Discard, sqe.offset, sqe.length, finish),
+        RAWSTOR_OP_WRITE_ZEROES => {
+            remote.simple(Opcode::WriteZeroes, sqe.offset, sqe.length, finish)
+        }
+        other => finish(Err(Error::invalid(format!("unknown opcode {other}")))),
     }
 }
 

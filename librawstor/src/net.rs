@@ -1,0 +1,718 @@
+//! `ost://` connections: one per server address per instance, shared by
+//! every object of the instance.
+//!
+//! Sending: the submitting thread encodes the request and, when nothing is
+//! queued before it, writes it to the socket itself (no hand-off); what
+//! the socket does not take waits in the connection's buffer for the loop
+//! thread, which is told when the socket drains. Receiving: the loop
+//! thread reads replies, matches them to requests by id (replies come in
+//! any order), copies read data into the caller's buffer and completes.
+//!
+//! Failures: every request has a deadline (`timeout_ms`). A connection that
+//! breaks or stops answering is dropped and re-made with exponential
+//! backoff; its requests are sent again, up to `retries` attempts each.
+//! Re-sending is safe: the server remembers the results of mutations per
+//! session (`caps::DEDUP`), so a retried write, create or resize is
+//! answered, not run twice. A server that comes back with a different
+//! store identity is refused.
+
+use std::collections::BTreeMap;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use mio::event::Event;
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::event_loop::{Handler, LoopContext, LoopHandle};
+use crate::uuid::Uuid;
+use crate::wire::{self, Decoded, Decoder, HEADER_LEN, Header, Hello, Opcode, Welcome};
+
+/// Called once with a request's outcome: the reply payload (empty for
+/// reads, whose data went to the destination) or the error.
+pub(crate) type Done = Box<dyn FnOnce(Result<Vec<u8>>) + Send>;
+
+/// Longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+/// How long the loop keeps checking deadlines after the last request.
+const IDLE_GRACE: Duration = Duration::from_secs(2);
+
+/// A caller's buffer lent until the request completes.
+#[derive(Clone, Copy)]
+pub(crate) struct RawBuf {
+    pub(crate) ptr: *mut u8,
+    pub(crate) len: usize,
+}
+
+// SAFETY: the submitter guarantees the buffer stays valid and untouched
+// until the request completes; only the completing thread writes it.
+unsafe impl Send for RawBuf {}
+
+/// A request's payload.
+pub(crate) enum Payload {
+    None,
+    Owned(Vec<u8>),
+    /// The caller's write buffer (read-only use).
+    Lent(RawBuf),
+}
+
+impl Payload {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Payload::None => &[],
+            Payload::Owned(v) => v,
+            // SAFETY: lent for the request's lifetime (see RawBuf).
+            Payload::Lent(b) => unsafe { std::slice::from_raw_parts(b.ptr, b.len) },
+        }
+    }
+}
+
+/// Where a read's data goes.
+pub(crate) enum Dest {
+    None,
+    /// Buffers filled in order.
+    Bufs(Vec<RawBuf>),
+}
+
+/// One request to send.
+pub(crate) struct Request {
+    pub(crate) header: Header,
+    pub(crate) payload: Payload,
+    pub(crate) dest: Dest,
+    pub(crate) done: Done,
+}
+
+impl Request {
+    /// A request on `object` without payload or destination.
+    pub(crate) fn new(op: Opcode, object: Uuid, offset: u64, length: u64, done: Done) -> Self {
+        Self {
+            header: Header::request(op, 0, object, offset, length),
+            payload: Payload::None,
+            dest: Dest::None,
+            done,
+        }
+    }
+}
+
+struct Pending {
+    request: Request,
+    /// Times sent.
+    attempts: u32,
+    deadline: Instant,
+}
+
+struct State {
+    stream: Option<TcpStream>,
+    out: Vec<u8>,
+    out_pos: usize,
+    pending: BTreeMap<u64, Pending>,
+    next_id: u64,
+    decoder: Decoder,
+    /// A send failed: the loop drops the connection at its next tick.
+    broken: Option<Error>,
+    connecting: bool,
+    reconnect_at: Instant,
+    backoff: Duration,
+    last_error: Option<Error>,
+    last_activity: Instant,
+}
+
+/// A connection to one `rawstor-ost`.
+pub(crate) struct Connection {
+    addr: String,
+    token: Token,
+    timeout: Duration,
+    attempts: u32,
+    session: u64,
+    store_id: Uuid,
+    handle: LoopHandle,
+    me: std::sync::Weak<Connection>,
+    /// The loop is ticking for this connection (checking deadlines).
+    armed: AtomicBool,
+    state: Mutex<State>,
+}
+
+impl Connection {
+    /// Connects to `addr` (`host:port`) and registers with the loop.
+    pub(crate) fn connect(
+        addr: &str,
+        timeout: Duration,
+        attempts: u32,
+        session: u64,
+        handle: LoopHandle,
+        token: Token,
+    ) -> Result<Arc<Self>> {
+        let (stream, welcome) = connect_blocking(addr, session, timeout)?;
+        let connection = Arc::new_cyclic(|me| Self {
+            me: me.clone(),
+            addr: addr.to_string(),
+            token,
+            timeout,
+            attempts: attempts.max(1),
+            session,
+            store_id: welcome.store_id,
+            handle: handle.clone(),
+            armed: AtomicBool::new(false),
+            state: Mutex::new(State {
+                stream: None,
+                out: Vec::new(),
+                out_pos: 0,
+                pending: BTreeMap::new(),
+                next_id: 1,
+                decoder: Decoder::new(),
+                broken: None,
+                connecting: true,
+                reconnect_at: Instant::now(),
+                backoff: FIRST_BACKOFF,
+                last_error: None,
+                last_activity: Instant::now(),
+            }),
+        });
+        let installed = Arc::clone(&connection);
+        handle.execute(Box::new(move |ctx| {
+            ctx.add_handler(installed.token, Arc::clone(&installed) as Arc<dyn Handler>);
+            installed.install(ctx, Ok((stream, welcome)));
+        }));
+        Ok(connection)
+    }
+
+    /// The server's address.
+    pub(crate) fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    fn error(&self, errno: i32, what: impl std::fmt::Display) -> Error {
+        Error::new(errno, format!("ost://{}: {what}", self.addr))
+    }
+
+    /// Sends a request; its `done` runs exactly once, on some thread.
+    pub(crate) fn submit(&self, mut request: Request) {
+        let now = Instant::now();
+        let mut st = self.state.lock();
+        let id = st.next_id;
+        st.next_id += 1;
+        request.header.request_id = id;
+        request.header = request.header.with_payload(request.payload.bytes());
+        st.last_activity = now;
+        let mut attempts = 0;
+        if st.stream.is_some() && st.broken.is_none() {
+            self.send_locked(&mut st, &request);
+            attempts = 1;
+        }
+        st.pending.insert(
+            id,
+            Pending {
+                request,
+                attempts,
+                deadline: now + self.timeout,
+            },
+        );
+        let reconnect = st.stream.is_none() && !st.connecting;
+        drop(st);
+        if !self.armed.swap(true, Ordering::AcqRel) || reconnect {
+            self.handle.wake();
+        }
+    }
+
+    /// Writes a request, or queues what the socket does not take.
+    fn send_locked(&self, st: &mut State, request: &Request) {
+        let head = request.header.encode();
+        let body = request.payload.bytes();
+        let mut written = 0;
+        if st.out_pos == st.out.len() {
+            st.out.clear();
+            st.out_pos = 0;
+            let stream = st.stream.as_mut().expect("connected");
+            match write_two(stream, &head, body) {
+                Ok(n) => written = n,
+                Err(e) => {
+                    st.broken = Some(self.error(
+                        e.raw_os_error().unwrap_or(libc::EIO),
+                        format!("send failed: {e}"),
+                    ));
+                    self.handle.wake();
+                    return;
+                }
+            }
+        }
+        let total = HEADER_LEN + body.len();
+        if written < total {
+            if written < HEADER_LEN {
+                st.out.extend_from_slice(&head[written..]);
+                st.out.extend_from_slice(body);
+            } else {
+                st.out.extend_from_slice(&body[written - HEADER_LEN..]);
+            }
+        }
+    }
+
+    /// Writes queued bytes until the socket is full.
+    fn flush_out(&self, st: &mut State) {
+        while st.out_pos < st.out.len() {
+            let Some(stream) = st.stream.as_mut() else {
+                return;
+            };
+            match stream.write(&st.out[st.out_pos..]) {
+                Ok(0) => {
+                    st.broken = Some(self.error(libc::EPIPE, "connection closed while sending"));
+                    return;
+                }
+                Ok(n) => st.out_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    st.broken = Some(self.error(
+                        e.raw_os_error().unwrap_or(libc::EIO),
+                        format!("send failed: {e}"),
+                    ));
+                    return;
+                }
+            }
+        }
+        st.out.clear();
+        st.out_pos = 0;
+    }
+
+    /// Reads what arrived; returns the completions to run (after the lock).
+    fn receive(&self, st: &mut State, done: &mut Vec<(Done, Result<Vec<u8>>)>) {
+        let mut buf = [0u8; 64 << 10];
+        loop {
+            let Some(stream) = st.stream.as_mut() else {
+                return;
+            };
+            match stream.read(&mut buf) {
+                Ok(0) => {
+                    st.broken =
+                        Some(self.error(libc::ECONNRESET, "the server closed the connection"));
+                    break;
+                }
+                Ok(n) => st.decoder.push(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    st.broken = Some(self.error(
+                        e.raw_os_error().unwrap_or(libc::EIO),
+                        format!("receive failed: {e}"),
+                    ));
+                    break;
+                }
+            }
+            self.dispatch(st, done);
+        }
+        self.dispatch(st, done);
+    }
+
+    fn dispatch(&self, st: &mut State, done: &mut Vec<(Done, Result<Vec<u8>>)>) {
+        loop {
+            let frame = match st.decoder.next_frame() {
+                Ok(Some(Decoded::Frame(frame))) => frame,
+                Ok(Some(Decoded::Bad(header, err))) => {
+                    // A reply whose payload was damaged in transit: the
+                    // request is sent again.
+                    if let Some(p) = st.pending.get_mut(&header.request_id) {
+                        p.deadline = Instant::now();
+                    }
+                    crate::log::warn(&format!("ost://{}: {err} in a reply; retrying", self.addr));
+                    continue;
+                }
+                Ok(None) => return,
+                Err(err) => {
+                    st.broken = Some(self.error(libc::EPROTO, format!("bad reply stream: {err}")));
+                    return;
+                }
+            };
+            let header = frame.header;
+            if header.request_id == 0 && header.status < 0 {
+                let message = String::from_utf8_lossy(&frame.payload).into_owned();
+                st.broken = Some(self.error(
+                    -header.status,
+                    format!("the server refused the connection: {message}"),
+                ));
+                return;
+            }
+            let Some(pending) = st.pending.remove(&header.request_id) else {
+                continue; // a late reply to a request already failed or retried
+            };
+            let request = pending.request;
+            if !header.is_reply() || header.opcode != request.header.opcode {
+                st.broken = Some(self.error(libc::EPROTO, "a reply does not match its request"));
+                (request.done)(Err(
+                    self.error(libc::EPROTO, "a reply does not match its request")
+                ));
+                return;
+            }
+            if header.status < 0 {
+                let message = String::from_utf8_lossy(&frame.payload).into_owned();
+                done.push((
+                    request.done,
+                    Err(Error::new(
+                        -header.status,
+                        format!("ost://{}: {message}", self.addr),
+                    )),
+                ));
+                continue;
+            }
+            match request.dest {
+                Dest::None => done.push((request.done, Ok(frame.payload))),
+                Dest::Bufs(bufs) => {
+                    let want: usize = bufs.iter().map(|b| b.len).sum();
+                    if frame.payload.len() != want {
+                        let err = self.error(
+                            libc::EPROTO,
+                            format!("read reply of {} bytes, {want} asked", frame.payload.len()),
+                        );
+                        done.push((request.done, Err(err)));
+                        continue;
+                    }
+                    let mut at = 0;
+                    for b in bufs {
+                        // SAFETY: the caller lent `b.len` writable bytes
+                        // until this completion.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(
+                                frame.payload[at..].as_ptr(),
+                                b.ptr,
+                                b.len,
+                            )
+                        };
+                        at += b.len;
+                    }
+                    done.push((request.done, Ok(Vec::new())));
+                }
+            }
+        }
+    }
+
+    /// Drops the socket; requests out of attempts fail, the rest wait for
+    /// the next connection.
+    fn disconnect(
+        &self,
+        st: &mut State,
+        registry: &Registry,
+        err: Error,
+        done: &mut Vec<(Done, Result<Vec<u8>>)>,
+    ) {
+        if let Some(mut stream) = st.stream.take() {
+            let _ = registry.deregister(&mut stream);
+        }
+        st.out.clear();
+        st.out_pos = 0;
+        st.decoder = Decoder::new();
+        st.broken = None;
+        let now = Instant::now();
+        st.reconnect_at = now + st.backoff;
+        st.backoff = (st.backoff * 2).min(MAX_BACKOFF);
+        let failed: Vec<u64> = st
+            .pending
+            .iter()
+            .filter(|(_, p)| p.attempts >= self.attempts)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in failed {
+            let p = st.pending.remove(&id).expect("listed");
+            done.push((p.request.done, Err(err.clone())));
+        }
+        st.last_error = Some(err);
+    }
+
+    /// Takes a new connection (or its failure) from the connector.
+    fn install(&self, ctx: &mut LoopContext<'_>, result: Result<(TcpStream, Welcome)>) {
+        let mut done = Vec::new();
+        let mut st = self.state.lock();
+        st.connecting = false;
+        match result {
+            Ok((_, welcome)) if welcome.store_id != self.store_id => {
+                let err = self.error(
+                    libc::ESTALE,
+                    format!(
+                        "now serves store {} instead of {}",
+                        welcome.store_id, self.store_id
+                    ),
+                );
+                self.fail_all(&mut st, err, &mut done);
+            }
+            Ok((mut stream, _)) => {
+                if let Err(e) = ctx.registry.register(
+                    &mut stream,
+                    self.token,
+                    Interest::READABLE | Interest::WRITABLE,
+                ) {
+                    st.last_error = Some(Error::io(
+                        format!("ost://{}: cannot watch the socket", self.addr),
+                        e,
+                    ));
+                } else {
+                    st.stream = Some(stream);
+                    st.backoff = FIRST_BACKOFF;
+                    let ids: Vec<u64> = st.pending.keys().copied().collect();
+                    for id in ids {
+                        let mut p = st.pending.remove(&id).expect("listed");
+                        if p.attempts >= self.attempts {
+                            let err = st
+                                .last_error
+                                .clone()
+                                .unwrap_or_else(|| self.error(libc::EIO, "out of attempts"));
+                            done.push((p.request.done, Err(err)));
+                            continue;
+                        }
+                        p.attempts += 1;
+                        p.deadline = Instant::now() + self.timeout;
+                        self.send_locked(&mut st, &p.request);
+                        st.pending.insert(id, p);
+                    }
+                }
+            }
+            Err(err) => {
+                st.reconnect_at = Instant::now() + st.backoff;
+                st.backoff = (st.backoff * 2).min(MAX_BACKOFF);
+                st.last_error = Some(err);
+            }
+        }
+        drop(st);
+        run(done);
+    }
+
+    fn fail_all(&self, st: &mut State, err: Error, done: &mut Vec<(Done, Result<Vec<u8>>)>) {
+        for (_, p) in std::mem::take(&mut st.pending) {
+            done.push((p.request.done, Err(err.clone())));
+        }
+        st.last_error = Some(err);
+    }
+
+    fn start_connector(&self, st: &mut State) {
+        let Some(connection) = self.me.upgrade() else {
+            return;
+        };
+        st.connecting = true;
+        let spawned = std::thread::Builder::new()
+            .name("rawstor-connect".into())
+            .spawn(move || {
+                let result =
+                    connect_blocking(&connection.addr, connection.session, connection.timeout);
+                let handle = connection.handle.clone();
+                handle.execute(Box::new(move |ctx| connection.install(ctx, result)));
+            });
+        if let Err(e) = spawned {
+            st.connecting = false;
+            st.last_error = Some(Error::io("cannot start a connector thread", e));
+        }
+    }
+}
+
+impl Handler for Connection {
+    fn ready(&self, registry: &Registry, event: &Event) {
+        let mut done = Vec::new();
+        let mut st = self.state.lock();
+        if event.is_writable() {
+            self.flush_out(&mut st);
+        }
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            self.receive(&mut st, &mut done);
+        }
+        if let Some(err) = st.broken.take() {
+            self.disconnect(&mut st, registry, err, &mut done);
+        }
+        drop(st);
+        run(done);
+    }
+
+    fn tick(&self, registry: &Registry, now: Instant) -> Option<Instant> {
+        let mut done = Vec::new();
+        let mut st = self.state.lock();
+        if let Some(err) = st.broken.take() {
+            self.disconnect(&mut st, registry, err, &mut done);
+        }
+        let overdue = st.pending.values().any(|p| p.deadline <= now);
+        if overdue {
+            if st.stream.is_some() {
+                let err = self.error(
+                    libc::ETIMEDOUT,
+                    format!("no reply within {} ms", self.timeout.as_millis()),
+                );
+                self.disconnect(&mut st, registry, err, &mut done);
+            }
+            // Disconnected: each overdue request uses up an attempt.
+            let ids: Vec<u64> = st
+                .pending
+                .iter()
+                .filter(|(_, p)| p.deadline <= now)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in ids {
+                let p = st.pending.get_mut(&id).expect("listed");
+                p.attempts += 1;
+                p.deadline = now + self.timeout;
+                if p.attempts >= self.attempts {
+                    let p = st.pending.remove(&id).expect("listed");
+                    let err = match &st.last_error {
+                        Some(e) => e.clone(),
+                        None => self.error(libc::ETIMEDOUT, "no connection"),
+                    };
+                    done.push((p.request.done, Err(err)));
+                }
+            }
+        }
+        let mut next = None;
+        if st.stream.is_none() && !st.connecting && !st.pending.is_empty() {
+            if st.reconnect_at <= now {
+                self.start_connector(&mut st);
+            } else {
+                next = Some(st.reconnect_at);
+            }
+        }
+        let busy = !st.pending.is_empty()
+            || st.connecting
+            || now.duration_since(st.last_activity) < IDLE_GRACE;
+        if busy {
+            let check = now
+                + (self.timeout / 10).clamp(Duration::from_millis(1), Duration::from_millis(100));
+            let earliest = st
+                .pending
+                .values()
+                .map(|p| p.deadline)
+                .min()
+                .unwrap_or(check);
+            let due = earliest.min(check);
+            next = Some(next.map_or(due, |n: Instant| n.min(due)));
+        } else {
+            self.armed.store(false, Ordering::Release);
+            // A request submitted between the check and the store would
+            // have seen `armed` true: look again.
+            if !st.pending.is_empty() {
+                self.armed.store(true, Ordering::Release);
+                next = Some(now);
+            }
+        }
+        drop(st);
+        run(done);
+        next
+    }
+}
+
+fn run(done: Vec<(Done, Result<Vec<u8>>)>) {
+    for (f, result) in done {
+        f(result);
+    }
+}
+
+fn write_two(stream: &mut TcpStream, head: &[u8], body: &[u8]) -> io::Result<usize> {
+    let mut written = 0;
+    let total = head.len() + body.len();
+    while written < total {
+        let slices: [IoSlice<'_>; 2] = if written < head.len() {
+            [IoSlice::new(&head[written..]), IoSlice::new(body)]
+        } else {
+            [
+                IoSlice::new(&body[written - head.len()..]),
+                IoSlice::new(&[]),
+            ]
+        };
+        match stream.write_vectored(&slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(written)
+}
+
+/// Connects and shakes hands, blocking up to `timeout` per step.
+fn connect_blocking(addr: &str, session: u64, timeout: Duration) -> Result<(TcpStream, Welcome)> {
+    let fail = |errno: i32, what: String| Error::new(errno, format!("ost://{addr}: {what}"));
+    let addrs: Vec<SocketAddr> = addr
+        .to_socket_addrs()
+        .map_err(|e| fail(libc::EHOSTUNREACH, format!("cannot resolve: {e}")))?
+        .collect();
+    let mut last = None;
+    let mut stream = None;
+    for sa in &addrs {
+        match std::net::TcpStream::connect_timeout(sa, timeout) {
+            Ok(s) => {
+                stream = Some(s);
+                break;
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    let mut stream = match stream {
+        Some(s) => s,
+        None => {
+            let e = last.unwrap_or_else(|| io::Error::from(io::ErrorKind::AddrNotAvailable));
+            return Err(fail(
+                e.raw_os_error().unwrap_or(libc::ECONNREFUSED),
+                format!("cannot connect: {e}"),
+            ));
+        }
+    };
+    let io_fail = |e: io::Error, what: &str| {
+        let errno = match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => libc::ETIMEDOUT,
+            io::ErrorKind::UnexpectedEof => libc::ECONNRESET,
+            _ => e.raw_os_error().unwrap_or(libc::EIO),
+        };
+        fail(errno, format!("{what}: {e}"))
+    };
+    stream
+        .set_nodelay(true)
+        .map_err(|e| io_fail(e, "setsockopt"))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| io_fail(e, "setsockopt"))?;
+    stream
+        .set_write_timeout(Some(timeout))
+        .map_err(|e| io_fail(e, "setsockopt"))?;
+    let hello = Hello {
+        min_version: u16::from(wire::VERSION),
+        max_version: u16::from(wire::VERSION),
+        capabilities: wire::caps::DEDUP,
+        session,
+        auth: Vec::new(),
+    }
+    .encode();
+    let header =
+        Header::request(Opcode::Hello, 0, Uuid::from_bytes([0; 16]), 0, 0).with_payload(&hello);
+    stream
+        .write_all(&header.encode())
+        .map_err(|e| io_fail(e, "handshake"))?;
+    stream
+        .write_all(&hello)
+        .map_err(|e| io_fail(e, "handshake"))?;
+    let mut head = [0u8; HEADER_LEN];
+    stream
+        .read_exact(&mut head)
+        .map_err(|e| io_fail(e, "no handshake reply (is it a rawstor-ost?)"))?;
+    let reply = Header::decode(&head).map_err(|e| fail(libc::EPROTO, format!("handshake: {e}")))?;
+    let mut payload = vec![0u8; reply.payload_len as usize];
+    stream
+        .read_exact(&mut payload)
+        .map_err(|e| io_fail(e, "handshake"))?;
+    reply
+        .check_payload(&payload)
+        .map_err(|e| fail(libc::EPROTO, format!("handshake: {e}")))?;
+    if reply.status < 0 {
+        return Err(fail(
+            -reply.status,
+            format!("handshake refused: {}", String::from_utf8_lossy(&payload)),
+        ));
+    }
+    let welcome =
+        Welcome::decode(&payload).map_err(|e| fail(libc::EPROTO, format!("handshake: {e}")))?;
+    stream
+        .set_nonblocking(true)
+        .map_err(|e| io_fail(e, "fcntl"))?;
+    stream
+        .set_read_timeout(None)
+        .map_err(|e| io_fail(e, "setsockopt"))?;
+    stream
+        .set_write_timeout(None)
+        .map_err(|e| io_fail(e, "setsockopt"))?;
+    Ok((TcpStream::from_std(stream), welcome))
+}

@@ -1,0 +1,263 @@
+//! Objects on a `rawstor-ost`: operations become wire requests on the
+//! instance's shared [`Connection`] to that server. Reads and writes over
+//! [`wire::MAX_IO`] are split and complete when every piece has.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::net::{Connection, Dest, Done, Payload, RawBuf, Request};
+use crate::store::{BLOCK_SIZE, ObjectInfo};
+use crate::uuid::Uuid;
+use crate::wire::{self, FLAG_FUA, FLAG_SHRINK, ListEntry, Opcode, Stat};
+
+/// Called once with an operation's outcome (bytes transferred).
+pub(crate) type Finish = Box<dyn FnOnce(Result<u64>) + Send>;
+
+/// Sends one request and waits for its outcome.
+pub(crate) fn call(
+    connection: &Connection,
+    build: impl FnOnce(Done) -> Request,
+) -> Result<Vec<u8>> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    connection.submit(build(Box::new(move |result| {
+        let _ = tx.send(result);
+    })));
+    rx.recv()
+        .unwrap_or_else(|_| Err(Error::new(libc::EIO, "the request was dropped")))
+}
+
+/// Creates an object on the server.
+pub(crate) fn create(
+    connection: &Connection,
+    uuid: Uuid,
+    size: u64,
+    chunk_size: u64,
+) -> Result<()> {
+    call(connection, |done| {
+        Request::new(Opcode::Create, uuid, chunk_size, size, done)
+    })
+    .map(drop)
+}
+
+/// Describes an object on the server.
+pub(crate) fn stat(connection: &Connection, uuid: Uuid) -> Result<Stat> {
+    let payload = call(connection, |done| {
+        Request::new(Opcode::Stat, uuid, 0, 0, done)
+    })?;
+    Stat::decode(&payload).map_err(|e| {
+        Error::new(
+            libc::EPROTO,
+            format!("ost://{}: stat reply: {e}", connection.addr()),
+        )
+    })
+}
+
+/// Removes an object on the server.
+pub(crate) fn remove(connection: &Connection, uuid: Uuid) -> Result<()> {
+    call(connection, |done| {
+        Request::new(Opcode::Remove, uuid, 0, 0, done)
+    })
+    .map(drop)
+}
+
+/// One page of the server's objects after `after`.
+pub(crate) fn list(
+    connection: &Connection,
+    after: Option<Uuid>,
+    limit: usize,
+) -> Result<Vec<ListEntry>> {
+    let after = after.unwrap_or(Uuid::from_bytes([0; 16]));
+    let limit = (limit as u64).min(wire::MAX_LIST);
+    let payload = call(connection, |done| {
+        Request::new(Opcode::List, after, 0, limit, done)
+    })?;
+    wire::decode_list(&payload).map_err(|e| {
+        Error::new(
+            libc::EPROTO,
+            format!("ost://{}: list reply: {e}", connection.addr()),
+        )
+    })
+}
+
+/// Collects the outcomes of the pieces of one operation.
+struct FanIn {
+    remaining: AtomicUsize,
+    error: Mutex<Option<Error>>,
+    bytes: u64,
+    finish: Mutex<Option<Finish>>,
+}
+
+impl FanIn {
+    fn new(pieces: usize, bytes: u64, finish: Finish) -> Arc<Self> {
+        Arc::new(Self {
+            remaining: AtomicUsize::new(pieces),
+            error: Mutex::new(None),
+            bytes,
+            finish: Mutex::new(Some(finish)),
+        })
+    }
+
+    fn piece(self: &Arc<Self>) -> Done {
+        let fan = Arc::clone(self);
+        Box::new(move |result| {
+            if let Err(err) = result {
+                fan.error.lock().get_or_insert(err);
+            }
+            if fan.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+                let outcome = match fan.error.lock().take() {
+                    Some(err) => Err(err),
+                    None => Ok(fan.bytes),
+                };
+                if let Some(finish) = fan.finish.lock().take() {
+                    finish(outcome);
+                }
+            }
+        })
+    }
+}
+
+/// Splits buffers (in order) into pieces of at most `max` bytes.
+fn split(bufs: &[RawBuf], max: usize) -> Vec<Vec<RawBuf>> {
+    let mut pieces = vec![Vec::new()];
+    let mut room = max;
+    for buf in bufs {
+        let mut at = 0;
+        while at < buf.len {
+            if room == 0 {
+                pieces.push(Vec::new());
+                room = max;
+            }
+            let n = (buf.len - at).min(room);
+            // SAFETY: `at + n <= buf.len`, inside the lent buffer.
+            let ptr = unsafe { buf.ptr.add(at) };
+            pieces
+                .last_mut()
+                .expect("one piece")
+                .push(RawBuf { ptr, len: n });
+            at += n;
+            room -= n;
+        }
+    }
+    pieces.retain(|p| !p.is_empty());
+    pieces
+}
+
+/// An open object on a `rawstor-ost`.
+pub(crate) struct RemoteObject {
+    connection: Arc<Connection>,
+    uuid: Uuid,
+    size: AtomicU64,
+    chunk_size: u64,
+}
+
+impl RemoteObject {
+    /// Opens `uuid` on the server behind `connection`.
+    pub(crate) fn open(connection: Arc<Connection>, uuid: Uuid) -> Result<Self> {
+        let stat = stat(&connection, uuid)?;
+        Ok(Self {
+            connection,
+            uuid,
+            size: AtomicU64::new(stat.size),
+            chunk_size: stat.chunk_size,
+        })
+    }
+
+    pub(crate) fn size(&self) -> u64 {
+        self.size.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn info(&self) -> ObjectInfo {
+        ObjectInfo {
+            uuid: self.uuid,
+            size: self.size(),
+            chunk_size: self.chunk_size,
+            block_size: BLOCK_SIZE,
+        }
+    }
+
+    /// Reads into `bufs` (in order) at `offset`; `finish` gets the bytes.
+    pub(crate) fn read(&self, offset: u64, bufs: &[RawBuf], finish: Finish) {
+        let total: usize = bufs.iter().map(|b| b.len).sum();
+        if total == 0 {
+            return finish(Ok(0));
+        }
+        let pieces = split(bufs, wire::MAX_IO as usize);
+        let fan = FanIn::new(pieces.len(), total as u64, finish);
+        let mut at = offset;
+        for piece in pieces {
+            let len: usize = piece.iter().map(|b| b.len).sum();
+            let mut request = Request::new(Opcode::Read, self.uuid, at, len as u64, fan.piece());
+            request.dest = Dest::Bufs(piece);
+            self.connection.submit(request);
+            at += len as u64;
+        }
+    }
+
+    /// Writes `bufs` (in order) at `offset`; with `fua`, durably.
+    pub(crate) fn write(&self, offset: u64, bufs: &[RawBuf], fua: bool, finish: Finish) {
+        let total: usize = bufs.iter().map(|b| b.len).sum();
+        if total == 0 {
+            return finish(Ok(0));
+        }
+        let pieces = split(bufs, wire::MAX_IO as usize);
+        let fan = FanIn::new(pieces.len(), total as u64, finish);
+        let mut at = offset;
+        for piece in pieces {
+            let len: usize = piece.iter().map(|b| b.len).sum();
+            let mut request = Request::new(Opcode::Write, self.uuid, at, len as u64, fan.piece());
+            request.payload = match piece.as_slice() {
+                [one] => Payload::Lent(*one),
+                many => {
+                    let mut owned = Vec::with_capacity(len);
+                    for b in many {
+                        // SAFETY: each piece names part of a lent buffer.
+                        owned
+                            .extend_from_slice(unsafe { std::slice::from_raw_parts(b.ptr, b.len) });
+                    }
+                    Payload::Owned(owned)
+                }
+            };
+            if fua {
+                request.header.flags |= FLAG_FUA;
+            }
+            self.connection.submit(request);
+            at += len as u64;
+        }
+    }
+
+    /// A request without data (flush, discard, write-zeroes).
+    pub(crate) fn simple(&self, op: Opcode, offset: u64, length: u64, finish: Finish) {
+        self.connection.submit(Request::new(
+            op,
+            self.uuid,
+            offset,
+            length,
+            Box::new(move |result| finish(result.map(|_| 0))),
+        ));
+    }
+
+    /// Waits for an asynchronous operation started by `start`.
+    pub(crate) fn wait(start: impl FnOnce(Finish)) -> Result<u64> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        start(Box::new(move |result| {
+            let _ = tx.send(result);
+        }));
+        rx.recv()
+            .unwrap_or_else(|_| Err(Error::new(libc::EIO, "the request was dropped")))
+    }
+
+    pub(crate) fn resize(&self, size: u64, allow_shrink: bool) -> Result<()> {
+        call(&self.connection, |done| {
+            let mut request = Request::new(Opcode::Resize, self.uuid, 0, size, done);
+            if allow_shrink {
+                request.header.flags |= FLAG_SHRINK;
+            }
+            request
+        })?;
+        self.size.store(size, Ordering::Release);
+        Ok(())
+    }
+}

@@ -1,0 +1,199 @@
+//! `rawstor-ost`: serves a file:// store (one or more mountpaths) over TCP.
+
+mod server;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+use rawstor::Location;
+use rawstor::store::Store;
+use rawstor::uri::Endpoint;
+
+const USAGE: &str = "\
+usage: rawstor-ost [options] -b|--bind ADDR LOCATION
+
+Serves a rawstor store over TCP (the ost:// protocol).
+
+  -b, --bind ADDR         address to listen on, e.g. 127.0.0.1:7777 (port 0
+                          picks one; the address is printed on stdout)
+  LOCATION                file:///dir[,file:///dir2...]: the store's
+                          mountpaths (created when missing)
+  --queue-size N          requests of one connection in flight (default 4096)
+  --workers N             threads for slow requests: flush, FUA, large I/O,
+                          metadata (default 4)
+  --max-connections N     connections served at once (default 1024)
+  -h, --help              this text
+  -v, --version           the version
+
+SIGTERM or SIGINT: stop accepting, finish in-flight requests, flush, exit 0.";
+
+/// Write end of the self-pipe the signal handler writes to.
+static WAKE_WRITE: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    let fd = WAKE_WRITE.load(Ordering::Relaxed);
+    // SAFETY: write(2) is async-signal-safe; the buffer is one valid byte.
+    unsafe { libc::write(fd, [1u8].as_ptr().cast(), 1) };
+}
+
+struct Args {
+    bind: String,
+    location: Location,
+    queue_size: usize,
+    workers: usize,
+    max_connections: usize,
+}
+
+fn parse_args() -> Result<Option<Args>, String> {
+    let mut bind = None;
+    let mut location = None;
+    let mut queue_size = 4096;
+    let mut workers = 4;
+    let mut max_connections = 1024;
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |what: &str| {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .ok_or_else(|| format!("{what} needs a value"))
+        };
+        let number = |text: String, what: &str| -> Result<usize, String> {
+            match text.parse::<usize>() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(format!("{what} '{text}' is not a positive number")),
+            }
+        };
+        match name.as_str() {
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(None);
+            }
+            "-v" | "--version" => {
+                println!("rawstor-ost {}", rawstor::VERSION);
+                return Ok(None);
+            }
+            "-b" | "--bind" => bind = Some(value("--bind")?),
+            "--queue-size" => queue_size = number(value("--queue-size")?, "--queue-size")?,
+            "--workers" => workers = number(value("--workers")?, "--workers")?,
+            "--max-connections" => {
+                max_connections = number(value("--max-connections")?, "--max-connections")?
+            }
+            other if other.starts_with('-') && other.len() > 1 => {
+                return Err(format!("unknown option '{other}'"));
+            }
+            _ if location.is_none() => {
+                location = Some(
+                    arg.parse::<Location>()
+                        .map_err(|e| e.context().to_string())?,
+                )
+            }
+            _ => return Err(format!("unexpected argument '{arg}'")),
+        }
+    }
+    Ok(Some(Args {
+        bind: bind.ok_or("missing --bind ADDR")?,
+        location: location.ok_or("missing LOCATION (file:///dir[,file:///dir2...])")?,
+        queue_size,
+        workers,
+        max_connections,
+    }))
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(Some(args)) => args,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("rawstor-ost: {message}\n(rawstor-ost --help for usage)");
+            return ExitCode::from(2);
+        }
+    };
+    let mut mountpaths: Vec<PathBuf> = Vec::new();
+    for endpoint in args.location.endpoints() {
+        match endpoint {
+            Endpoint::File(path) => mountpaths.push(path.clone()),
+            other => {
+                eprintln!("rawstor-ost: LOCATION must list file:// mountpaths, not '{other}'");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let store = match Store::open(mountpaths, true) {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("rawstor-ost: cannot open the store: {e}");
+            return ExitCode::from(match e.errno() {
+                libc::EACCES | libc::EPERM => 77,
+                _ => 66,
+            });
+        }
+    };
+    let listener = match TcpListener::bind(&args.bind) {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("rawstor-ost: cannot listen on {}: {e}", args.bind);
+            return ExitCode::from(69);
+        }
+    };
+
+    let mut pipe = [0i32; 2];
+    // SAFETY: `pipe` has room for two descriptors.
+    if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
+        eprintln!("rawstor-ost: pipe: {}", std::io::Error::last_os_error());
+        return ExitCode::from(71);
+    }
+    WAKE_WRITE.store(pipe[1], Ordering::Relaxed);
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: the handler only calls write(2), which is async-signal-safe.
+        unsafe {
+            libc::signal(
+                signal,
+                on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            )
+        };
+    }
+    // SAFETY: ignoring SIGPIPE: a vanished client is an EPIPE, not a death.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+
+    let (server, workers) = server::Server::new(
+        store,
+        server::Config {
+            workers: args.workers,
+            queue_size: args.queue_size,
+            max_connections: args.max_connections,
+        },
+    );
+    match listener.local_addr() {
+        Ok(addr) => println!("listening on {addr}"),
+        Err(e) => eprintln!("rawstor-ost: local address: {e}"),
+    }
+    eprintln!("rawstor-ost: serving {} on {}", args.location, args.bind);
+
+    let threads = server.accept_loop(&listener, pipe[0]);
+    drop(listener);
+    let started = Instant::now();
+    server.stop();
+    if !server::join_until(threads, started + Duration::from_millis(3500)) {
+        eprintln!("rawstor-ost: requests still running after 3.5 s: closing their connections");
+        server.abort_connections();
+    }
+    let failed = server.flush_all();
+    drop(server);
+    drop(workers); // detached: they end with the process
+    eprintln!(
+        "rawstor-ost: stopped in {} ms",
+        started.elapsed().as_millis()
+    );
+    if failed > 0 {
+        return ExitCode::from(71);
+    }
+    ExitCode::SUCCESS
+}
