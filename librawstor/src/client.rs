@@ -325,6 +325,14 @@ pub struct Object {
     pub(crate) inner: Arc<ObjectInner>,
 }
 
+impl std::fmt::Debug for Object {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Object")
+            .field("target", &self.inner.target.to_string())
+            .finish()
+    }
+}
+
 impl Object {
     /// The object's target.
     pub fn target(&self) -> &Target {

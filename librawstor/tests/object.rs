@@ -294,9 +294,13 @@ fn missing_store_and_bad_sizes_are_clear_errors() {
             "size {size} chunk {chunk}: {err}"
         );
     }
-    let ost: rawstor::Location = "ost://127.0.0.1:7777".parse().unwrap();
+    let mdt: rawstor::Location = "mdt://127.0.0.1:7700".parse().unwrap();
     assert_eq!(
-        instance.create(&ost, &spec(MIB, MIB)).unwrap_err().errno(),
+        instance.create(&mdt, &spec(MIB, MIB)).unwrap_err().errno(),
         libc::EPROTONOSUPPORT
     );
+    // Port 1 on loopback: nothing listens there.
+    let ost: rawstor::Location = "ost://127.0.0.1:1".parse().unwrap();
+    let err = instance.create(&ost, &spec(MIB, MIB)).unwrap_err();
+    assert_eq!(err.errno(), libc::ECONNREFUSED, "{err}");
 }

@@ -251,8 +251,13 @@ impl Server {
             ];
             // SAFETY: `fds` is a valid array of two pollfds.
             let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, 1000) };
-            if n < 0 || fds[1].revents != 0 {
-                continue; // a signal: the loop condition decides
+            if fds[1].revents != 0 {
+                // SIGTERM or SIGINT (the handler writes the pipe).
+                self.stopping.store(true, Ordering::Release);
+                break;
+            }
+            if n < 0 {
+                continue; // EINTR
             }
             if fds[0].revents == 0 {
                 threads.retain(|t| !t.is_finished());
