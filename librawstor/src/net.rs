@@ -672,7 +672,7 @@ fn connect_blocking(addr: &str, session: u64, timeout: Duration) -> Result<(TcpS
     let hello = Hello {
         min_version: u16::from(wire::VERSION),
         max_version: u16::from(wire::VERSION),
-        capabilities: wire::caps::DEDUP,
+        capabilities: wire::caps::DEDUP | wire::caps::MARKS,
         session,
         auth: Vec::new(),
     }

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::net::{Connection, Dest, Done, Payload, RawBuf, Request};
 use crate::store::{BLOCK_SIZE, ObjectInfo};
 use crate::uuid::Uuid;
-use crate::wire::{self, FLAG_FUA, FLAG_SHRINK, ListEntry, Opcode, Stat};
+use crate::wire::{self, FLAG_FUA, FLAG_SHRINK, ListEntry, Marks, Opcode, Stat};
 
 /// Called once with an operation's outcome (bytes transferred).
 pub(crate) type Finish = Box<dyn FnOnce(Result<u64>) + Send>;
@@ -151,6 +151,8 @@ pub(crate) struct RemoteObject {
     uuid: Uuid,
     size: AtomicU64,
     chunk_size: u64,
+    /// Mirror marks as of `open`.
+    marks: Marks,
 }
 
 impl RemoteObject {
@@ -162,7 +164,30 @@ impl RemoteObject {
             uuid,
             size: AtomicU64::new(stat.size),
             chunk_size: stat.chunk_size,
+            marks: stat.marks,
         })
+    }
+
+    /// Mirror marks as of `open`.
+    pub(crate) fn marks(&self) -> &Marks {
+        &self.marks
+    }
+
+    /// Records mirror marks on the server (merged unless `replace`).
+    pub(crate) fn set_marks(&self, marks: &Marks, replace: bool, finish: Finish) {
+        let payload = marks.encode();
+        let mut request = Request::new(
+            Opcode::Mark,
+            self.uuid,
+            0,
+            0,
+            Box::new(move |result| finish(result.map(|_| 0))),
+        );
+        request.payload = Payload::Owned(payload);
+        if replace {
+            request.header.flags |= wire::FLAG_REPLACE;
+        }
+        self.connection.submit(request);
     }
 
     pub(crate) fn size(&self) -> u64 {

@@ -9,7 +9,7 @@
 //!   0   4 magic "RSTW"
 //!   4   1 protocol version (1)
 //!   5   1 opcode
-//!   6   2 flags (FLAG_REPLY on replies, FLAG_FUA, FLAG_SHRINK)
+//!   6   2 flags (FLAG_REPLY on replies, FLAG_FUA, FLAG_SHRINK, FLAG_REPLACE)
 //!   8   8 request id, chosen by the client, echoed by the reply
 //!  16  16 object UUID
 //!  32   8 offset
@@ -51,6 +51,8 @@ pub const FLAG_REPLY: u16 = 1 << 15;
 pub const FLAG_FUA: u16 = 1 << 0;
 /// Resize: the object may shrink.
 pub const FLAG_SHRINK: u16 = 1 << 1;
+/// Mark: replace the marks instead of merging into them.
+pub const FLAG_REPLACE: u16 = 1 << 2;
 
 /// Capability bits exchanged in `Hello`.
 pub mod caps {
@@ -88,7 +90,8 @@ pub enum Opcode {
     /// List objects after the header's UUID (nil: from the start), at
     /// most `length`; reply payload [`encode_list`].
     List = 11,
-    /// Change mirror marks; payload [`Mark`].
+    /// Merge mirror marks into the object's (replace them with
+    /// `FLAG_REPLACE`); payload [`Marks`].
     Mark = 12,
 }
 

@@ -23,8 +23,8 @@ use rawstor::Uuid;
 use rawstor::error::Error;
 use rawstor::store::{Store, StoreObject};
 use rawstor::wire::{
-    self, FLAG_FUA, FLAG_SHRINK, HEADER_LEN, Header, Hello, ListEntry, Opcode, Stat, Welcome,
-    WireError,
+    self, FLAG_FUA, FLAG_SHRINK, HEADER_LEN, Header, Hello, ListEntry, Marks, Opcode, Stat,
+    Welcome, WireError,
 };
 
 /// Reads and writes up to this size run on the connection's thread.
@@ -448,7 +448,7 @@ impl Server {
         }
         let welcome = Welcome {
             version,
-            capabilities: hello.capabilities & wire::caps::DEDUP,
+            capabilities: hello.capabilities & (wire::caps::DEDUP | wire::caps::MARKS),
             max_payload: wire::MAX_PAYLOAD,
             store_id: self.store.id(),
         };
@@ -525,15 +525,16 @@ impl Server {
                 Ok(Vec::new())
             }
             Opcode::Stat => {
-                let info = match self.objects.lock().get(&uuid) {
-                    Some(object) => object.info(),
-                    None => self.store.stat_object(uuid)?,
+                let open = self.objects.lock().get(&uuid).cloned();
+                let (info, marks) = match open {
+                    Some(object) => (object.info(), object.marks()),
+                    None => self.store.stat_object_marks(uuid)?,
                 };
                 Ok(Stat {
                     size: info.size,
                     chunk_size: info.chunk_size,
                     block_size: info.block_size,
-                    marks: Default::default(),
+                    marks,
                 }
                 .encode())
             }
@@ -566,10 +567,13 @@ impl Server {
                     .collect();
                 Ok(wire::encode_list(&entries))
             }
-            Opcode::Mark => Err(Error::new(
-                libc::EOPNOTSUPP,
-                "mirror marks are not supported by this rawstor-ost yet",
-            )),
+            Opcode::Mark => {
+                let marks = Marks::decode(&payload)
+                    .map_err(|e| Error::invalid(format!("bad marks: {e}")))?;
+                let replace = header.flags & wire::FLAG_REPLACE != 0;
+                self.object(uuid)?.set_marks(&marks, replace)?;
+                Ok(Vec::new())
+            }
         }
     }
 }

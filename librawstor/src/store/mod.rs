@@ -35,6 +35,7 @@ use record::Record;
 use crate::error::{Error, Result};
 use crate::sys;
 use crate::uuid::Uuid;
+use crate::wire::{self, Marks};
 
 /// Control files of the store.
 pub const CONTROL_DIR: &str = "%ctl";
@@ -223,12 +224,12 @@ impl Store {
             &self.mountpaths,
             &Self::object_record_path(uuid),
             1,
-            &self.object_record(&info),
+            &self.object_record(&info, &Marks::default()),
         )?;
         Ok(info)
     }
 
-    fn object_record(&self, info: &ObjectInfo) -> Record {
+    fn object_record(&self, info: &ObjectInfo, marks: &Marks) -> Record {
         let mut record = Record::new();
         record
             .set("store", self.id)
@@ -236,11 +237,22 @@ impl Store {
             .set("size", info.size)
             .set("chunk_size", info.chunk_size)
             .set("block_size", info.block_size)
-            .set("scheme", "plain");
+            .set("scheme", "plain")
+            .set("stale", u8::from(marks.stale))
+            .set("stale_peers", marks.stale_peers.len());
+        for (i, peer) in marks.stale_peers.iter().enumerate() {
+            record.set(&format!("stale_peer.{i}"), peer);
+        }
         record
     }
 
-    fn read_object_record(&self, uuid: Uuid) -> Result<(u64, ObjectInfo)> {
+    /// An object's size, layout and mirror marks.
+    pub fn stat_object_marks(&self, uuid: Uuid) -> Result<(ObjectInfo, Marks)> {
+        self.read_object_record(uuid)
+            .map(|(_, info, marks)| (info, marks))
+    }
+
+    fn read_object_record(&self, uuid: Uuid) -> Result<(u64, ObjectInfo, Marks)> {
         let read = control::read(
             &self.mountpaths,
             &Self::object_record_path(uuid),
@@ -258,6 +270,19 @@ impl Store {
             chunk_size: record.get("chunk_size")?,
             block_size: record.get("block_size")?,
         };
+        // Records written before mirror marks existed have none.
+        let mut marks = Marks {
+            stale: record.get_str("stale") == Some("1"),
+            stale_peers: Vec::new(),
+        };
+        let peers: usize = record
+            .get_str("stale_peers")
+            .map_or(Ok(0), |_| record.get("stale_peers"))?;
+        for i in 0..peers.min(wire::MAX_STALE_PEERS) {
+            marks
+                .stale_peers
+                .push(record.get::<String>(&format!("stale_peer.{i}"))?);
+        }
         if info.block_size != BLOCK_SIZE
             || !info.chunk_size.is_power_of_two()
             || !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&info.chunk_size)
@@ -267,12 +292,12 @@ impl Store {
                 format!("object {uuid} has an unsupported layout"),
             ));
         }
-        Ok((version, info))
+        Ok((version, info, marks))
     }
 
     /// Describes an object without opening it.
     pub fn stat_object(&self, uuid: Uuid) -> Result<ObjectInfo> {
-        self.read_object_record(uuid).map(|(_, info)| info)
+        self.read_object_record(uuid).map(|(_, info, _)| info)
     }
 
     /// Opens an object; handles to the same object share state.
@@ -281,7 +306,7 @@ impl Store {
         if let Some(object) = objects.get(&uuid).and_then(Weak::upgrade) {
             return Ok(object);
         }
-        let (version, info) = self.read_object_record(uuid)?;
+        let (version, info, marks) = self.read_object_record(uuid)?;
         let object = Arc::new(StoreObject {
             store: Arc::clone(self),
             uuid,
@@ -289,6 +314,7 @@ impl Store {
             state: RwLock::new(ObjectState {
                 size: info.size,
                 version,
+                marks,
             }),
             chunks: RwLock::new(HashMap::new()),
             create_lock: Mutex::new(()),
@@ -450,6 +476,8 @@ fn empty_trash(mp: &Path) {
 struct ObjectState {
     size: u64,
     version: u64,
+    /// Mirror marks: a stale copy refuses reads until repaired.
+    marks: Marks,
 }
 
 /// An open object of a store.
@@ -594,6 +622,15 @@ impl StoreObject {
     /// object (`ENXIO` otherwise). Never-written ranges read as zeros.
     pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         let state = self.state.read();
+        if state.marks.stale {
+            return Err(Error::new(
+                libc::ESTALE,
+                format!(
+                    "object {}: this copy missed writes of its mirror and is not read until repaired (rawstor repair)",
+                    self.uuid
+                ),
+            ));
+        }
         self.check_range(state.size, offset, buf.len() as u64, "read")?;
         for (index, in_chunk, at, n) in pieces(offset, buf.len() as u64, self.chunk_size) {
             let piece = &mut buf[at..at + n];
@@ -661,7 +698,7 @@ impl StoreObject {
             chunk_size: self.chunk_size,
             block_size: BLOCK_SIZE,
         };
-        let record = self.store.object_record(&info);
+        let record = self.store.object_record(&info, &state.marks);
         control::write(
             &self.store.mountpaths,
             &Store::object_record_path(self.uuid),
@@ -671,6 +708,58 @@ impl StoreObject {
         state.version += 1;
         state.size = new_size;
         Ok(())
+    }
+
+    /// The copy's mirror marks.
+    pub fn marks(&self) -> Marks {
+        self.state.read().marks.clone()
+    }
+
+    /// Records mirror marks durably before returning: `marks` replaces
+    /// the current ones, or with `replace` false is merged into them (the
+    /// stale flag and peers only added), so that concurrent markers never
+    /// undo each other.
+    pub fn set_marks(&self, marks: &Marks, replace: bool) -> Result<()> {
+        let mut state = self.state.write();
+        let mut new = if replace {
+            marks.clone()
+        } else {
+            state.marks.clone()
+        };
+        if !replace {
+            new.stale |= marks.stale;
+            for peer in &marks.stale_peers {
+                if !new.stale_peers.contains(peer) {
+                    new.stale_peers.push(peer.clone());
+                }
+            }
+        }
+        if new.stale_peers.len() > wire::MAX_STALE_PEERS {
+            return Err(Error::invalid("too many stale peers"));
+        }
+        if state.marks == new {
+            return Ok(());
+        }
+        let marks = &new;
+        let record = self.store.object_record(&self.info_locked(&state), marks);
+        control::write(
+            &self.store.mountpaths,
+            &Store::object_record_path(self.uuid),
+            state.version + 1,
+            &record,
+        )?;
+        state.version += 1;
+        state.marks = marks.clone();
+        Ok(())
+    }
+
+    fn info_locked(&self, state: &ObjectState) -> ObjectInfo {
+        ObjectInfo {
+            uuid: self.uuid,
+            size: state.size,
+            chunk_size: self.chunk_size,
+            block_size: BLOCK_SIZE,
+        }
     }
 }
 
