@@ -20,6 +20,7 @@ commands:
   list [LOCATION]            print the targets at a location
   info TARGET                print an object's size and layout (alias: show)
   remove TARGET              remove an object
+  repair TARGET              resync the stale copies of a mirrored target
   resize TARGET --size SIZE [--shrink]
   import FILE TARGET         copy a file (or - for stdin) into an object
   export TARGET FILE         copy an object into a file (or - for stdout)
@@ -29,8 +30,9 @@ commands:
         [--span SIZE] [--plain FILE]
                              measure IOPS, MB/s and latency percentiles
 
-LOCATION: file:///abs/dir (ost:// and mdt:// to come); RAWSTOR_LOCATION is
-the default. SIZE: bytes or K/M/G/T. Bad input exits 2.";
+LOCATION: file:///abs/dir or ost://host:port (mdt:// to come); a comma
+list mirrors (ost://a:7777,ost://b:7777). RAWSTOR_LOCATION is the default.
+SIZE: bytes or K/M/G/T. Bad input exits 2.";
 
 /// A failure: usage (exit 2) or a library error (sysexits, as upstream).
 enum Failure {
@@ -77,6 +79,7 @@ fn main() -> ExitCode {
         "list" => list(rest),
         "info" | "show" => info(rest),
         "remove" => remove(rest),
+        "repair" => repair(rest),
         "resize" => resize(rest),
         "import" => transfer::import(rest),
         "export" => transfer::export(rest),
@@ -223,6 +226,29 @@ fn remove(rest: &[String]) -> CliResult {
     let args = parse_args("remove", rest, &[])?;
     args.at_most(1, "remove")?;
     instance()?.remove(&target_arg(&args, 0, "remove")?)?;
+    Ok(())
+}
+
+fn repair(rest: &[String]) -> CliResult {
+    let args = parse_args("repair", rest, &[])?;
+    args.at_most(1, "repair")?;
+    let target = target_arg(&args, 0, "repair")?;
+    let instance = instance()?;
+    let size = instance.stat(&target)?.size;
+    let mut bar: Option<transfer::Progress> = None;
+    let repaired = instance.repair(&target, &mut |done, total| {
+        bar.get_or_insert_with(|| transfer::Progress::new(total))
+            .update(done)
+    })?;
+    if repaired.is_empty() {
+        println!("nothing to repair: every copy of {target} is in sync");
+    } else {
+        println!(
+            "repaired {} ({} each) from a good copy",
+            repaired.join(", "),
+            format_size(size)
+        );
+    }
     Ok(())
 }
 

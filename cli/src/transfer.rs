@@ -14,14 +14,15 @@ use crate::{CliResult, Failure, parse_addr};
 /// Bytes moved per step.
 const STEP_BYTES: usize = 1 << 20;
 
-struct Progress {
+pub struct Progress {
     total: u64,
     started: Instant,
     enabled: bool,
 }
 
 impl Progress {
-    fn new(total: u64) -> Self {
+    /// A bar for `total` bytes, drawn only when stderr is a terminal.
+    pub fn new(total: u64) -> Self {
         Self {
             total,
             started: Instant::now(),
@@ -29,8 +30,9 @@ impl Progress {
         }
     }
 
-    fn update(&self, done: u64) {
-        if !self.enabled {
+    /// Redraws the bar for `done` bytes.
+    pub fn update(&self, done: u64) {
+        if !self.enabled || self.total == 0 {
             return;
         }
         let fraction = if self.total == 0 {

@@ -28,6 +28,7 @@ use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::event_loop::EventLoop;
+use crate::mirror::{Leg, Mirror};
 use crate::net::{Connection, RawBuf};
 use crate::queue::Queue;
 use crate::remote::{self, RemoteObject};
@@ -148,6 +149,7 @@ enum Place {
 pub(crate) enum Backend {
     File(Arc<StoreObject>),
     Ost(RemoteObject),
+    Mirror(Arc<Mirror>),
 }
 
 /// A library instance: options, an event loop thread, open stores.
@@ -174,21 +176,46 @@ impl Instance {
         &self.shared.options
     }
 
-    fn place(&self, location: &Location, create: bool) -> Result<Place> {
-        match location.endpoints() {
-            [Endpoint::File(path)] => self.store(path, create).map(Place::File),
-            [Endpoint::Ost(addr)] => self.connection(addr).map(Place::Ost),
-            [Endpoint::Mdt(_)] => Err(Error::new(
+    fn place(&self, endpoint: &Endpoint, create: bool) -> Result<Place> {
+        match endpoint {
+            Endpoint::File(path) => self.store(path, create).map(Place::File),
+            Endpoint::Ost(addr) => self.connection(addr).map(Place::Ost),
+            Endpoint::Mdt(_) => Err(Error::new(
                 libc::EPROTONOSUPPORT,
-                format!("{location}: mdt:// locations are not implemented in this version yet"),
-            )),
-            _ => Err(Error::new(
-                libc::EPROTONOSUPPORT,
-                format!(
-                    "{location}: mirrored locations (comma lists) are not implemented in this version yet"
-                ),
+                format!("{endpoint}: mdt:// locations are not implemented in this version yet"),
             )),
         }
+    }
+
+    fn create_at(&self, endpoint: &Endpoint, uuid: Uuid, size: u64, chunk_size: u64) -> Result<()> {
+        match self.place(endpoint, true)? {
+            Place::File(store) => store.create_object(uuid, size, chunk_size).map(drop),
+            Place::Ost(connection) => remote::create(&connection, uuid, size, chunk_size),
+        }
+    }
+
+    fn remove_at(&self, endpoint: &Endpoint, uuid: Uuid) -> Result<()> {
+        match self.place(endpoint, false)? {
+            Place::File(store) => store.remove_object(uuid),
+            Place::Ost(connection) => remote::remove(&connection, uuid),
+        }
+    }
+
+    fn open_leg(&self, endpoint: &Endpoint, uuid: Uuid) -> Result<Leg> {
+        Ok(match self.place(endpoint, false)? {
+            Place::File(store) => Leg::File(store.open_object(uuid)?),
+            Place::Ost(connection) => Leg::Ost(RemoteObject::open(connection, uuid)?),
+        })
+    }
+
+    fn open_mirror(&self, target: &Target) -> Result<Arc<Mirror>> {
+        let legs = target
+            .location
+            .endpoints()
+            .iter()
+            .map(|e| (e.to_string(), self.open_leg(e, target.uuid)))
+            .collect();
+        Mirror::new(target.uuid, legs)
     }
 
     fn store(&self, path: &PathBuf, create: bool) -> Result<Arc<Store>> {
@@ -224,20 +251,31 @@ impl Instance {
     pub fn create(&self, location: &Location, spec: &CreateSpec) -> Result<Target> {
         let uuid = spec.uuid.unwrap_or_else(Uuid::new_v7);
         let chunk_size = spec.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE);
-        match self.place(location, true)? {
-            Place::File(store) => {
-                store.create_object(uuid, spec.size, chunk_size)?;
+        let endpoints = location.endpoints();
+        for (i, endpoint) in endpoints.iter().enumerate() {
+            if let Err(err) = self.create_at(endpoint, uuid, spec.size, chunk_size) {
+                // All copies or none: undo the ones made.
+                for done in &endpoints[..i] {
+                    let _ = self.remove_at(done, uuid);
+                }
+                return Err(if endpoints.len() > 1 {
+                    Error::new(err.errno(), format!("{endpoint}: {err}"))
+                } else {
+                    err
+                });
             }
-            Place::Ost(connection) => remote::create(&connection, uuid, spec.size, chunk_size)?,
         }
         Ok(location.target(uuid))
     }
 
     /// Opens an object.
     pub fn open(&self, target: &Target) -> Result<Object> {
-        let backend = match self.place(&target.location, false)? {
-            Place::File(store) => Backend::File(store.open_object(target.uuid)?),
-            Place::Ost(connection) => Backend::Ost(RemoteObject::open(connection, target.uuid)?),
+        let backend = match target.location.endpoints() {
+            [one] => match self.open_leg(one, target.uuid)? {
+                Leg::File(object) => Backend::File(object),
+                Leg::Ost(object) => Backend::Ost(object),
+            },
+            _ => Backend::Mirror(self.open_mirror(target)?),
         };
         Ok(Object {
             inner: Arc::new(ObjectInner {
@@ -251,15 +289,40 @@ impl Instance {
 
     /// Removes an object (it must not be open in this instance).
     pub fn remove(&self, target: &Target) -> Result<()> {
-        match self.place(&target.location, false)? {
-            Place::File(store) => store.remove_object(target.uuid),
-            Place::Ost(connection) => remote::remove(&connection, target.uuid),
+        let mut first_error = None;
+        let mut removed = false;
+        for endpoint in target.location.endpoints() {
+            match self.remove_at(endpoint, target.uuid) {
+                Ok(()) => removed = true,
+                Err(err) if err.errno() == libc::ENOENT && first_error.is_some() => {}
+                Err(err) => {
+                    let errno = err.errno();
+                    let err = if target.location.endpoints().len() > 1 {
+                        Error::new(errno, format!("{endpoint}: {err}"))
+                    } else {
+                        err
+                    };
+                    first_error.get_or_insert(err);
+                    if errno != libc::ENOENT {
+                        break; // e.g. EBUSY: leave the other copies alone
+                    }
+                }
+            }
+        }
+        match first_error {
+            Some(err) if !(removed && err.errno() == libc::ENOENT) => Err(err),
+            _ => Ok(()),
         }
     }
 
     /// Describes an object without opening it.
     pub fn stat(&self, target: &Target) -> Result<ObjectInfo> {
-        match self.place(&target.location, false)? {
+        let [endpoint] = target.location.endpoints() else {
+            let mut info = self.open_mirror(&target.clone())?.info();
+            info.uuid = target.uuid;
+            return Ok(info);
+        };
+        match self.place(endpoint, false)? {
             Place::File(store) => store.stat_object(target.uuid),
             Place::Ost(connection) => {
                 let stat = remote::stat(&connection, target.uuid)?;
@@ -286,7 +349,24 @@ impl Instance {
         } else {
             limit
         };
-        match self.place(location, false)? {
+        // A mirror lists what its first reachable element holds.
+        let mut last = None;
+        for endpoint in location.endpoints() {
+            match self.list_at(endpoint, after, limit) {
+                Ok(list) => return Ok(list),
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(last.expect("a location has elements"))
+    }
+
+    fn list_at(
+        &self,
+        endpoint: &Endpoint,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<ObjectInfo>> {
+        match self.place(endpoint, false)? {
             Place::File(store) => store.list_objects(after, limit),
             Place::Ost(connection) => Ok(remote::list(&connection, after, limit)?
                 .into_iter()
@@ -298,6 +378,23 @@ impl Instance {
                 })
                 .collect()),
         }
+    }
+
+    /// Resyncs a mirrored object: copies a good copy onto every copy
+    /// marked stale and clears the marks. Every element must be reachable
+    /// and nothing may write the object meanwhile. `progress` gets (bytes
+    /// copied, bytes to copy). Returns the repaired elements (none when
+    /// the target is not mirrored or no copy is stale).
+    pub fn repair(
+        &self,
+        target: &Target,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Vec<String>> {
+        if target.location.endpoints().len() < 2 {
+            self.stat(target)?;
+            return Ok(Vec::new());
+        }
+        self.open_mirror(target)?.repair(progress)
     }
 
     /// A new queue of `depth` entries (the instance default when 0).
@@ -344,6 +441,7 @@ impl Object {
         match &self.inner.backend {
             Backend::File(object) => object.size(),
             Backend::Ost(object) => object.size(),
+            Backend::Mirror(mirror) => mirror.info().size,
         }
     }
 
@@ -352,6 +450,7 @@ impl Object {
         match &self.inner.backend {
             Backend::File(object) => object.info(),
             Backend::Ost(object) => object.info(),
+            Backend::Mirror(mirror) => mirror.info(),
         }
     }
 
@@ -367,6 +466,13 @@ impl Object {
                 // The buffer outlives the wait below.
                 RemoteObject::wait(|done| object.read(offset, &bufs, done)).map(drop)
             }
+            Backend::Mirror(mirror) => {
+                let bufs = vec![RawBuf {
+                    ptr: buf.as_mut_ptr(),
+                    len: buf.len(),
+                }];
+                RemoteObject::wait(|done| mirror.read(offset, bufs, done)).map(drop)
+            }
         }
     }
 
@@ -381,6 +487,13 @@ impl Object {
                 }];
                 RemoteObject::wait(|done| object.write(offset, &bufs, false, done)).map(drop)
             }
+            Backend::Mirror(mirror) => {
+                let bufs = vec![RawBuf {
+                    ptr: buf.as_ptr().cast_mut(),
+                    len: buf.len(),
+                }];
+                RemoteObject::wait(|done| mirror.write(offset, bufs, false, done)).map(drop)
+            }
         }
     }
 
@@ -390,6 +503,9 @@ impl Object {
             Backend::File(object) => object.flush(),
             Backend::Ost(object) => {
                 RemoteObject::wait(|done| object.simple(Opcode::Flush, 0, 0, done)).map(drop)
+            }
+            Backend::Mirror(mirror) => {
+                RemoteObject::wait(|done| mirror.simple(Opcode::Flush, 0, 0, done)).map(drop)
             }
         }
     }
@@ -402,6 +518,10 @@ impl Object {
                 RemoteObject::wait(|done| object.simple(Opcode::Discard, offset, len, done))
                     .map(drop)
             }
+            Backend::Mirror(mirror) => {
+                RemoteObject::wait(|done| mirror.simple(Opcode::Discard, offset, len, done))
+                    .map(drop)
+            }
         }
     }
 
@@ -410,6 +530,7 @@ impl Object {
         match &self.inner.backend {
             Backend::File(object) => object.resize(size, allow_shrink),
             Backend::Ost(object) => object.resize(size, allow_shrink),
+            Backend::Mirror(mirror) => mirror.resize(size, allow_shrink),
         }
     }
 

@@ -10,6 +10,7 @@ pub mod error;
 mod event_loop;
 pub mod ffi;
 mod log;
+mod mirror;
 mod net;
 pub mod queue;
 mod remote;

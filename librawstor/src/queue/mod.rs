@@ -25,7 +25,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::client::{Backend, Object};
 use crate::error::{Error, Result};
 use crate::net::RawBuf;
-use crate::remote::{Finish, RemoteObject};
+use crate::remote::Finish;
 use crate::store::StoreObject;
 use crate::sys::EventFd;
 use crate::wire::Opcode;
@@ -164,7 +164,7 @@ impl Queue {
         };
         let backend = match &object.inner.backend {
             Backend::File(backend) => backend,
-            Backend::Ost(remote) => {
+            remote @ (Backend::Ost(_) | Backend::Mirror(_)) => {
                 let inner = Arc::clone(&object.inner);
                 let queue = Arc::clone(&self.shared);
                 let user_data = sqe.user_data;
@@ -197,7 +197,9 @@ impl Queue {
         object.inner.instance.event_loop.execute(Box::new(move |_| {
             let result = match &inner.backend {
                 Backend::File(backend) => backend.flush().map(|()| bytes),
-                Backend::Ost(_) => unreachable!("remote flushes go to the server"),
+                Backend::Ost(_) | Backend::Mirror(_) => {
+                    unreachable!("remote flushes go to the servers")
+                }
             };
             inner.pending.fetch_sub(1, Ordering::AcqRel);
             queue.complete(user_data, result);
@@ -317,7 +319,7 @@ unsafe fn execute(backend: &StoreObject, sqe: &Sqe) -> Result<u64> {
 ///
 /// The entry's buffers are valid for the lengths it names until `finish`
 /// runs.
-unsafe fn start_remote(remote: &RemoteObject, sqe: &Sqe, finish: Finish) {
+unsafe fn start_remote(remote: &Backend, sqe: &Sqe, finish: Finish) {
     let bufs = match sqe.opcode {
         RAWSTOR_OP_READ | RAWSTOR_OP_WRITE => {
             let Ok(len) = usize::try_from(sqe.length) else {
@@ -347,15 +349,29 @@ unsafe fn start_remote(remote: &RemoteObject, sqe: &Sqe, finish: Finish) {
         _ => Vec::new(),
     };
     let fua = sqe.flags & RAWSTOR_SQE_FUA != 0;
-    match sqe.opcode {
-        RAWSTOR_OP_READ | RAWSTOR_OP_READV => remote.read(sqe.offset, &bufs, finish),
-        RAWSTOR_OP_WRITE | RAWSTOR_OP_WRITEV => remote.write(sqe.offset, &bufs, fua, finish),
-        RAWSTOR_OP_FLUSH => remote.simple(Opcode::Flush, 0, 0, finish),
-        RAWSTOR_OP_DISCARD => remote.simple(Opcode::Discard, sqe.offset, sqe.length, finish),
-        RAWSTOR_OP_WRITE_ZEROES => {
-            remote.simple(Opcode::WriteZeroes, sqe.offset, sqe.length, finish)
+    let simple = |op, offset, len, finish| match remote {
+        Backend::Ost(o) => o.simple(op, offset, len, finish),
+        Backend::Mirror(m) => m.simple(op, offset, len, finish),
+        Backend::File(_) => unreachable!("file:// runs inline"),
+    };
+    match (sqe.opcode, remote) {
+        (RAWSTOR_OP_READ | RAWSTOR_OP_READV, Backend::Ost(o)) => o.read(sqe.offset, &bufs, finish),
+        (RAWSTOR_OP_READ | RAWSTOR_OP_READV, Backend::Mirror(m)) => {
+            m.read(sqe.offset, bufs, finish)
         }
-        other => finish(Err(Error::invalid(format!("unknown opcode {other}")))),
+        (RAWSTOR_OP_WRITE | RAWSTOR_OP_WRITEV, Backend::Ost(o)) => {
+            o.write(sqe.offset, &bufs, fua, finish)
+        }
+        (RAWSTOR_OP_WRITE | RAWSTOR_OP_WRITEV, Backend::Mirror(m)) => {
+            m.write(sqe.offset, bufs, fua, finish)
+        }
+        (RAWSTOR_OP_READ | RAWSTOR_OP_READV | RAWSTOR_OP_WRITE | RAWSTOR_OP_WRITEV, _) => {
+            unreachable!("file:// runs inline")
+        }
+        (RAWSTOR_OP_FLUSH, _) => simple(Opcode::Flush, 0, 0, finish),
+        (RAWSTOR_OP_DISCARD, _) => simple(Opcode::Discard, sqe.offset, sqe.length, finish),
+        (RAWSTOR_OP_WRITE_ZEROES, _) => simple(Opcode::WriteZeroes, sqe.offset, sqe.length, finish),
+        (other, _) => finish(Err(Error::invalid(format!("unknown opcode {other}")))),
     }
 }
 

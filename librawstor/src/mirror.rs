@@ -1,0 +1,492 @@
+//! Mirrored objects: a target `A/<uuid>,B/<uuid>,...` keeps a full copy
+//! (a *leg*) on every element.
+//!
+//! * Writes, discards, flushes and resizes go to every leg that is not
+//!   stale. A leg that fails one (or was unreachable at open) has *missed a
+//!   write*: before the operation completes, the legs that took it record
+//!   the failed leg's name among their `stale_peers` (durably, merged so
+//!   concurrent markers never undo each other), and the failed leg is told
+//!   it is stale when it can be reached. The operation then succeeds; it
+//!   fails only when no leg took it, or when no good leg could record the
+//!   mark.
+//! * Reads go to one good leg, rotating; when it fails, the next one is
+//!   tried (upstream fails the read instead). A stale leg is never read:
+//!   at open, a leg is stale if it says so itself or if any other leg names
+//!   it, and its server refuses reads of a stale copy with `ESTALE`.
+//! * `repair` copies a good leg onto the stale ones and clears the marks.
+//!
+//! Limits: the marks cover failures the client sees. A client killed
+//! between the legs of one write leaves them different without a mark
+//! (as a RAID-1 without a write-intent bitmap would); issue 4's write-
+//! intent mechanism closes that. Repair assumes no writer is active.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::net::RawBuf;
+use crate::remote::{Finish, RemoteObject};
+use crate::store::{ObjectInfo, StoreObject};
+use crate::uuid::Uuid;
+use crate::wire::{Marks, Opcode};
+
+/// One copy of a mirrored object.
+pub(crate) enum Leg {
+    File(Arc<StoreObject>),
+    Ost(RemoteObject),
+}
+
+impl Leg {
+    pub(crate) fn info(&self) -> ObjectInfo {
+        match self {
+            Leg::File(o) => o.info(),
+            Leg::Ost(o) => o.info(),
+        }
+    }
+
+    pub(crate) fn marks(&self) -> Marks {
+        match self {
+            Leg::File(o) => o.marks(),
+            Leg::Ost(o) => o.marks().clone(),
+        }
+    }
+
+    pub(crate) fn read(&self, offset: u64, bufs: &[RawBuf], finish: Finish) {
+        match self {
+            Leg::File(o) => finish((|| {
+                let mut at = offset;
+                for b in bufs {
+                    // SAFETY: the caller lends `b.len` writable bytes.
+                    o.read(at, unsafe { std::slice::from_raw_parts_mut(b.ptr, b.len) })?;
+                    at += b.len as u64;
+                }
+                Ok(at - offset)
+            })()),
+            Leg::Ost(o) => o.read(offset, bufs, finish),
+        }
+    }
+
+    pub(crate) fn write(&self, offset: u64, bufs: &[RawBuf], fua: bool, finish: Finish) {
+        match self {
+            Leg::File(o) => finish((|| {
+                let mut at = offset;
+                for b in bufs {
+                    // SAFETY: the caller lends `b.len` readable bytes.
+                    o.write(at, unsafe { std::slice::from_raw_parts(b.ptr, b.len) })?;
+                    at += b.len as u64;
+                }
+                if fua {
+                    o.flush()?;
+                }
+                Ok(at - offset)
+            })()),
+            Leg::Ost(o) => o.write(offset, bufs, fua, finish),
+        }
+    }
+
+    pub(crate) fn simple(&self, op: Opcode, offset: u64, len: u64, finish: Finish) {
+        match self {
+            Leg::File(o) => finish(match op {
+                Opcode::Flush => o.flush().map(|()| 0),
+                _ => o.zero(offset, len).map(|()| 0),
+            }),
+            Leg::Ost(o) => o.simple(op, offset, len, finish),
+        }
+    }
+
+    pub(crate) fn set_marks(&self, marks: &Marks, replace: bool, finish: Finish) {
+        match self {
+            Leg::File(o) => finish(o.set_marks(marks, replace).map(|()| 0)),
+            Leg::Ost(o) => o.set_marks(marks, replace, finish),
+        }
+    }
+
+    pub(crate) fn resize(&self, size: u64, allow_shrink: bool) -> Result<()> {
+        match self {
+            Leg::File(o) => o.resize(size, allow_shrink),
+            Leg::Ost(o) => o.resize(size, allow_shrink),
+        }
+    }
+}
+
+/// Waits for an operation started with a [`Finish`].
+pub(crate) fn wait(start: impl FnOnce(Finish)) -> Result<u64> {
+    RemoteObject::wait(start)
+}
+
+/// Errors that another leg would repeat: the caller's, not the leg's.
+fn caller_error(err: &Error) -> bool {
+    matches!(err.errno(), libc::ENXIO | libc::EINVAL | libc::ERANGE)
+}
+
+/// A mirrored object open in this instance.
+pub(crate) struct Mirror {
+    uuid: Uuid,
+    /// Element names (`ost://host:port`, `file:///dir`) and their legs;
+    /// `None` for a leg that could not be opened.
+    legs: Vec<(String, Option<Leg>)>,
+    /// Legs known to have missed writes.
+    stale: Mutex<Vec<bool>>,
+    cursor: AtomicUsize,
+}
+
+impl Mirror {
+    /// Assembles a mirror from its opened legs (`Err` for those that
+    /// could not be opened); at least one must have opened.
+    pub(crate) fn new(uuid: Uuid, legs: Vec<(String, Result<Leg>)>) -> Result<Arc<Self>> {
+        if legs.iter().all(|(_, l)| l.is_err()) {
+            let mut errors = legs.into_iter().map(|(_, l)| l.err().expect("all failed"));
+            let first = errors.next().expect("a mirror has legs");
+            let errno = first.errno();
+            return Err(Error::new(
+                errno,
+                format!("no copy of object {uuid} could be opened: {first}"),
+            ));
+        }
+        let names: Vec<String> = legs.iter().map(|(n, _)| n.clone()).collect();
+        let mut stale = vec![false; legs.len()];
+        for (i, (_, leg)) in legs.iter().enumerate() {
+            let Ok(leg) = leg else { continue };
+            let marks = leg.marks();
+            stale[i] |= marks.stale;
+            for (j, name) in names.iter().enumerate() {
+                if marks.stale_peers.contains(name) {
+                    stale[j] = true;
+                }
+            }
+        }
+        let legs: Vec<(String, Option<Leg>)> = legs
+            .into_iter()
+            .map(|(n, l)| {
+                if let Err(e) = &l {
+                    crate::log::warn(&format!("mirror leg {n} is unavailable: {e}"));
+                }
+                (n, l.ok())
+            })
+            .collect();
+        if legs
+            .iter()
+            .zip(&stale)
+            .all(|((_, leg), &st)| leg.is_none() || st)
+        {
+            return Err(Error::new(
+                libc::ESTALE,
+                format!(
+                    "every reachable copy of object {uuid} is stale: bring the others back or run 'rawstor repair'"
+                ),
+            ));
+        }
+        let mirror = Arc::new(Self {
+            uuid,
+            legs,
+            stale: Mutex::new(stale),
+            cursor: AtomicUsize::new(0),
+        });
+        // Tell reachable stale legs what they are, so that no client (this
+        // one or an older one) reads them.
+        let stale = mirror.stale.lock().clone();
+        for (i, (_, leg)) in mirror.legs.iter().enumerate() {
+            if let (Some(leg), true) = (leg, stale[i]) {
+                if !leg.marks().stale {
+                    let marks = Marks {
+                        stale: true,
+                        stale_peers: Vec::new(),
+                    };
+                    let _ = wait(|done| leg.set_marks(&marks, false, done));
+                }
+            }
+        }
+        Ok(mirror)
+    }
+
+    /// Size and layout, from a good leg.
+    pub(crate) fn info(&self) -> ObjectInfo {
+        let stale = self.stale.lock().clone();
+        self.legs
+            .iter()
+            .zip(stale)
+            .find_map(|((_, leg), st)| leg.as_ref().filter(|_| !st))
+            .or_else(|| self.legs.iter().find_map(|(_, l)| l.as_ref()))
+            .map(Leg::info)
+            .expect("a mirror keeps at least one leg")
+    }
+
+    /// Good legs, starting at the rotating cursor.
+    fn readable(&self) -> Vec<usize> {
+        let stale = self.stale.lock().clone();
+        let n = self.legs.len();
+        let start = self.cursor.fetch_add(1, Ordering::Relaxed) % n;
+        (0..n)
+            .map(|k| (start + k) % n)
+            .filter(|&i| self.legs[i].1.is_some() && !stale[i])
+            .collect()
+    }
+
+    /// Reads from one good leg, failing over to the next.
+    pub(crate) fn read(self: &Arc<Self>, offset: u64, bufs: Vec<RawBuf>, finish: Finish) {
+        let order = self.readable();
+        Arc::clone(self).read_from(order, 0, offset, bufs, finish, None);
+    }
+
+    fn read_from(
+        self: Arc<Self>,
+        order: Vec<usize>,
+        k: usize,
+        offset: u64,
+        bufs: Vec<RawBuf>,
+        finish: Finish,
+        last: Option<Error>,
+    ) {
+        let Some(&i) = order.get(k) else {
+            return finish(Err(last.unwrap_or_else(|| {
+                Error::new(
+                    libc::EIO,
+                    format!("no readable copy of object {} is left", self.uuid),
+                )
+            })));
+        };
+        let leg = self.legs[i].1.as_ref().expect("readable legs are open");
+        let retry_bufs = bufs.clone();
+        let me = Arc::clone(&self);
+        leg.read(
+            offset,
+            &bufs,
+            Box::new(move |result| match result {
+                Ok(n) => finish(Ok(n)),
+                Err(err) if caller_error(&err) => finish(Err(err)),
+                Err(err) => {
+                    let name = &me.legs[i].0;
+                    crate::log::warn(&format!(
+                        "read of object {} from {name} failed ({err}); trying another copy",
+                        me.uuid
+                    ));
+                    if err.errno() == libc::ESTALE {
+                        me.stale.lock()[i] = true;
+                    }
+                    me.read_from(order, k + 1, offset, retry_bufs, finish, Some(err));
+                }
+            }),
+        );
+    }
+
+    /// Runs a mutation on every good leg; marks the legs that miss it.
+    pub(crate) fn mutate(self: &Arc<Self>, start: impl Fn(&Leg, Finish), finish: Finish) {
+        let stale = self.stale.lock().clone();
+        let targets: Vec<usize> = (0..self.legs.len())
+            .filter(|&i| self.legs[i].1.is_some() && !stale[i])
+            .collect();
+        // Legs that could not be opened miss this mutation too.
+        let down: Vec<usize> = (0..self.legs.len())
+            .filter(|&i| self.legs[i].1.is_none() && !stale[i])
+            .collect();
+        if targets.is_empty() {
+            return finish(Err(Error::new(
+                libc::EIO,
+                format!("no writable copy of object {} is left", self.uuid),
+            )));
+        }
+        let results = Arc::new(Mutex::new(Vec::with_capacity(targets.len())));
+        let remaining = Arc::new(AtomicUsize::new(targets.len()));
+        let finish = Arc::new(Mutex::new(Some(finish)));
+        for &i in &targets {
+            let me = Arc::clone(self);
+            let results = Arc::clone(&results);
+            let remaining = Arc::clone(&remaining);
+            let finish = Arc::clone(&finish);
+            let down = down.clone();
+            let leg = self.legs[i].1.as_ref().expect("targets are open");
+            start(
+                leg,
+                Box::new(move |result| {
+                    results.lock().push((i, result));
+                    if remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        let results = std::mem::take(&mut *results.lock());
+                        if let Some(finish) = finish.lock().take() {
+                            me.settle(results, down, finish);
+                        }
+                    }
+                }),
+            );
+        }
+    }
+
+    /// After every leg answered: succeed, fail, or mark and succeed.
+    fn settle(
+        self: Arc<Self>,
+        results: Vec<(usize, Result<u64>)>,
+        down: Vec<usize>,
+        finish: Finish,
+    ) {
+        let ok: Vec<(usize, u64)> = results
+            .iter()
+            .filter_map(|(i, r)| r.as_ref().ok().map(|&n| (*i, n)))
+            .collect();
+        let failed: Vec<(usize, Error)> = results
+            .into_iter()
+            .filter_map(|(i, r)| r.err().map(|e| (i, e)))
+            .collect();
+        let Some(&(_, bytes)) = ok.first() else {
+            return finish(Err(failed.into_iter().next().expect("some leg answered").1));
+        };
+        let missed: Vec<usize> = failed.iter().map(|(i, _)| *i).chain(down).collect();
+        if missed.is_empty() {
+            return finish(Ok(bytes));
+        }
+        for (i, err) in &failed {
+            crate::log::warn(&format!(
+                "copy {} of object {} missed a write ({err}); it is marked stale until repaired",
+                self.legs[*i].0, self.uuid
+            ));
+        }
+        let names: Vec<String> = {
+            let mut stale = self.stale.lock();
+            for &i in &missed {
+                stale[i] = true;
+            }
+            (0..self.legs.len())
+                .filter(|&i| stale[i])
+                .map(|i| self.legs[i].0.clone())
+                .collect()
+        };
+        let marks = Marks {
+            stale: false,
+            stale_peers: names,
+        };
+        // Best effort: a reachable leg that failed learns it is stale.
+        for &i in &missed {
+            if let Some(leg) = &self.legs[i].1 {
+                let own = Marks {
+                    stale: true,
+                    stale_peers: Vec::new(),
+                };
+                leg.set_marks(&own, false, Box::new(|_| {}));
+            }
+        }
+        let recorded = Arc::new(AtomicUsize::new(0));
+        let remaining = Arc::new(AtomicUsize::new(ok.len()));
+        let finish = Arc::new(Mutex::new(Some(finish)));
+        for &(i, _) in &ok {
+            let recorded = Arc::clone(&recorded);
+            let remaining = Arc::clone(&remaining);
+            let finish = Arc::clone(&finish);
+            let uuid = self.uuid;
+            let leg = self.legs[i].1.as_ref().expect("ok legs are open");
+            leg.set_marks(
+                &marks,
+                false,
+                Box::new(move |result| {
+                    if result.is_ok() {
+                        recorded.fetch_add(1, Ordering::AcqRel);
+                    }
+                    if remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        let outcome = if recorded.load(Ordering::Acquire) > 0 {
+                            Ok(bytes)
+                        } else {
+                            Err(Error::new(
+                                libc::EIO,
+                                format!("object {uuid}: a copy missed a write and no other copy could record it"),
+                            ))
+                        };
+                        if let Some(finish) = finish.lock().take() {
+                            finish(outcome);
+                        }
+                    }
+                }),
+            );
+        }
+    }
+
+    pub(crate) fn write(
+        self: &Arc<Self>,
+        offset: u64,
+        bufs: Vec<RawBuf>,
+        fua: bool,
+        finish: Finish,
+    ) {
+        self.mutate(move |leg, done| leg.write(offset, &bufs, fua, done), finish);
+    }
+
+    pub(crate) fn simple(self: &Arc<Self>, op: Opcode, offset: u64, len: u64, finish: Finish) {
+        self.mutate(move |leg, done| leg.simple(op, offset, len, done), finish);
+    }
+
+    pub(crate) fn resize(self: &Arc<Self>, size: u64, allow_shrink: bool) -> Result<()> {
+        wait(|finish| {
+            self.mutate(
+                move |leg, done| done(leg.resize(size, allow_shrink).map(|()| 0)),
+                finish,
+            )
+        })
+        .map(drop)
+    }
+
+    /// Copies a good leg onto every stale one and clears the marks.
+    /// `progress` gets (bytes done, bytes to do). Returns the names of
+    /// the repaired legs.
+    pub(crate) fn repair(
+        self: &Arc<Self>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Vec<String>> {
+        if let Some((name, _)) = self.legs.iter().find(|(_, l)| l.is_none()) {
+            return Err(Error::new(
+                libc::EHOSTDOWN,
+                format!(
+                    "cannot repair object {}: copy {name} is unreachable",
+                    self.uuid
+                ),
+            ));
+        }
+        let stale = self.stale.lock().clone();
+        let Some(source) = (0..self.legs.len()).find(|&i| !stale[i]) else {
+            return Err(Error::new(libc::ESTALE, "no good copy to repair from"));
+        };
+        let targets: Vec<usize> = (0..self.legs.len()).filter(|&i| stale[i]).collect();
+        let src = self.legs[source].1.as_ref().expect("all open");
+        let size = src.info().size;
+        let step: u64 = 1 << 20;
+        let total = size * targets.len() as u64;
+        let mut done_bytes = 0;
+        let mut buf = vec![0u8; step as usize];
+        for &t in &targets {
+            let dst = self.legs[t].1.as_ref().expect("all open");
+            dst.resize(size, true)?;
+            let mut offset = 0;
+            while offset < size {
+                let n = step.min(size - offset) as usize;
+                let piece = &mut buf[..n];
+                let raw = [RawBuf {
+                    ptr: piece.as_mut_ptr(),
+                    len: n,
+                }];
+                wait(|f| src.read(offset, &raw, f))?;
+                if piece.iter().all(|&b| b == 0) {
+                    wait(|f| dst.simple(Opcode::Discard, offset, n as u64, f))?;
+                } else {
+                    wait(|f| dst.write(offset, &raw, false, f))?;
+                }
+                offset += n as u64;
+                done_bytes += n as u64;
+                progress(done_bytes, total);
+            }
+            wait(|f| dst.simple(Opcode::Flush, 0, 0, f))?;
+            let clean = Marks::default();
+            wait(|f| dst.set_marks(&clean, true, f))?;
+        }
+        let repaired: Vec<String> = targets.iter().map(|&t| self.legs[t].0.clone()).collect();
+        for (i, (_, leg)) in self.legs.iter().enumerate() {
+            if stale[i] {
+                continue;
+            }
+            let leg = leg.as_ref().expect("all open");
+            let mut marks = leg.marks();
+            marks.stale_peers.retain(|p| !repaired.contains(p));
+            marks.stale = false;
+            wait(|f| leg.set_marks(&marks, true, f))?;
+        }
+        let mut stale = self.stale.lock();
+        stale.iter_mut().for_each(|s| *s = false);
+        Ok(repaired)
+    }
+}
