@@ -180,7 +180,11 @@ fn mirror_of_file_locations_and_all_or_nothing_create() {
         "partial create was not undone"
     );
     let err = rs.remove(&target).unwrap_err();
-    assert_eq!(err.errno(), libc::EBUSY, "an open object is not removed: {err}");
+    assert_eq!(
+        err.errno(),
+        libc::EBUSY,
+        "an open object is not removed: {err}"
+    );
     object.close().unwrap();
     rs.remove(&target).unwrap();
     assert_eq!(rs.open(&target).unwrap_err().errno(), libc::ENOENT);
