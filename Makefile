@@ -16,7 +16,8 @@ C_TESTS     := test_api test_threads
 CACHE       ?= $(HOME)/.cache/rawstor
 FIO_ENGINE  := $(BUILD)/librawstor_fio.so
 
-.PHONY: all build demo header check-header cbindgen lint test test-rust test-c test-asan \
+SHELL       := /bin/bash
+.PHONY: all build demo header check-header cbindgen cargo-fuzz fuzz-smoke lint test test-rust test-c test-asan \
         test-valgrind test-cli test-pkgconfig test-fio fio-engine install bench bench-file clean
 
 all: build
@@ -28,6 +29,21 @@ build:
 ## a verified write/read pass and a short benchmark.
 demo: build
 	bash tests/demo.sh
+
+## cargo fuzz runs on the stable toolchain with RUSTC_BOOTSTRAP=1 (it
+## passes -Z flags to rustc for its sanitizer and coverage).
+CARGO_FUZZ_VERSION := 0.13.2
+cargo-fuzz:
+	@cargo fuzz --version 2>/dev/null | grep -q '$(CARGO_FUZZ_VERSION)' || \
+		$(CARGO) install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked
+
+## A short fuzz run of the wire codec (part of `make test`); FUZZ_SECONDS longer by hand.
+FUZZ_SECONDS ?= 15
+fuzz-smoke: cargo-fuzz
+	cd librawstor && RUSTC_BOOTSTRAP=1 cargo fuzz run wire --fuzz-dir fuzz -- \
+		-max_total_time=$(FUZZ_SECONDS) -max_len=8192 -print_final_stats=1 2>&1 | \
+		grep -E 'Done [0-9]+ runs|stat::number_of_executed_units|ERROR|panicked|SUMMARY' ; \
+		test $${PIPESTATUS[0]} -eq 0
 
 cbindgen:
 	@cbindgen --version 2>/dev/null | grep -q '$(CBINDGEN_VERSION)' || \
@@ -47,7 +63,7 @@ lint: check-header
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## Everything CI checks (the README's test command).
-test: lint build test-rust test-c test-asan test-valgrind test-cli test-pkgconfig test-fio
+test: lint build test-rust test-c test-asan test-valgrind test-cli test-pkgconfig test-fio fuzz-smoke
 	@echo "all tests passed"
 
 test-rust:
