@@ -4,8 +4,15 @@
 set -euo pipefail
 RAWSTOR=${1:-target/release/rawstor}
 RAWSTOR=$(realpath "$RAWSTOR")
+OST=$(dirname "$RAWSTOR")/rawstor-ost
 WORK=$(mktemp -d /tmp/rawstor-cli-XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
 export RAWSTOR_LOG=quiet
 fails=0
 pass() { echo "ok   - $1"; }
@@ -77,6 +84,43 @@ $RAWSTOR resize "$TARGET" --size 16M
 check "resize grows" grep -qx "size_bytes: 16777216" <($RAWSTOR info "$TARGET")
 $RAWSTOR remove "$TARGET"
 expect_error 66 "does not exist" "removed object is gone" $RAWSTOR info "$TARGET"
+
+# ost:// and mirroring through the CLI, against real servers.
+# Starts a rawstor-ost on a loopback port it picks (or on BIND); sets
+# OST_ADDR to its host:port and records its PID for the cleanup.
+start_ost() { # NAME [BIND]
+    local dir=$WORK/$1
+    mkdir -p "$dir"
+    "$OST" --bind "${2:-127.0.0.1:0}" "file://$dir" >"$dir.out" 2>"$dir.log" &
+    OST_PID=$!
+    pids+=("$OST_PID")
+    for _ in $(seq 100); do
+        grep -q '^listening on ' "$dir.out" 2>/dev/null && break
+        sleep 0.05
+    done
+    OST_ADDR=$(sed -n 's/^listening on //p' "$dir.out")
+}
+start_ost ost-a; A=$OST_ADDR a_pid=$OST_PID
+start_ost ost-b; B=$OST_ADDR
+MIRROR=$($RAWSTOR create "ost://$A,ost://$B" --size 4M)
+assert "mirrored create prints both elements" '[[ $MIRROR == ost://$A/*,ost://$B/* ]]'
+head -c $((4 * 1024 * 1024)) /dev/urandom >"$WORK/m1.bin"
+$RAWSTOR import "$WORK/m1.bin" "$MIRROR"
+check "mirrored export matches" cmp <($RAWSTOR export "$MIRROR" -) "$WORK/m1.bin"
+check "repair of an in-sync mirror has nothing to do" grep -q "nothing to repair" <($RAWSTOR repair "$MIRROR")
+kill "$a_pid"; wait "$a_pid" 2>/dev/null || true
+head -c $((4 * 1024 * 1024)) /dev/urandom >"$WORK/m2.bin"
+RAWSTOR_OPTS_TIMEOUT_MS=500 $RAWSTOR import "$WORK/m2.bin" "$MIRROR"
+check "with one server down, the mirror still reads the new data" cmp <($RAWSTOR export "$MIRROR" -) "$WORK/m2.bin"
+start_ost ost-a "$A"
+assert "the server came back on its port" '[[ $OST_ADDR == "$A" ]]'
+check "opening the mirror works and tells the stale copy" grep -q "size_bytes: 4194304" <($RAWSTOR info "$MIRROR")
+expect_error 71 "missed writes" "the stale copy refuses reads" \
+    $RAWSTOR export "ost://$A/${MIRROR##*/}" "$WORK/stale.bin"
+check "repair resyncs the stale copy" grep -q "repaired ost://$A" <($RAWSTOR repair "$MIRROR")
+check "the repaired copy has the new data" cmp <($RAWSTOR export "ost://$A/${MIRROR##*/}" -) "$WORK/m2.bin"
+expect_error 69 "cannot connect" "unreachable server is exit 69" \
+    $RAWSTOR info "ost://127.0.0.1:1/0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b"
 
 echo "cli: $fails failed"
 [[ $fails -eq 0 ]]

@@ -7,8 +7,15 @@
 set -euo pipefail
 RAWSTOR=$(realpath "${1:-target/release/rawstor}")
 ENGINE=$(realpath "${2:-target/build/librawstor_fio.so}")
+OST=$(dirname "$RAWSTOR")/rawstor-ost
 WORK=$(mktemp -d /tmp/rawstor-fio-XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
 export RAWSTOR_LOG=quiet
 fails=0
 pass() { echo "ok   - $1"; }
@@ -41,11 +48,35 @@ help=$(fio --enghelp="$ENGINE" 2>&1)
 assert "enghelp lists the engine options" \
     '[[ $help =~ rawstor_timeout_ms && $help =~ rawstor_retries && $help =~ rawstor_fua ]]'
 
+# Starts a rawstor-ost on a loopback port it picks; prints host:port.
+# Starts a rawstor-ost on a loopback port it picks (or on BIND); sets
+# OST_ADDR to its host:port and records its PID for the cleanup.
+start_ost() { # NAME [BIND]
+    local dir=$WORK/$1
+    mkdir -p "$dir"
+    "$OST" --bind "${2:-127.0.0.1:0}" "file://$dir" >"$dir.out" 2>"$dir.log" &
+    OST_PID=$!
+    pids+=("$OST_PID")
+    for _ in $(seq 100); do
+        grep -q '^listening on ' "$dir.out" 2>/dev/null && break
+        sleep 0.05
+    done
+    OST_ADDR=$(sed -n 's/^listening on //p' "$dir.out")
+}
+start_ost ost-a; OST_A=$OST_ADDR
+start_ost ost-b; OST_B=$OST_ADDR
+
 # Workloads run against each kind of target the build serves.
-targets=("$($RAWSTOR create "file://$WORK/store" --size 64M --chunk-size 1M)")
+targets=(
+    "$($RAWSTOR create "file://$WORK/store" --size 64M --chunk-size 1M)"
+    "$($RAWSTOR create "ost://$OST_A" --size 64M --chunk-size 1M)"
+    "$($RAWSTOR create "ost://$OST_A,ost://$OST_B" --size 64M --chunk-size 1M)"
+)
 
 for target in "${targets[@]}"; do
     kind=${target%%://*}://
+    [[ $target == *,* ]] && kind="mirrored ost://"
+
     out=$(rfio "$target" --rw=randwrite --bs=4k --iodepth=1 --verify=crc32c --output-format=json)
     assert "$kind QD1 randwrite + crc32c verify covers the whole object" \
         '[[ $(jfield "j[\"read\"][\"io_bytes\"]" <<<"$out") -eq $((64 << 20)) ]]'
@@ -101,7 +132,9 @@ assert "a corrupted block fails fio with EIO, not a verify mismatch" \
 expect_fio_error "does not exist" "missing object: clear message, non-zero exit" \
     "file://$WORK/store/0190a1b2-c3d4-7e5f-8a6b-000000000000"
 expect_fio_error "bad target" "malformed target: clear message" "file://$WORK/store"
-expect_fio_error "ost://127.0.0.1:1" "unreachable server: message names it, no hang" \
+expect_fio_error "does not exist" "missing object on a server: clear message" \
+    "ost://$OST_A/0190a1b2-c3d4-7e5f-8a6b-000000000000"
+expect_fio_error "ost://127.0.0.1:1: cannot connect" "unreachable server: message names it, no hang" \
     "ost://127.0.0.1:1/0190a1b2-c3d4-7e5f-8a6b-000000000000"
 
 if ((fails)); then

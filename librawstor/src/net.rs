@@ -234,7 +234,7 @@ impl Connection {
                 Err(e) => {
                     st.broken = Some(self.error(
                         e.raw_os_error().unwrap_or(libc::EIO),
-                        format!("send failed: {e}"),
+                        format!("send failed{}", detail(&e)),
                     ));
                     self.handle.wake();
                     return;
@@ -269,7 +269,7 @@ impl Connection {
                 Err(e) => {
                     st.broken = Some(self.error(
                         e.raw_os_error().unwrap_or(libc::EIO),
-                        format!("send failed: {e}"),
+                        format!("send failed{}", detail(&e)),
                     ));
                     return;
                 }
@@ -298,7 +298,7 @@ impl Connection {
                 Err(e) => {
                     st.broken = Some(self.error(
                         e.raw_os_error().unwrap_or(libc::EIO),
-                        format!("receive failed: {e}"),
+                        format!("receive failed{}", detail(&e)),
                     ));
                     break;
                 }
@@ -595,6 +595,14 @@ impl Handler for Connection {
     }
 }
 
+/// An I/O error's words beyond its errno (whose text `Error` appends).
+fn detail(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(_) => String::new(),
+        None => format!(": {e}"),
+    }
+}
+
 fn run(done: Vec<(Done, Result<Vec<u8>>)>) {
     for (f, result) in done {
         f(result);
@@ -648,7 +656,7 @@ fn connect_blocking(addr: &str, session: u64, timeout: Duration) -> Result<(TcpS
             let e = last.unwrap_or_else(|| io::Error::from(io::ErrorKind::AddrNotAvailable));
             return Err(fail(
                 e.raw_os_error().unwrap_or(libc::ECONNREFUSED),
-                format!("cannot connect: {e}"),
+                format!("cannot connect{}", detail(&e)),
             ));
         }
     };
@@ -658,7 +666,12 @@ fn connect_blocking(addr: &str, session: u64, timeout: Duration) -> Result<(TcpS
             io::ErrorKind::UnexpectedEof => libc::ECONNRESET,
             _ => e.raw_os_error().unwrap_or(libc::EIO),
         };
-        fail(errno, format!("{what}: {e}"))
+        let detail = match e.kind() {
+            io::ErrorKind::UnexpectedEof => ": the peer closed the connection".to_string(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => String::new(),
+            _ => detail(&e),
+        };
+        fail(errno, format!("{what}{detail}"))
     };
     stream
         .set_nodelay(true)
