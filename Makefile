@@ -125,8 +125,12 @@ install:
 		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/rawstor.pc
 
 ## One table: rawstor through fio next to local-file and qemu-nbd baselines.
-bench: build $(FIO_ENGINE)
-	RAWSTOR=$(RAWSTOR) RAWSTOR_FIO=$(FIO_ENGINE) bench/run
+bench: build $(FIO_ENGINE) $(BUILD)/pingpong
+	RAWSTOR=$(RAWSTOR) RAWSTOR_FIO=$(FIO_ENGINE) PINGPONG=$(BUILD)/pingpong bench/run
+
+$(BUILD)/pingpong: bench/pingpong.c
+	@mkdir -p $(BUILD)
+	$(CC) -O2 -Wall -Wextra -Werror $< -lpthread -o $@
 
 ## The CLI's own benchmark against plain pread/pwrite (no fio).
 bench-file: build
