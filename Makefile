@@ -121,6 +121,7 @@ install:
 	install -m 0644 $(RELEASE)/librawstor.a $(DESTDIR)$(PREFIX)/lib/librawstor.a
 	install -m 0644 include/rawstor.h $(DESTDIR)$(PREFIX)/include/rawstor.h
 	install -m 0755 $(RAWSTOR) $(DESTDIR)$(PREFIX)/bin/rawstor
+	install -m 0755 $(RELEASE)/rawstor-ost $(DESTDIR)$(PREFIX)/bin/rawstor-ost
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' librawstor/rawstor.pc.in \
 		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/rawstor.pc
 
