@@ -29,6 +29,8 @@ use rawstor::wire::{
 
 /// Reads and writes up to this size run on the connection's thread.
 pub const INLINE_MAX: u64 = 256 << 10;
+/// Bytes of inline replies gathered before they are sent regardless.
+const REPLY_BATCH: usize = 256 << 10;
 /// Results of mutations remembered for retried requests.
 const DEDUP_ENTRIES: usize = 1 << 16;
 
@@ -145,6 +147,11 @@ impl Replier {
         let mut stream = self.stream.lock();
         // A failed send means the client went away; its reader sees that.
         let _ = write_all_vectored(&mut stream, &head, &reply.payload);
+    }
+
+    fn send_bytes(&self, bytes: &[u8]) {
+        let mut stream = self.stream.lock();
+        let _ = stream.write_all(bytes);
     }
 
     fn begin(&self, limit: usize) {
@@ -352,7 +359,14 @@ impl Server {
         };
         let mut reader = BufReader::with_capacity(128 << 10, stream);
         let mut session: Option<u64> = None;
+        // Replies of inline requests, sent together once no received
+        // request is left to run: at depth, one send for many replies.
+        let mut batch: Vec<u8> = Vec::with_capacity(REPLY_BATCH);
         loop {
+            if !batch.is_empty() && (reader.buffer().is_empty() || batch.len() >= REPLY_BATCH) {
+                replier.send_bytes(&batch);
+                batch.clear();
+            }
             let mut head = [0u8; HEADER_LEN];
             match read_full(&mut reader, &mut head) {
                 Ok(true) => {}
@@ -411,7 +425,9 @@ impl Server {
                     break;
                 }
                 (op, Some(session)) if inline(op, &header) => {
-                    replier.send(&self.execute(session, op, &header, payload));
+                    let reply = self.execute(session, op, &header, payload);
+                    batch.extend_from_slice(&reply.header.encode());
+                    batch.extend_from_slice(&reply.payload);
                 }
                 (op, Some(session)) => {
                     replier.begin(self.config.queue_size);
@@ -427,6 +443,9 @@ impl Server {
                     }
                 }
             }
+        }
+        if !batch.is_empty() {
+            replier.send_bytes(&batch);
         }
         replier.wait_idle();
     }

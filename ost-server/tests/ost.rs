@@ -553,3 +553,30 @@ fn unreachable_and_silent_servers_fail_clearly_and_in_time() {
     );
     holder.join().unwrap();
 }
+
+#[test]
+fn a_server_that_stops_answering_fails_requests_at_their_deadline() {
+    let dir = TempDir::new("stopped");
+    let ost = Ost::start(&[dir.path().to_path_buf()]);
+    let rs = rawstor::Instance::new(rawstor::Options {
+        timeout_ms: 300,
+        retries: 2,
+        ..Default::default()
+    })
+    .unwrap();
+    let target = rs.create(&ost.location(), &CreateSpec::new(MB)).unwrap();
+    let object = rs.open(&target).unwrap();
+    object.write_at(&pattern(1, 1, 4096), 0).unwrap();
+    ost.signal(libc::SIGSTOP);
+    let started = Instant::now();
+    let err = object.read_at(&mut [0u8; 4096], 0).unwrap_err();
+    let took = started.elapsed();
+    ost.signal(libc::SIGCONT);
+    assert_eq!(err.errno(), libc::ETIMEDOUT, "{err}");
+    assert!(err.to_string().starts_with(&format!("ost://{}", ost.addr)), "{err}");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    // Once the server answers again, the next request reconnects and works.
+    let mut back = vec![0u8; 4096];
+    object.read_at(&mut back, 0).unwrap();
+    assert!(back == pattern(1, 1, 4096));
+}
