@@ -7,13 +7,12 @@
  *
  * Each fio job (process or thread) gets its own rawstor instance and one
  * queue as deep as its iodepth. ->queue stages submission entries,
- * ->commit submits them as one batch, ->getevents reaps completions and
- * sleeps in poll(2) on the queue's eventfd (never spinning) until enough
- * have arrived. The object's size is the file size, so --size is not
+ * ->commit submits them as one batch, ->getevents waits in
+ * rawstor_queue_reap, which sleeps without spinning until enough
+ * completions have arrived. The object's size is the file size, so --size is not
  * needed. This file is GPL-2.0-or-later because it includes fio's headers.
  */
 #include <errno.h>
-#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,7 +75,6 @@ struct rawstor_fio_data {
 	rawstor_cqe *cqes;
 	struct io_u **events; /* filled by ->getevents, read by ->event */
 	unsigned int inflight;
-	int eventfd; /* readable while completions wait */
 };
 
 static int new_instance(struct thread_data *td, rawstor **out)
@@ -184,12 +182,6 @@ static int fio_rawstor_init(struct thread_data *td)
 	rc = rawstor_queue_new(d->instance, d->depth, &d->queue);
 	if (rc < 0) {
 		report(td, rc, "cannot make a queue for", td->o.name);
-		return 1;
-	}
-	d->eventfd = rawstor_queue_eventfd(d->queue);
-	if (d->eventfd < 0) {
-		report(td, d->eventfd, "cannot get the queue's eventfd for",
-		       td->o.name);
 		return 1;
 	}
 	return 0;
@@ -323,8 +315,10 @@ static int fio_rawstor_commit(struct thread_data *td)
 }
 
 /*
- * Takes what has completed; while fewer than `min`, sleeps in poll(2) on
- * the queue's eventfd (readable while completions wait), never spinning.
+ * Takes completions, waiting in rawstor_queue_reap until `min` are there.
+ * The library sleeps without spinning: on a condition variable, or, for
+ * an ost:// queue, in poll(2) on the connection's socket and the queue's
+ * eventfd, reading the replies on this thread (one wake-up per reply).
  */
 static int fio_rawstor_getevents(struct thread_data *td, unsigned int min,
 				 unsigned int max, const struct timespec *t)
@@ -339,13 +333,13 @@ static int fio_rawstor_getevents(struct thread_data *td, unsigned int min,
 		max = d->depth;
 
 	for (;;) {
-		struct pollfd pfd = { .fd = d->eventfd, .events = POLLIN };
 		int i, rc;
 
 		/* entries still staged (the queue was full) go in as room frees */
 		if (d->nr_staged && fio_rawstor_commit(td))
 			return -1;
-		rc = rawstor_queue_reap(d->queue, d->cqes, max - got, 0, 0);
+		rc = rawstor_queue_reap(d->queue, d->cqes, max - got,
+					min > got ? min - got : 0, timeout_ms);
 		if (rc < 0) {
 			log_err("fio: rawstor: reap: %s\n",
 				rawstor_last_error());
@@ -367,15 +361,9 @@ static int fio_rawstor_getevents(struct thread_data *td, unsigned int min,
 			d->events[got++] = io_u;
 		}
 		d->inflight -= rc;
-		if (got >= min || got >= max || d->inflight == 0)
+		/* done, timed out, or nothing left that could complete */
+		if (got >= min || got >= max || rc == 0 || d->nr_staged == 0)
 			break;
-		rc = poll(&pfd, 1, timeout_ms);
-		if (rc == 0)
-			break; /* fio's timeout */
-		if (rc < 0 && errno != EINTR) {
-			td_verror(td, errno, "poll");
-			return -1;
-		}
 	}
 	return (int)got;
 }

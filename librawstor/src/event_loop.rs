@@ -53,9 +53,16 @@ pub type Job = Box<dyn FnOnce(&mut LoopContext<'_>) + Send>;
 pub struct LoopHandle {
     jobs: Sender<Option<Job>>,
     waker: Arc<Waker>,
+    registry: Arc<Registry>,
 }
 
 impl LoopHandle {
+    /// The loop's registry, to change a source's interest from another
+    /// thread.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Runs `job` on the loop thread (dropped if the loop has ended).
     pub fn execute(&self, job: Job) {
         if self.jobs.send(Some(job)).is_ok() {
@@ -76,6 +83,7 @@ impl LoopHandle {
 pub struct EventLoop {
     jobs: Sender<Option<Job>>,
     waker: Arc<Waker>,
+    registry: Arc<Registry>,
     thread: Option<JoinHandle<()>>,
     thread_id: ThreadId,
     next_token: std::sync::atomic::AtomicUsize,
@@ -89,6 +97,11 @@ impl EventLoop {
             Waker::new(poll.registry(), WAKE_TOKEN)
                 .map_err(|e| Error::io("cannot create the loop waker", e))?,
         );
+        let registry = Arc::new(
+            poll.registry()
+                .try_clone()
+                .map_err(|e| Error::io("cannot clone the loop registry", e))?,
+        );
         let (jobs, queue) = crossbeam_channel::unbounded();
         let thread = std::thread::Builder::new()
             .name("rawstor-loop".into())
@@ -97,6 +110,7 @@ impl EventLoop {
         Ok(Self {
             jobs,
             waker,
+            registry,
             thread_id: thread.thread().id(),
             thread: Some(thread),
             next_token: std::sync::atomic::AtomicUsize::new(1),
@@ -121,6 +135,7 @@ impl EventLoop {
         LoopHandle {
             jobs: self.jobs.clone(),
             waker: Arc::clone(&self.waker),
+            registry: Arc::clone(&self.registry),
         }
     }
 }

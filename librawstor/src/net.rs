@@ -19,6 +19,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -121,6 +122,12 @@ struct State {
     backoff: Duration,
     last_error: Option<Error>,
     last_activity: Instant,
+    /// Threads waiting in `Queue::reap` that read replies themselves;
+    /// while there is one, the loop does not watch the socket for reading.
+    driving: usize,
+    /// What the loop watches the socket for now (`None`: the socket is
+    /// not in the loop's epoll set).
+    watching: Option<Interest>,
 }
 
 /// A connection to one `rawstor-ost`.
@@ -135,6 +142,7 @@ pub(crate) struct Connection {
     me: std::sync::Weak<Connection>,
     /// The loop is ticking for this connection (checking deadlines).
     armed: AtomicBool,
+
     state: Mutex<State>,
 }
 
@@ -172,6 +180,8 @@ impl Connection {
                 backoff: FIRST_BACKOFF,
                 last_error: None,
                 last_activity: Instant::now(),
+                driving: 0,
+                watching: None,
             }),
         });
         let installed = Arc::clone(&connection);
@@ -180,6 +190,88 @@ impl Connection {
             installed.install(ctx, Ok((stream, welcome)));
         }));
         Ok(connection)
+    }
+
+    /// A thread starts reading replies itself (while it waits for its
+    /// own): the loop thread stops watching the socket for reading, so a
+    /// reply costs one wake-up (the waiter's) instead of two (the loop's,
+    /// then the waiter's), as in a blocking ping-pong.
+    pub(crate) fn drive_begin(&self) {
+        let mut st = self.state.lock();
+        st.driving += 1;
+        if st.driving == 1 {
+            self.watch(&mut st);
+        }
+    }
+
+    /// The thread stops reading replies; the loop watches again (and is
+    /// told at once if a reply is already waiting).
+    pub(crate) fn drive_end(&self) {
+        let mut st = self.state.lock();
+        st.driving -= 1;
+        if st.driving == 0 {
+            self.watch(&mut st);
+        }
+    }
+
+    /// Makes the loop watch the socket for what is needed now. When
+    /// nothing is, the socket leaves the loop's epoll set altogether: a
+    /// mere change of interest would still wake the loop thread inside
+    /// the kernel on every reply.
+    fn watch(&self, st: &mut State) {
+        let interest = self.interest(st);
+        if interest == st.watching {
+            return;
+        }
+        let Some(stream) = st.stream.as_mut() else {
+            return;
+        };
+        let registry = self.handle.registry();
+        let result = match (st.watching, interest) {
+            (Some(_), None) => registry.deregister(stream),
+            (None, Some(i)) => registry.register(stream, self.token, i),
+            (Some(_), Some(i)) => registry.reregister(stream, self.token, i),
+            (None, None) => Ok(()),
+        };
+        match result {
+            Ok(()) => st.watching = interest,
+            Err(e) => {
+                st.broken = Some(Error::io(
+                    format!("ost://{}: cannot watch the socket", self.addr),
+                    e,
+                ));
+                self.handle.wake();
+            }
+        }
+    }
+
+    /// Readable unless a waiting thread reads; writable only while bytes
+    /// wait to be sent (a writable watch would wake the loop on every
+    /// acknowledgement).
+    fn interest(&self, st: &State) -> Option<Interest> {
+        let read = (st.driving == 0).then_some(Interest::READABLE);
+        let write = (st.out_pos < st.out.len()).then_some(Interest::WRITABLE);
+        match (read, write) {
+            (Some(r), Some(w)) => Some(r | w),
+            (r, w) => r.or(w),
+        }
+    }
+
+    /// Reads and completes whatever replies have arrived, without
+    /// waiting; returns the socket to poll for more.
+    pub(crate) fn drain(&self) -> Option<RawFd> {
+        let mut done = Vec::new();
+        let mut st = self.state.lock();
+        if st.stream.is_some() && st.broken.is_none() {
+            self.receive(&mut st, &mut done);
+        }
+        if st.broken.is_some() {
+            self.handle.wake(); // the loop drops and re-makes the connection
+        }
+        let fd = st.stream.as_ref().map(|s| s.as_raw_fd());
+        drop(st);
+        run(done);
+        fd
     }
 
     /// The server's address.
@@ -249,6 +341,7 @@ impl Connection {
             } else {
                 st.out.extend_from_slice(&body[written - HEADER_LEN..]);
             }
+            self.watch(st);
         }
     }
 
@@ -277,6 +370,7 @@ impl Connection {
         }
         st.out.clear();
         st.out_pos = 0;
+        self.watch(st);
     }
 
     /// Reads what arrived; returns the completions to run (after the lock).
@@ -399,7 +493,9 @@ impl Connection {
         done: &mut Vec<(Done, Result<Vec<u8>>)>,
     ) {
         if let Some(mut stream) = st.stream.take() {
-            let _ = registry.deregister(&mut stream);
+            if st.watching.take().is_some() {
+                let _ = registry.deregister(&mut stream);
+            }
         }
         st.out.clear();
         st.out_pos = 0;
@@ -438,11 +534,13 @@ impl Connection {
                 self.fail_all(&mut st, err, &mut done);
             }
             Ok((mut stream, _)) => {
-                if let Err(e) = ctx.registry.register(
-                    &mut stream,
-                    self.token,
-                    Interest::READABLE | Interest::WRITABLE,
-                ) {
+                let interest = self.interest(&st);
+                let registered = match interest {
+                    Some(i) => ctx.registry.register(&mut stream, self.token, i),
+                    None => Ok(()),
+                };
+                st.watching = interest;
+                if let Err(e) = registered {
                     st.last_error = Some(Error::io(
                         format!("ost://{}: cannot watch the socket", self.addr),
                         e,
@@ -525,6 +623,11 @@ impl Handler for Connection {
     fn tick(&self, registry: &Registry, now: Instant) -> Option<Instant> {
         let mut done = Vec::new();
         let mut st = self.state.lock();
+        if st.driving > 0 && !st.pending.is_empty() && st.stream.is_some() {
+            // A thread holds the drive but may not be reading right now:
+            // take what arrived, so that no reply waits for it unread.
+            self.receive(&mut st, &mut done);
+        }
         if let Some(err) = st.broken.take() {
             self.disconnect(&mut st, registry, err, &mut done);
         }

@@ -194,6 +194,11 @@ impl RemoteObject {
         self.size.load(Ordering::Acquire)
     }
 
+    /// The connection the object's requests go on.
+    pub(crate) fn connection(&self) -> &Arc<Connection> {
+        &self.connection
+    }
+
     pub(crate) fn info(&self) -> ObjectInfo {
         ObjectInfo {
             uuid: self.uuid,

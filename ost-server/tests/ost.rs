@@ -573,7 +573,10 @@ fn a_server_that_stops_answering_fails_requests_at_their_deadline() {
     let took = started.elapsed();
     ost.signal(libc::SIGCONT);
     assert_eq!(err.errno(), libc::ETIMEDOUT, "{err}");
-    assert!(err.to_string().starts_with(&format!("ost://{}", ost.addr)), "{err}");
+    assert!(
+        err.to_string().starts_with(&format!("ost://{}", ost.addr)),
+        "{err}"
+    );
     assert!(took < Duration::from_secs(3), "took {took:?}");
     // Once the server answers again, the next request reconnects and works.
     let mut back = vec![0u8; 4096];

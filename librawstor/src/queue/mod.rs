@@ -24,7 +24,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::client::{Backend, Object};
 use crate::error::{Error, Result};
-use crate::net::RawBuf;
+use crate::net::{Connection, RawBuf};
 use crate::remote::Finish;
 use crate::store::StoreObject;
 use crate::sys::EventFd;
@@ -38,8 +38,24 @@ struct Completions {
     outstanding: u32,
 }
 
+/// The connections this queue's operations wait on.
+enum Driver {
+    None,
+    One(Arc<Connection>),
+    Many,
+}
+
 struct QueueShared {
     depth: u32,
+    /// A thread waiting in `reap` for operations on a single `ost://`
+    /// connection reads their replies itself.
+    driver: Mutex<Driver>,
+    /// This queue's thread reads its connection's replies itself (it has
+    /// waited in `reap` before) and holds the connection's drive from
+    /// the first submission to the last completion reaped, so that the
+    /// loop thread never races it for a reply.
+    holding: std::sync::atomic::AtomicBool,
+    driving_mode: std::sync::atomic::AtomicBool,
     completions: Mutex<Completions>,
     completed: Condvar,
     /// Made on first request: callers that never poll pay no syscalls.
@@ -80,6 +96,9 @@ impl Queue {
         Ok(Self {
             shared: Arc::new(QueueShared {
                 depth,
+                driver: Mutex::new(Driver::None),
+                holding: std::sync::atomic::AtomicBool::new(false),
+                driving_mode: std::sync::atomic::AtomicBool::new(false),
                 completions: Mutex::new(Completions {
                     ready: VecDeque::with_capacity(depth as usize),
                     outstanding: 0,
@@ -165,6 +184,7 @@ impl Queue {
         let backend = match &object.inner.backend {
             Backend::File(backend) => backend,
             remote @ (Backend::Ost(_) | Backend::Mirror(_)) => {
+                self.note_driver(remote);
                 let inner = Arc::clone(&object.inner);
                 let queue = Arc::clone(&self.shared);
                 let user_data = sqe.user_data;
@@ -206,11 +226,97 @@ impl Queue {
         }));
     }
 
+    fn note_driver(&self, backend: &Backend) {
+        let mut driver = self.shared.driver.lock();
+        match (&*driver, backend) {
+            (Driver::None, Backend::Ost(o)) => *driver = Driver::One(Arc::clone(o.connection())),
+            (Driver::One(c), Backend::Ost(o)) if Arc::ptr_eq(c, o.connection()) => {
+                // Take the drive before the request goes out: its reply
+                // must not reach the loop thread first.
+                if self.shared.driving_mode.load(Ordering::Relaxed)
+                    && !self.shared.holding.swap(true, Ordering::AcqRel)
+                {
+                    c.drive_begin();
+                }
+            }
+            (Driver::Many, _) => {}
+            _ => {
+                self.release_drive(&driver);
+                *driver = Driver::Many;
+            }
+        }
+    }
+
+    fn release_drive(&self, driver: &Driver) {
+        if let Driver::One(c) = driver {
+            if self.shared.holding.swap(false, Ordering::AcqRel) {
+                c.drive_end();
+            }
+        }
+    }
+
+    /// Waits for `min` completions by reading the connection's replies on
+    /// this thread: poll(2) on its socket and on the queue's eventfd (for
+    /// completions that arrive another way), never spinning.
+    fn wait_driving(&self, connection: &Connection, min: usize, deadline: Option<Instant>) {
+        let Ok(eventfd) = self.eventfd() else {
+            return;
+        };
+        let enough = || {
+            let completions = self.shared.completions.lock();
+            completions.ready.len() >= min.min(completions.outstanding as usize)
+        };
+        self.shared.driving_mode.store(true, Ordering::Relaxed);
+        if !self.shared.holding.swap(true, Ordering::AcqRel) {
+            connection.drive_begin();
+        }
+        while !enough() {
+            let socket = connection.drain();
+            if enough() {
+                break;
+            }
+            // Capped so that a reconnection (a new socket) is noticed.
+            let mut wait = Duration::from_millis(50);
+            if let Some(deadline) = deadline {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                wait = wait.min(left);
+            }
+            let mut fds = [
+                libc::pollfd {
+                    fd: eventfd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: socket.unwrap_or(-1),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            // SAFETY: `fds` is a valid array of two pollfds (a negative fd
+            // is ignored by poll).
+            unsafe { libc::poll(fds.as_mut_ptr(), 2, wait.as_millis().max(1) as i32) };
+        }
+    }
+
     /// Moves up to `out.len()` completions into `out`, first waiting until
     /// at least `min` are there (fewer if fewer are outstanding) or
     /// `timeout` passes (`None`: no limit). Returns how many were moved.
     pub fn reap(&self, out: &mut [Cqe], min: usize, timeout: Option<Duration>) -> usize {
         let deadline = timeout.map(|t| Instant::now() + t);
+        let min = min.min(out.len());
+        if min > 0 {
+            let connection = match &*self.shared.driver.lock() {
+                Driver::One(connection) => Some(Arc::clone(connection)),
+                _ => None,
+            };
+            if let Some(connection) = connection {
+                self.wait_driving(&connection, min, deadline);
+            }
+        }
         let mut completions = self.shared.completions.lock();
         let min = min.min(out.len()).min(completions.outstanding as usize);
         while completions.ready.len() < min {
@@ -238,12 +344,24 @@ impl Queue {
                 eventfd.clear();
             }
         }
+        let idle = completions.outstanding == 0;
+        drop(completions);
+        if idle && self.shared.holding.load(Ordering::Acquire) {
+            // Nothing left in flight: the loop watches the socket again.
+            self.release_drive(&self.shared.driver.lock());
+        }
         count
     }
 
     /// Operations submitted and not yet reaped.
     pub fn outstanding(&self) -> u32 {
         self.shared.completions.lock().outstanding
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        self.release_drive(&self.shared.driver.lock());
     }
 }
 
