@@ -91,7 +91,8 @@ expect_error 66 "does not exist" "removed object is gone" $RAWSTOR info "$TARGET
 start_ost() { # NAME [BIND]
     local dir=$WORK/$1
     mkdir -p "$dir"
-    "$OST" --bind "${2:-127.0.0.1:0}" "file://$dir" >"$dir.out" 2>"$dir.log" &
+    # upstream's short form (tests/fio.sh uses --bind)
+    "$OST" -b "${2:-127.0.0.1:0}" "file://$dir" >"$dir.out" 2>"$dir.log" &
     OST_PID=$!
     pids+=("$OST_PID")
     for _ in $(seq 100); do
@@ -100,6 +101,9 @@ start_ost() { # NAME [BIND]
     done
     OST_ADDR=$(sed -n 's/^listening on //p' "$dir.out")
 }
+expect_error 2 "missing --bind" "rawstor-ost without an address is exit 2" $OST "file://$WORK/x"
+expect_error 2 "file:// mountpaths" "rawstor-ost on a non-file location is exit 2" \
+    $OST --bind 127.0.0.1:0 ost://127.0.0.1:7777
 start_ost ost-a; A=$OST_ADDR a_pid=$OST_PID
 start_ost ost-b; B=$OST_ADDR
 MIRROR=$($RAWSTOR create "ost://$A,ost://$B" --size 4M)

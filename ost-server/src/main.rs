@@ -112,7 +112,7 @@ fn main() -> ExitCode {
         Ok(Some(args)) => args,
         Ok(None) => return ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("rawstor-ost: {message}\n(rawstor-ost --help for usage)");
+            eprintln!("rawstor-ost: {message} (see rawstor-ost --help)");
             return ExitCode::from(2);
         }
     };
