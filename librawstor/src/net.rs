@@ -435,10 +435,10 @@ impl Connection {
             };
             let request = pending.request;
             if !header.is_reply() || header.opcode != request.header.opcode {
-                st.broken = Some(self.error(libc::EPROTO, "a reply does not match its request"));
-                (request.done)(Err(
-                    self.error(libc::EPROTO, "a reply does not match its request")
-                ));
+                let err = self.error(libc::EPROTO, "a reply does not match its request");
+                st.broken = Some(err.clone());
+                // Completions run after the state lock is released.
+                done.push((request.done, Err(err)));
                 return;
             }
             if header.status < 0 {
