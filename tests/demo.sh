@@ -34,10 +34,10 @@ pass() { # TARGET: verify, then benchmark
     echo "== write, read back and compare 4096 blocks of 4K at io-depth 16"
     $RAWSTOR testio "$1" --block-size 4K --io-depth 16 --count 4096
     echo "== fill the object, then 2 s of each 4K random pattern"
-    $RAWSTOR bench "$1" --rw write --bs 1M --iodepth 4 --runtime 1 | head -n1
+    $RAWSTOR bench "$1" --rw write --bs 1M --iodepth 4 --runtime 1 | sed -n 1p
     for rw in randread randwrite; do
         for qd in 1 16; do
-            $RAWSTOR bench "$1" --rw "$rw" --bs 4K --iodepth "$qd" --runtime 2 | head -n1
+            $RAWSTOR bench "$1" --rw "$rw" --bs 4K --iodepth "$qd" --runtime 2 | sed -n 1p
         done
     done
 }
