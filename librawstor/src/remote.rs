@@ -210,24 +210,50 @@ impl RemoteObject {
 
     /// Reads into `bufs` (in order) at `offset`; `finish` gets the bytes.
     pub(crate) fn read(&self, offset: u64, bufs: &[RawBuf], finish: Finish) {
-        let total: usize = bufs.iter().map(|b| b.len).sum();
-        if total == 0 {
-            return finish(Ok(0));
-        }
-        let pieces = split(bufs, wire::MAX_IO as usize);
-        let fan = FanIn::new(pieces.len(), total as u64, finish);
-        let mut at = offset;
-        for piece in pieces {
-            let len: usize = piece.iter().map(|b| b.len).sum();
-            let mut request = Request::new(Opcode::Read, self.uuid, at, len as u64, fan.piece());
+        self.split_io(Opcode::Read, offset, bufs, finish, |request, piece, _| {
             request.dest = Dest::Bufs(piece);
-            self.connection.submit(request);
-            at += len as u64;
-        }
+        });
     }
 
     /// Writes `bufs` (in order) at `offset`; with `fua`, durably.
     pub(crate) fn write(&self, offset: u64, bufs: &[RawBuf], fua: bool, finish: Finish) {
+        self.split_io(
+            Opcode::Write,
+            offset,
+            bufs,
+            finish,
+            |request, piece, len| {
+                request.payload = match piece.as_slice() {
+                    [one] => Payload::Lent(*one),
+                    many => {
+                        let mut owned = Vec::with_capacity(len);
+                        for b in many {
+                            // SAFETY: each piece names part of a lent buffer.
+                            owned.extend_from_slice(unsafe {
+                                std::slice::from_raw_parts(b.ptr, b.len)
+                            });
+                        }
+                        Payload::Owned(owned)
+                    }
+                };
+                if fua {
+                    request.header.flags |= FLAG_FUA;
+                }
+            },
+        );
+    }
+
+    /// Sends `op` over `bufs` as requests of at most [`wire::MAX_IO`]
+    /// bytes, each completed by `fill` (piece, its length); `finish` runs
+    /// once all pieces have completed.
+    fn split_io(
+        &self,
+        op: Opcode,
+        offset: u64,
+        bufs: &[RawBuf],
+        finish: Finish,
+        fill: impl Fn(&mut Request, Vec<RawBuf>, usize),
+    ) {
         let total: usize = bufs.iter().map(|b| b.len).sum();
         if total == 0 {
             return finish(Ok(0));
@@ -237,22 +263,8 @@ impl RemoteObject {
         let mut at = offset;
         for piece in pieces {
             let len: usize = piece.iter().map(|b| b.len).sum();
-            let mut request = Request::new(Opcode::Write, self.uuid, at, len as u64, fan.piece());
-            request.payload = match piece.as_slice() {
-                [one] => Payload::Lent(*one),
-                many => {
-                    let mut owned = Vec::with_capacity(len);
-                    for b in many {
-                        // SAFETY: each piece names part of a lent buffer.
-                        owned
-                            .extend_from_slice(unsafe { std::slice::from_raw_parts(b.ptr, b.len) });
-                    }
-                    Payload::Owned(owned)
-                }
-            };
-            if fua {
-                request.header.flags |= FLAG_FUA;
-            }
+            let mut request = Request::new(op, self.uuid, at, len as u64, fan.piece());
+            fill(&mut request, piece, len);
             self.connection.submit(request);
             at += len as u64;
         }

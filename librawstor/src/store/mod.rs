@@ -527,12 +527,7 @@ impl StoreObject {
 
     /// Size, chunk size and block size.
     pub fn info(&self) -> ObjectInfo {
-        ObjectInfo {
-            uuid: self.uuid,
-            size: self.size(),
-            chunk_size: self.chunk_size,
-            block_size: BLOCK_SIZE,
-        }
+        self.info_locked(&self.state.read())
     }
 
     fn chunk_name(&self, index: u64) -> String {
@@ -692,21 +687,26 @@ impl StoreObject {
             self.zero_locked(new_size, state.size - new_size)?;
             self.flush()?;
         }
+        let marks = state.marks.clone();
+        self.write_record(&mut state, new_size, marks)
+    }
+
+    /// Writes the object record with a new size and marks (a new version
+    /// on every mountpath), then adopts them.
+    fn write_record(&self, state: &mut ObjectState, size: u64, marks: Marks) -> Result<()> {
         let info = ObjectInfo {
-            uuid: self.uuid,
-            size: new_size,
-            chunk_size: self.chunk_size,
-            block_size: BLOCK_SIZE,
+            size,
+            ..self.info_locked(state)
         };
-        let record = self.store.object_record(&info, &state.marks);
         control::write(
             &self.store.mountpaths,
             &Store::object_record_path(self.uuid),
             state.version + 1,
-            &record,
+            &self.store.object_record(&info, &marks),
         )?;
         state.version += 1;
-        state.size = new_size;
+        state.size = size;
+        state.marks = marks;
         Ok(())
     }
 
@@ -740,17 +740,8 @@ impl StoreObject {
         if state.marks == new {
             return Ok(());
         }
-        let marks = &new;
-        let record = self.store.object_record(&self.info_locked(&state), marks);
-        control::write(
-            &self.store.mountpaths,
-            &Store::object_record_path(self.uuid),
-            state.version + 1,
-            &record,
-        )?;
-        state.version += 1;
-        state.marks = marks.clone();
-        Ok(())
+        let size = state.size;
+        self.write_record(&mut state, size, new)
     }
 
     fn info_locked(&self, state: &ObjectState) -> ObjectInfo {
