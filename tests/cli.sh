@@ -4,22 +4,10 @@
 set -euo pipefail
 RAWSTOR=${1:-target/release/rawstor}
 RAWSTOR=$(realpath "$RAWSTOR")
-OST=$(dirname "$RAWSTOR")/rawstor-ost
-WORK=$(mktemp -d /tmp/rawstor-cli-XXXXXX)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+WORK_TAG=cli
+source "$(dirname "$0")/lib.sh"
 export RAWSTOR_LOG=quiet
-fails=0
-pass() { echo "ok   - $1"; }
-fail() { echo "FAIL - $1"; fails=$((fails + 1)); }
 check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
-# Like check, for a [[ ]] condition given as one string.
-assert() { if eval "$2"; then pass "$1"; else fail "$1"; fi; }
 
 # Runs a command expecting exit status $1 and a one-line message matching $2.
 expect_error() {
@@ -86,21 +74,7 @@ $RAWSTOR remove "$TARGET"
 expect_error 66 "does not exist" "removed object is gone" $RAWSTOR info "$TARGET"
 
 # ost:// and mirroring through the CLI, against real servers.
-# Starts a rawstor-ost on a loopback port it picks (or on BIND); sets
-# OST_ADDR to its host:port and records its PID for the cleanup.
-start_ost() { # NAME [BIND]
-    local dir=$WORK/$1
-    mkdir -p "$dir"
-    # upstream's short form (tests/fio.sh uses --bind)
-    "$OST" -b "${2:-127.0.0.1:0}" "file://$dir" >"$dir.out" 2>"$dir.log" &
-    OST_PID=$!
-    pids+=("$OST_PID")
-    for _ in $(seq 100); do
-        grep -q '^listening on ' "$dir.out" 2>/dev/null && break
-        sleep 0.05
-    done
-    OST_ADDR=$(sed -n 's/^listening on //p' "$dir.out")
-}
+OST_BIND_FLAG=-b # upstream's short form (tests/fio.sh uses --bind)
 expect_error 2 "missing --bind" "rawstor-ost without an address is exit 2" $OST "file://$WORK/x"
 expect_error 2 "file:// mountpaths" "rawstor-ost on a non-file location is exit 2" \
     $OST --bind 127.0.0.1:0 ost://127.0.0.1:7777

@@ -7,28 +7,9 @@
 # directory (kept afterwards).
 set -euo pipefail
 RAWSTOR=$(realpath "${RAWSTOR:-target/release/rawstor}")
-OST=$(dirname "$RAWSTOR")/rawstor-ost
-DIR=${RAWSTOR_DEMO_DIR:-$(mktemp -d /tmp/rawstor-demo-XXXXXX)}
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    [[ -n "${RAWSTOR_DEMO_DIR:-}" ]] || rm -rf "$DIR"
-}
-trap cleanup EXIT
-
-start_ost() { # NAME [BIND]: sets OST_ADDR and OST_PID
-    mkdir -p "$DIR/$1"
-    "$OST" --bind "${2:-127.0.0.1:0}" "file://$DIR/$1" >"$DIR/$1.out" 2>"$DIR/$1.log" &
-    OST_PID=$!
-    pids+=("$OST_PID")
-    for _ in $(seq 100); do
-        grep -q '^listening on ' "$DIR/$1.out" 2>/dev/null && break
-        sleep 0.05
-    done
-    OST_ADDR=$(sed -n 's/^listening on //p' "$DIR/$1.out")
-    [[ -n $OST_ADDR ]] || { echo "rawstor-ost did not start:" >&2; cat "$DIR/$1.log" >&2; exit 1; }
-}
+WORK=${RAWSTOR_DEMO_DIR:-} KEEP_WORK=${RAWSTOR_DEMO_DIR:-} WORK_TAG=demo
+source "$(dirname "$0")/lib.sh"
+DIR=$WORK
 
 pass() { # TARGET: verify, then benchmark
     echo "== write, read back and compare 4096 blocks of 4K at io-depth 16"

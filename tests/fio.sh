@@ -7,20 +7,9 @@
 set -euo pipefail
 RAWSTOR=$(realpath "${1:-target/release/rawstor}")
 ENGINE=$(realpath "${2:-target/build/librawstor_fio.so}")
-OST=$(dirname "$RAWSTOR")/rawstor-ost
-WORK=$(mktemp -d /tmp/rawstor-fio-XXXXXX)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+WORK_TAG=fio
+source "$(dirname "$0")/lib.sh"
 export RAWSTOR_LOG=quiet
-fails=0
-pass() { echo "ok   - $1"; }
-fail() { echo "FAIL - $1"; fails=$((fails + 1)); }
-assert() { if eval "$2"; then pass "$1"; else fail "$1"; fi; }
 
 esc() { printf '%s' "${1//:/\\:}"; }
 # fio on a target with the engine; extra arguments follow. No --size: the
@@ -48,21 +37,6 @@ help=$(fio --enghelp="$ENGINE" 2>&1)
 assert "enghelp lists the engine options" \
     '[[ $help =~ rawstor_timeout_ms && $help =~ rawstor_retries && $help =~ rawstor_fua ]]'
 
-# Starts a rawstor-ost on a loopback port it picks; prints host:port.
-# Starts a rawstor-ost on a loopback port it picks (or on BIND); sets
-# OST_ADDR to its host:port and records its PID for the cleanup.
-start_ost() { # NAME [BIND]
-    local dir=$WORK/$1
-    mkdir -p "$dir"
-    "$OST" --bind "${2:-127.0.0.1:0}" "file://$dir" >"$dir.out" 2>"$dir.log" &
-    OST_PID=$!
-    pids+=("$OST_PID")
-    for _ in $(seq 100); do
-        grep -q '^listening on ' "$dir.out" 2>/dev/null && break
-        sleep 0.05
-    done
-    OST_ADDR=$(sed -n 's/^listening on //p' "$dir.out")
-}
 start_ost ost-a; OST_A=$OST_ADDR
 start_ost ost-b; OST_B=$OST_ADDR
 
