@@ -795,16 +795,18 @@ fn connect_blocking(addr: &str, session: u64, timeout: Duration) -> Result<(TcpS
     .encode();
     let header =
         Header::request(Opcode::Hello, 0, Uuid::from_bytes([0; 16]), 0, 0).with_payload(&hello);
-    stream
+    // A server that refuses the connection says why before it closes, so
+    // a failed send still reads the reply that may be waiting.
+    let sent = stream
         .write_all(&header.encode())
-        .map_err(|e| io_fail(e, "handshake"))?;
-    stream
-        .write_all(&hello)
-        .map_err(|e| io_fail(e, "handshake"))?;
+        .and_then(|()| stream.write_all(&hello));
     let mut head = [0u8; HEADER_LEN];
-    stream
-        .read_exact(&mut head)
-        .map_err(|e| io_fail(e, "no handshake reply (is it a rawstor-ost?)"))?;
+    if let Err(e) = stream.read_exact(&mut head) {
+        return Err(match sent {
+            Err(send) => io_fail(send, "handshake"),
+            Ok(()) => io_fail(e, "no handshake reply (is it a rawstor-ost?)"),
+        });
+    }
     let reply = Header::decode(&head).map_err(|e| fail(libc::EPROTO, format!("handshake: {e}")))?;
     let mut payload = vec![0u8; reply.payload_len as usize];
     stream

@@ -30,6 +30,11 @@ Serves a rawstor store over TCP (the ost:// protocol).
 
 SIGTERM or SIGINT: stop accepting, finish in-flight requests, flush, exit 0.";
 
+/// How long in-flight requests may run after SIGTERM before their
+/// connections are closed (the flush that follows fits in the 5 s a
+/// service manager is promised).
+const STOP_GRACE: Duration = Duration::from_millis(3500);
+
 /// Write end of the self-pipe the signal handler writes to.
 static WAKE_WRITE: AtomicI32 = AtomicI32::new(-1);
 
@@ -181,8 +186,11 @@ fn main() -> ExitCode {
     drop(listener);
     let started = Instant::now();
     server.stop();
-    if !server::join_until(threads, started + Duration::from_millis(3500)) {
-        eprintln!("rawstor-ost: requests still running after 3.5 s: closing their connections");
+    if !server::join_until(threads, started + STOP_GRACE) {
+        eprintln!(
+            "rawstor-ost: requests still running after {} ms: closing their connections",
+            STOP_GRACE.as_millis()
+        );
         server.abort_connections();
     }
     let failed = server.flush_all();

@@ -280,13 +280,7 @@ impl Server {
             };
             threads.retain(|t| !t.is_finished());
             if self.connections.lock().len() >= self.config.max_connections {
-                let mut stream = stream;
-                let reply = Reply::error(
-                    &Header::default(),
-                    libc::EBUSY,
-                    "too many connections to this rawstor-ost",
-                );
-                let _ = write_all_vectored(&mut stream, &reply.header.encode(), &reply.payload);
+                refuse(stream);
                 continue;
             }
             let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
@@ -595,6 +589,27 @@ impl Server {
             }
         }
     }
+}
+
+/// Tells a client over the connection limit why, then closes. The close
+/// waits (on a thread of its own, at most a second) until the client has
+/// sent what it was sending: closing with unread bytes would reset the
+/// connection and lose the reply.
+fn refuse(mut stream: TcpStream) {
+    let reply = Reply::error(
+        &Header::default(),
+        libc::EBUSY,
+        "too many connections to this rawstor-ost",
+    );
+    let _ = write_all_vectored(&mut stream, &reply.header.encode(), &reply.payload);
+    let _ = stream.shutdown(Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let _ = std::thread::Builder::new()
+        .name("ost-refuse".into())
+        .spawn(move || {
+            let mut sink = [0u8; 4096];
+            while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+        });
 }
 
 /// Whether a request runs on the connection's own thread.

@@ -583,3 +583,31 @@ fn a_server_that_stops_answering_fails_requests_at_their_deadline() {
     object.read_at(&mut back, 0).unwrap();
     assert!(back == pattern(1, 1, 4096));
 }
+
+#[test]
+fn refused_connections_and_a_replaced_store_fail_clearly() {
+    let dir = TempDir::new("limits");
+    let mut ost = Ost::start_on(
+        "127.0.0.1:0",
+        &[dir.path().to_path_buf()],
+        &["--max-connections", "1"],
+    );
+    let addr = ost.addr.clone();
+    let first = instance();
+    let target = first.create(&ost.location(), &CreateSpec::new(MB)).unwrap();
+    let object = first.open(&target).unwrap();
+    // A second client is over the limit: refused with a reason.
+    let err = instance().open(&target).unwrap_err();
+    assert_eq!(err.errno(), libc::EBUSY, "{err}");
+    assert!(err.to_string().contains("too many connections"), "{err}");
+
+    // Another store comes up on the same address: the open object's
+    // connection refuses it instead of reading someone else's data.
+    ost.signal(libc::SIGKILL);
+    ost.wait(Duration::from_secs(5));
+    let other = TempDir::new("limits-other");
+    let _ost = Ost::start_on(&addr, &[other.path().to_path_buf()], &[]);
+    let err = object.read_at(&mut [0u8; 4096], 0).unwrap_err();
+    assert_eq!(err.errno(), libc::ESTALE, "{err}");
+    assert!(err.to_string().contains("instead of"), "{err}");
+}
