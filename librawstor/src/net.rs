@@ -306,6 +306,11 @@ impl Connection {
             },
         );
         let reconnect = st.stream.is_none() && !st.connecting;
+        if reconnect {
+            // New work: try at once rather than after the backoff grown
+            // while nobody needed the server (it may be back by now).
+            st.reconnect_at = now;
+        }
         drop(st);
         if !self.armed.swap(true, Ordering::AcqRel) || reconnect {
             self.handle.wake();

@@ -567,7 +567,7 @@ fn a_server_that_stops_answering_fails_requests_at_their_deadline() {
     let target = rs.create(&ost.location(), &CreateSpec::new(MB)).unwrap();
     let object = rs.open(&target).unwrap();
     object.write_at(&pattern(1, 1, 4096), 0).unwrap();
-    ost.signal(libc::SIGSTOP);
+    ost.freeze();
     let started = Instant::now();
     let err = object.read_at(&mut [0u8; 4096], 0).unwrap_err();
     let took = started.elapsed();

@@ -92,6 +92,25 @@ impl Ost {
         unsafe { libc::kill(self.child.id() as i32, signal) };
     }
 
+    /// Stops the server (SIGSTOP) and waits until the kernel has.
+    pub fn freeze(&self) {
+        self.signal(libc::SIGSTOP);
+        let stat = format!("/proc/{}/stat", self.child.id());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            let text = std::fs::read_to_string(&stat).unwrap_or_default();
+            if text
+                .rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('T'))
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        panic!("rawstor-ost did not stop");
+    }
+
     /// Waits for the exit up to `limit`; returns the status code.
     pub fn wait(&mut self, limit: Duration) -> Option<i32> {
         let deadline = Instant::now() + limit;
