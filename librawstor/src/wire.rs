@@ -731,7 +731,8 @@ pub fn decode_list(payload: &[u8]) -> Result<Vec<ListEntry>, WireError> {
     Ok(entries)
 }
 
-/// The payload of an error reply: a message, cut to [`MAX_MESSAGE`]
+/// The payload of an error reply: the message without the errno text
+/// (the client adds it from the status), cut to [`MAX_MESSAGE`]
 /// bytes on a character boundary.
 pub fn error_message(message: &str) -> &[u8] {
     let mut end = message.len().min(MAX_MESSAGE);

@@ -72,7 +72,7 @@ impl Reply {
     fn from_result(request: &Header, result: Result<Vec<u8>, Error>) -> Self {
         match result {
             Ok(payload) => Self::ok(request, payload),
-            Err(err) => Self::error(request, err.errno(), &err.to_string()),
+            Err(err) => Self::error(request, err.errno(), err.context()),
         }
     }
 }

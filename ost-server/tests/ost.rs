@@ -62,11 +62,18 @@ fn serves_objects_over_two_mountpaths() {
     let mut head = vec![1u8; MB as usize];
     object.read_at(&mut head, 0).unwrap();
     assert!(head.iter().all(|&x| x == 0), "discarded range reads zeros");
+    // An open object is not removed (as for file://); closed, it is.
+    let err = rs.remove(&target).unwrap_err();
+    assert_eq!(err.errno(), libc::EBUSY, "{err}");
+    assert!(err.to_string().contains("is open"), "{err}");
     object.close().unwrap();
     rs.remove(&target).unwrap();
     let err = rs.open(&target).unwrap_err();
     assert_eq!(err.errno(), libc::ENOENT, "{err}");
-    assert!(err.to_string().contains("does not exist"), "{err}");
+    // The server's message, then the errno text once.
+    let text = err.to_string();
+    assert!(text.contains("does not exist: No such file"), "{err}");
+    assert_eq!(text.matches("No such file").count(), 1, "{err}");
 }
 
 #[test]
