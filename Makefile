@@ -18,7 +18,8 @@ FIO_ENGINE  := $(BUILD)/librawstor_fio.so
 
 SHELL       := /bin/bash
 .PHONY: all build demo header check-header cbindgen cargo-fuzz fuzz-smoke lint test test-rust test-c test-asan \
-        test-valgrind test-cli test-pkgconfig test-fio fio-engine install bench bench-file clean
+        test-valgrind test-cli test-pkgconfig test-fio test-python python-wheel fio-engine install bench \
+        bench-file bench-python clean
 
 all: build
 
@@ -63,7 +64,7 @@ lint: check-header
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## Everything CI checks (the README's test command).
-test: lint build test-rust test-c test-asan test-valgrind test-cli test-pkgconfig test-fio fuzz-smoke
+test: lint build test-rust test-c test-asan test-valgrind test-cli test-pkgconfig test-fio test-python fuzz-smoke
 	@echo "all tests passed"
 
 test-rust:
@@ -99,6 +100,44 @@ test-pkgconfig: build
 	PKG_CONFIG_PATH=$(CURDIR)/$(BUILD)/prefix/lib/pkgconfig sh -c \
 		'$(CC) -std=c11 -Wall -Wextra -Werror tests/c/example.c $$(pkg-config --cflags --libs rawstor) -o $(BUILD)/example'
 	LD_LIBRARY_PATH=$(BUILD)/prefix/lib $(BUILD)/example
+
+## Python bindings: a virtualenv in the cache with pytest and numpy, the
+## package installed from bindings/python and tested against the built
+## library and real rawstor-ost servers; then the wheel that bundles the
+## library, and the installed library found through pkg-config.
+VENV        := $(CACHE)/venv
+VENV_PY     := $(VENV)/bin/python
+PIP         := $(VENV_PY) -m pip --quiet --disable-pip-version-check
+PY_CHECK    := import rawstor, tempfile; d = tempfile.TemporaryDirectory(); c = rawstor.Client(); \
+	o = c.open(c.create("file://" + d.name, "1M")); o.write(0, b"w" * 4096); \
+	assert o.read(0, 4096) == b"w" * 4096; o.close(); d.cleanup(); print("found", rawstor.LIBRARY_PATH)
+$(VENV)/.ready:
+	python3 -m venv $(VENV)
+	$(PIP) install "pytest>=7" numpy "setuptools>=70.1" wheel ruff
+	touch $@
+
+python-wheel: build $(VENV)/.ready
+	rm -rf bindings/python/rawstor/_lib $(BUILD)/wheels
+	mkdir -p bindings/python/rawstor/_lib
+	cp $(LIB) bindings/python/rawstor/_lib/librawstor.so
+	$(PIP) wheel --no-deps --no-build-isolation -w $(BUILD)/wheels bindings/python; \
+		rc=$$?; rm -rf bindings/python/rawstor/_lib bindings/python/build; exit $$rc
+	@ls $(BUILD)/wheels/*.whl
+
+test-python: build $(VENV)/.ready python-wheel test-pkgconfig
+	cd bindings/python && $(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(PIP) install --no-deps --no-build-isolation --force-reinstall bindings/python
+	RAWSTOR_LIBRARY=$(CURDIR)/$(LIB) RAWSTOR_OST=$(CURDIR)/$(RELEASE)/rawstor-ost \
+		$(VENV_PY) -m pytest -q bindings/python/tests
+	cd / && env -u RAWSTOR_LIBRARY PKG_CONFIG_PATH=$(CURDIR)/$(BUILD)/prefix/lib/pkgconfig \
+		$(VENV_PY) -c '$(PY_CHECK)' | grep -F '$(CURDIR)/$(BUILD)/prefix/lib/librawstor.so'
+	$(PIP) install --no-deps --force-reinstall $(BUILD)/wheels/*.whl
+	cd / && env -u RAWSTOR_LIBRARY $(VENV_PY) -c '$(PY_CHECK)' | grep -F 'site-packages/rawstor/_lib/librawstor.so'
+
+## 4K random reads from Python: the bindings beside os.pread (BENCHMARKS.md).
+bench-python: build $(VENV)/.ready
+	RAWSTOR_LOG=quiet RAWSTOR_LIBRARY=$(CURDIR)/$(LIB) RAWSTOR_OST=$(CURDIR)/$(RELEASE)/rawstor-ost \
+		PYTHONPATH=bindings/python $(VENV_PY) bindings/python/bench.py
 
 ## fio external engine, compiled against the source of the installed fio.
 fio-engine: $(FIO_ENGINE)

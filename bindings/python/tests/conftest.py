@@ -1,0 +1,113 @@
+"""Fixtures: clients, and real rawstor-ost servers on loopback ports they
+pick, with their stores in pytest's temporary directories.
+
+The server binary is $RAWSTOR_OST, by default target/release/rawstor-ost
+of this checkout (`make build`)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+import rawstor
+
+REPO = Path(__file__).resolve().parents[3]
+OST_BINARY = Path(os.environ.get("RAWSTOR_OST", REPO / "target" / "release" / "rawstor-ost"))
+MB = 1 << 20
+
+
+class Ost:
+    """A rawstor-ost process serving a store in `root`."""
+
+    def __init__(self, root: Path):
+        root.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [str(OST_BINARY), "--bind", "127.0.0.1:0", f"file://{root}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "RAWSTOR_LOG": "quiet"},
+        )
+        line = self.process.stdout.readline()
+        if not line.startswith("listening on "):
+            self.stop()
+            raise RuntimeError(f"rawstor-ost did not start: {line!r} {self.process.stderr.read()}")
+        self.address = line.split()[-1]
+        self.location = f"ost://{self.address}"
+
+    def pause(self) -> None:
+        """SIGSTOP: the server stops answering but keeps its connections."""
+        self.process.send_signal(signal.SIGSTOP)
+        state = Path(f"/proc/{self.process.pid}/stat")
+        deadline = time.monotonic() + 5
+        while state.read_text().split(")")[1].split()[0] != "T":
+            assert time.monotonic() < deadline, "rawstor-ost did not stop"
+            time.sleep(0.01)
+
+    def resume(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def start_ost(tmp_path):
+    """Starts servers for one test and stops them after it."""
+    started = []
+
+    def start(name: str = "ost") -> Ost:
+        server = Ost(tmp_path / name)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def module_osts(tmp_path_factory):
+    """Two servers shared by the tests of a module."""
+    servers = [Ost(tmp_path_factory.mktemp(f"ost{i}")) for i in range(2)]
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(params=["file", "ost", "mirror"])
+def location(request, tmp_path, module_osts):
+    """Each kind of location the library serves: a local store, one
+    rawstor-ost, and a mirror over two of them."""
+    if request.param == "file":
+        return f"file://{tmp_path / 'store'}"
+    if request.param == "ost":
+        return module_osts[0].location
+    return ",".join(server.location for server in module_osts)
+
+
+@pytest.fixture
+def client():
+    with rawstor.Client(timeout_ms=1000, retries=2) as c:
+        yield c
+
+
+@pytest.fixture
+def obj(client, location):
+    """A fresh 4 MiB object at each kind of location, open."""
+    target = client.create(location, 4 * MB, layout=rawstor.Layout(chunk_size="1M"))
+    with client.open(target) as o:
+        yield o
+    client.remove(target)

@@ -1,0 +1,119 @@
+"""The blocking API against each kind of location: create, open, read,
+write, flush, discard, resize, list, remove."""
+
+import os
+
+import pytest
+
+import rawstor
+
+MB = 1 << 20
+
+
+def test_create_returns_a_target_that_opens_with_the_asked_layout(client, location):
+    target = client.create(location, "8M", layout=rawstor.Layout(chunk_size=1 << 20))
+    uuid = target.rsplit("/", 1)[1]
+    assert target == rawstor.target_of(location, uuid)
+    with client.open(target) as obj:
+        info = obj.info
+        assert (info.uuid, info.size, info.chunk_size, info.block_size) == (uuid, 8 * MB, MB, 4096)
+        assert obj.size == 8 * MB
+        assert obj.target == target
+    assert client.info(target) == info
+    client.remove(target)
+    with pytest.raises(FileNotFoundError):
+        client.open(target)
+
+
+def test_create_with_a_chosen_uuid(client, location):
+    uuid = "0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b"
+    target = client.create(location, 4096, uuid=uuid)
+    assert client.info(target).uuid == uuid
+    with pytest.raises(FileExistsError):
+        client.create(location, 4096, uuid=uuid)
+    client.remove(target)
+
+
+def test_data_round_trips_across_chunks_and_survives_reopening(client, obj):
+    data = os.urandom(3 * MB)
+    # Unaligned, and crossing chunk boundaries (1 MiB chunks).
+    assert obj.write(MB // 2 + 3, data) == len(data)
+    obj.flush()
+    assert obj.read(MB // 2 + 3, len(data)) == data
+    assert obj.read(0, 16) == bytes(16)
+    with client.open(obj.target) as again:
+        assert again.read(MB // 2 + 3, len(data)) == data
+
+
+def test_a_durable_write_reads_back(obj):
+    obj.write(8192, b"fua".ljust(4096, b"."), fua=True)
+    assert obj.read(8192, 3) == b"fua"
+
+
+def test_discard_and_write_zeroes_read_as_zeros_and_leave_the_rest(obj):
+    pattern = os.urandom(4 * MB)
+    obj.write(0, pattern)
+    obj.discard(MB, MB)
+    obj.write_zeroes(3 * MB, 4096)
+    after = obj.read(0, 4 * MB)
+    assert after[MB : 2 * MB] == bytes(MB)
+    assert after[3 * MB : 3 * MB + 4096] == bytes(4096)
+    assert after[:MB] == pattern[:MB]
+    assert after[2 * MB : 3 * MB] == pattern[2 * MB : 3 * MB]
+    assert after[3 * MB + 4096 :] == pattern[3 * MB + 4096 :]
+
+
+def test_resize_grows_with_zeros_and_shrinks_only_when_asked(obj):
+    obj.write(0, b"\xab" * 4096)
+    obj.resize(6 * MB)
+    assert obj.size == 6 * MB
+    assert obj.read(5 * MB, 4096) == bytes(4096)
+    with pytest.raises(rawstor.InvalidArgumentError, match="shrinking"):
+        obj.resize(4096)
+    assert obj.size == 6 * MB
+    obj.resize("4K", shrink=True)
+    assert obj.size == 4096
+    assert obj.read(0, 4096) == b"\xab" * 4096
+
+
+def test_list_pages_through_every_object_in_uuid_order(client, location):
+    targets = sorted(client.create(location, 4096) for _ in range(5))
+    pages = list(client.list_pages(location, page_size=2))
+    assert [len(page) for page in pages] == [2, 2, 1]
+    entries = [entry for page in pages for entry in page]
+    assert [entry.target for entry in entries] == targets
+    assert [entry.uuid for entry in entries] == sorted(entry.uuid for entry in entries)
+    assert all(entry.size == 4096 for entry in entries)
+    assert list(client.list(location)) == entries
+    # Every listed target opens.
+    for entry in entries:
+        assert client.info(entry.target).uuid == entry.uuid
+        client.remove(entry.target)
+    assert list(client.list(location)) == []
+
+
+def test_list_is_lazy(client, location):
+    for _ in range(3):
+        client.create(location, 4096)
+    listing = client.list(location, page_size=1)
+    first = next(listing)
+    client.remove(first.target)
+    rest = list(listing)
+    assert len(rest) == 2 and first not in rest
+    for entry in rest:
+        client.remove(entry.target)
+
+
+def test_threads_share_an_object(obj):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def worker(n):
+        block = bytes([n]) * 65536
+        for i in range(16):
+            obj.write((n * 16 + i) * 65536 % (4 * MB), block)
+        return n
+
+    with ThreadPoolExecutor(4) as pool:
+        assert sorted(pool.map(worker, range(4))) == [0, 1, 2, 3]
+    for n in range(4):
+        assert obj.read(n * 16 * 65536, 65536) == bytes([n]) * 65536
