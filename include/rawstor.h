@@ -195,6 +195,16 @@ int rawstor_object_create(const rawstor *instance,
                           char *target,
                           size_t target_len);
 
+// Splits a target into its location (written to `location`) and its
+// UUID (written to `uuid`, which has room for `RAWSTOR_UUID_BUF` bytes).
+// `-EINVAL` if `target` is not a target (a location has no UUID);
+// `-ERANGE` if `location_len` is too small. Nothing is written on failure.
+//
+// # Safety
+//
+// Pointers are valid; `location` has room for `location_len` bytes.
+int rawstor_target_split(const char *target, char *location, size_t location_len, char *uuid);
+
 // Opens an object.
 //
 // # Safety

@@ -260,12 +260,7 @@ pub unsafe extern "C" fn rawstor_object_create(
             unsafe { arg_str(spec.uuid, "spec.uuid") }?.parse()?
         };
         let text = location.target(uuid).to_string();
-        if text.len() + 1 > target_len {
-            return Err(Error::new(
-                libc::ERANGE,
-                format!("target buffer of {target_len} bytes is too small"),
-            ));
-        }
+        check_room(&text, target_len, "target")?;
         let chunk_size = (spec.chunk_size != 0).then_some(spec.chunk_size);
         instance.create(
             &location,
@@ -276,11 +271,68 @@ pub unsafe extern "C" fn rawstor_object_create(
             },
         )?;
         // SAFETY: checked above that `target` holds `text` and a NUL.
-        unsafe {
-            std::ptr::copy_nonoverlapping(text.as_ptr().cast::<c_char>(), target, text.len());
-            *target.add(text.len()) = 0;
-        }
+        unsafe { copy_out(&text, target) };
         Ok(text.len() as i64)
+    })
+}
+
+/// Checks that a buffer of `len` bytes holds `text` and a NUL.
+fn check_room(text: &str, len: usize, what: &str) -> Result<()> {
+    if text.len() + 1 > len {
+        return Err(Error::new(
+            libc::ERANGE,
+            format!(
+                "{what} buffer of {len} bytes is too small for {} bytes",
+                text.len() + 1
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Copies `text` and a NUL to `out`.
+///
+/// # Safety
+///
+/// `out` is writable for `text.len() + 1` bytes.
+unsafe fn copy_out(text: &str, out: *mut c_char) {
+    // SAFETY: per the contract.
+    unsafe {
+        std::ptr::copy_nonoverlapping(text.as_ptr().cast::<c_char>(), out, text.len());
+        *out.add(text.len()) = 0;
+    }
+}
+
+/// Splits a target into its location (written to `location`) and its
+/// UUID (written to `uuid`, which has room for `RAWSTOR_UUID_BUF` bytes).
+/// `-EINVAL` if `target` is not a target (a location has no UUID);
+/// `-ERANGE` if `location_len` is too small. Nothing is written on failure.
+///
+/// # Safety
+///
+/// Pointers are valid; `location` has room for `location_len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rawstor_target_split(
+    target: *const c_char,
+    location: *mut c_char,
+    location_len: usize,
+    uuid: *mut c_char,
+) -> c_int {
+    call_int(|| {
+        // SAFETY: the caller passes a valid string.
+        let target: Target = unsafe { arg_str(target, "target") }?.parse()?;
+        if location.is_null() || uuid.is_null() {
+            return Err(Error::invalid("location or uuid buffer is NULL"));
+        }
+        let text = target.location.to_string();
+        check_room(&text, location_len, "location")?;
+        let id = target.uuid.to_string();
+        // SAFETY: room checked above; `uuid` holds RAWSTOR_UUID_BUF bytes.
+        unsafe {
+            copy_out(&text, location);
+            copy_out(&id, uuid);
+        }
+        Ok(0)
     })
 }
 

@@ -300,6 +300,34 @@ static void test_create(rawstor *inst, char *target, size_t target_size)
     CHECK_EQ(count_objects(inst, loc), 1);
 }
 
+static void test_target_split(const char *target)
+{
+    char location[RAWSTOR_TARGET_MAX];
+    char uuid[RAWSTOR_UUID_BUF];
+    char tiny[8];
+
+    CHECK_EQ(rawstor_target_split(target, location, sizeof(location), uuid), 0);
+    CHECK_EQ(strlen(uuid), 36);
+    CHECK_EQ(strlen(location) + 1 + 36, strlen(target));
+    CHECK(strncmp(target, location, strlen(location)) == 0);
+    CHECK(strcmp(target + strlen(location) + 1, uuid) == 0);
+
+    /* Mirrors: the UUID comes off every element. */
+    CHECK_EQ(rawstor_target_split("ost://a:1/0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b,"
+                                  "ost://b:1/0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b",
+                                  location, sizeof(location), uuid),
+             0);
+    CHECK(strcmp(location, "ost://a:1,ost://b:1") == 0);
+    CHECK(strcmp(uuid, "0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b") == 0);
+
+    /* A location is not a target; a short buffer is -ERANGE, untouched. */
+    CHECK_EQ(rawstor_target_split("ost://a:1", location, sizeof(location), uuid), -EINVAL);
+    memset(tiny, 'x', sizeof(tiny));
+    CHECK_EQ(rawstor_target_split(target, tiny, sizeof(tiny), uuid), -ERANGE);
+    CHECK(tiny[0] == 'x');
+    CHECK_EQ(rawstor_target_split(NULL, location, sizeof(location), uuid), -EINVAL);
+}
+
 static void test_open_stat(rawstor *inst, const char *target, rawstor_object **out)
 {
     rawstor_object *obj = NULL;
@@ -1052,6 +1080,7 @@ int main(void)
     char target[RAWSTOR_TARGET_MAX];
     rawstor_object *obj = NULL;
     test_create(inst, target, sizeof(target));
+    test_target_split(target);
     test_open_stat(inst, target, &obj);
     test_sync_io(obj);
     test_queue_basics(inst, obj);
