@@ -18,8 +18,8 @@ FIO_ENGINE  := $(BUILD)/librawstor_fio.so
 
 SHELL       := /bin/bash
 .PHONY: all build demo header check-header cbindgen cargo-fuzz fuzz-smoke lint test test-rust test-c test-asan \
-        test-valgrind test-cli test-pkgconfig test-fio test-python python-wheel fio-engine install bench \
-        bench-file bench-python clean
+        test-valgrind test-cli test-pkgconfig test-fio test-python python-wheel qemu test-qemu test-qemu-vm fio-engine install \
+        bench bench-file bench-python clean
 
 all: build
 
@@ -64,7 +64,8 @@ lint: check-header
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## Everything CI checks (the README's test command).
-test: lint build test-rust test-c test-asan test-valgrind test-cli test-pkgconfig test-fio test-python fuzz-smoke
+test: lint build test-rust test-c test-asan test-valgrind test-cli test-pkgconfig test-fio test-python \
+      test-qemu fuzz-smoke
 	@echo "all tests passed"
 
 test-rust:
@@ -138,6 +139,22 @@ test-python: build $(VENV)/.ready python-wheel test-pkgconfig
 bench-python: build $(VENV)/.ready
 	RAWSTOR_LOG=quiet RAWSTOR_LIBRARY=$(CURDIR)/$(LIB) RAWSTOR_OST=$(CURDIR)/$(RELEASE)/rawstor-ost \
 		PYTHONPATH=bindings/python $(VENV_PY) bindings/python/bench.py
+
+## QEMU 10.0.2 with the rawstor block driver (qemu-patch/), built in the
+## cache and linked at target/qemu/bin; the VM test's kernel, busybox and
+## firmware come from Debian's packages, also cached.
+QEMU_BIN    := target/qemu/bin
+qemu: build
+	prefix=$$(qemu-patch/build-qemu.sh $(CACHE)) && mkdir -p $(QEMU_BIN) && \
+		for b in qemu-img qemu-io qemu-system-x86_64; do ln -sfn $$prefix/bin/$$b $(QEMU_BIN)/$$b; done
+	@$(QEMU_BIN)/qemu-img --version | head -n1
+
+test-qemu: qemu
+	bash tests/qemu.sh $(RAWSTOR) $(QEMU_BIN) $$(qemu-patch/vm-assets.sh $(CACHE))
+
+## Only the VM boot checks.
+test-qemu-vm: qemu
+	bash tests/qemu.sh $(RAWSTOR) $(QEMU_BIN) $$(qemu-patch/vm-assets.sh $(CACHE)) --vm-only
 
 ## fio external engine, compiled against the source of the installed fio.
 fio-engine: $(FIO_ENGINE)
