@@ -76,6 +76,9 @@ typedef struct rawstor_queue rawstor_queue;
 // Largest queue depth.
 #define RAWSTOR_QUEUE_DEPTH_MAX 65536
 
+// Bytes of an encoded extent.
+#define Extent_LEN 9
+
 // Instance options; zero fields take their defaults.
 typedef struct {
   // Default depth of new queues.
@@ -326,6 +329,19 @@ int64_t rawstor_object_pwrite(const rawstor_object *object,
 //
 // `object` is an open object.
 int rawstor_object_flush(const rawstor_object *object);
+
+// Block status: returns 1 if the first `*extent` bytes at `offset` hold
+// data, 0 if they read as zeros because nothing is stored there (never
+// written or discarded); `*extent` is at least 1 and at most `length`.
+// A negative errno on failure (`-ENXIO` past the end).
+//
+// # Safety
+//
+// `object` is an open object; `extent` is writable.
+int rawstor_object_block_status(const rawstor_object *object,
+                                uint64_t offset,
+                                uint64_t length,
+                                uint64_t *extent);
 
 // Sizes of the shared structs, for C callers to compare with `sizeof`.
 size_t rawstor_struct_size(int which);

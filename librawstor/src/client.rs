@@ -534,6 +534,18 @@ impl Object {
         }
     }
 
+    /// Block status: whether the `len` bytes at `offset` hold data
+    /// (`true`) or read as zeros because nothing is stored there (never
+    /// written, discarded), and for how many bytes from `offset` (at
+    /// least one, at most `len`) the answer holds.
+    pub fn extent(&self, offset: u64, len: u64) -> Result<(bool, u64)> {
+        match &self.inner.backend {
+            Backend::File(object) => object.extent(offset, len),
+            Backend::Ost(object) => object.extent(offset, len),
+            Backend::Mirror(mirror) => mirror.extent(offset, len),
+        }
+    }
+
     /// Flushes and closes. Queue operations still running keep their
     /// own reference and finish normally.
     pub fn close(self) -> Result<()> {

@@ -668,6 +668,30 @@ pub unsafe extern "C" fn rawstor_object_flush(object: *const Object) -> c_int {
     })
 }
 
+/// Block status: returns 1 if the first `*extent` bytes at `offset` hold
+/// data, 0 if they read as zeros because nothing is stored there (never
+/// written or discarded); `*extent` is at least 1 and at most `length`.
+/// A negative errno on failure (`-ENXIO` past the end).
+///
+/// # Safety
+///
+/// `object` is an open object; `extent` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rawstor_object_block_status(
+    object: *const Object,
+    offset: u64,
+    length: u64,
+    extent: *mut u64,
+) -> c_int {
+    call_int(|| {
+        // SAFETY: the caller passes valid pointers.
+        let (object, extent) = unsafe { (arg(object, "object")?, arg_mut(extent, "extent")?) };
+        let (data, n) = object.extent(offset, length)?;
+        *extent = n;
+        Ok(i64::from(data))
+    })
+}
+
 /// Sizes of the shared structs, for C callers to compare with `sizeof`.
 #[unsafe(no_mangle)]
 pub extern "C" fn rawstor_struct_size(which: c_int) -> usize {

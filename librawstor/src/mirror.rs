@@ -109,6 +109,13 @@ impl Leg {
             Leg::Ost(o) => o.resize(size, allow_shrink),
         }
     }
+
+    pub(crate) fn extent(&self, offset: u64, len: u64) -> Result<(bool, u64)> {
+        match self {
+            Leg::File(o) => o.extent(offset, len),
+            Leg::Ost(o) => o.extent(offset, len),
+        }
+    }
 }
 
 /// Waits for an operation started with a [`Finish`].
@@ -222,6 +229,25 @@ impl Mirror {
             .map(|k| (start + k) % n)
             .filter(|&i| self.legs[i].1.is_some() && !stale[i])
             .collect()
+    }
+
+    /// Block status from one good leg, failing over like a read.
+    pub(crate) fn extent(&self, offset: u64, len: u64) -> Result<(bool, u64)> {
+        let mut last = None;
+        for i in self.readable() {
+            let leg = self.legs[i].1.as_ref().expect("readable legs are open");
+            match leg.extent(offset, len) {
+                Ok(extent) => return Ok(extent),
+                Err(err) if caller_error(&err) => return Err(err),
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            Error::new(
+                libc::EIO,
+                format!("no readable copy of object {} is left", self.uuid),
+            )
+        }))
     }
 
     /// Reads from one good leg, failing over to the next.

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::net::{Connection, Dest, Done, Payload, RawBuf, Request};
 use crate::store::{BLOCK_SIZE, ObjectInfo};
 use crate::uuid::Uuid;
-use crate::wire::{self, FLAG_FUA, FLAG_SHRINK, ListEntry, Marks, Opcode, Stat};
+use crate::wire::{self, Extent, FLAG_FUA, FLAG_SHRINK, ListEntry, Marks, Opcode, Stat};
 
 /// Called once with an operation's outcome (bytes transferred).
 pub(crate) type Finish = Box<dyn FnOnce(Result<u64>) + Send>;
@@ -314,5 +314,27 @@ impl RemoteObject {
         })?;
         self.size.store(size, Ordering::Release);
         Ok(())
+    }
+
+    /// Whether the `len` bytes at `offset` hold data, and for how many.
+    pub(crate) fn extent(&self, offset: u64, len: u64) -> Result<(bool, u64)> {
+        let payload = call(&self.connection, |done| {
+            Request::new(Opcode::Extent, self.uuid, offset, len, done)
+        })?;
+        match Extent::decode(&payload) {
+            Ok(e) if e.length > 0 && e.length <= len => Ok((e.data, e.length)),
+            Ok(e) => Err(Error::new(
+                libc::EPROTO,
+                format!(
+                    "ost://{}: block status reply of {} bytes for {len} asked",
+                    self.connection.addr(),
+                    e.length
+                ),
+            )),
+            Err(e) => Err(Error::new(
+                libc::EPROTO,
+                format!("ost://{}: block status reply: {e}", self.connection.addr()),
+            )),
+        }
     }
 }

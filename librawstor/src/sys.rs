@@ -65,6 +65,31 @@ pub fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Where the first data at or after `offset` of `file` starts (`None`:
+/// only a hole follows, up to the end of the file).
+pub fn seek_data(file: &File, offset: u64) -> io::Result<Option<u64>> {
+    seek(file, offset, libc::SEEK_DATA)
+}
+
+/// Where the first hole at or after `offset` of `file` starts (the end of
+/// the file counts as one); `None` past the end.
+pub fn seek_hole(file: &File, offset: u64) -> io::Result<Option<u64>> {
+    seek(file, offset, libc::SEEK_HOLE)
+}
+
+fn seek(file: &File, offset: u64, whence: libc::c_int) -> io::Result<Option<u64>> {
+    // SAFETY: lseek on an open descriptor; it does not touch memory.
+    let at = unsafe { libc::lseek(file.as_raw_fd(), offset as libc::off_t, whence) };
+    if at >= 0 {
+        return Ok(Some(at as u64));
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::ENXIO) => Ok(None),
+        _ => Err(err),
+    }
+}
+
 /// Makes a directory entry (a rename or create inside `dir`) durable.
 pub fn fsync_dir(dir: &std::path::Path) -> io::Result<()> {
     File::open(dir)?.sync_all()

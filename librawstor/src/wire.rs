@@ -93,6 +93,9 @@ pub enum Opcode {
     /// Merge mirror marks into the object's (replace them with
     /// `FLAG_REPLACE`); payload [`Marks`].
     Mark = 12,
+    /// Whether the `length` bytes at `offset` hold data; reply payload
+    /// [`Extent`].
+    Extent = 13,
 }
 
 impl Opcode {
@@ -111,6 +114,7 @@ impl Opcode {
             10 => Self::Resize,
             11 => Self::List,
             12 => Self::Mark,
+            13 => Self::Extent,
             _ => return None,
         })
     }
@@ -731,6 +735,39 @@ pub fn decode_list(payload: &[u8]) -> Result<Vec<ListEntry>, WireError> {
     Ok(entries)
 }
 
+/// The reply to [`Opcode::Extent`]: the first `length` bytes of the asked
+/// range hold data (`data`) or read as zeros.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extent {
+    pub data: bool,
+    pub length: u64,
+}
+
+impl Extent {
+    /// Bytes of an encoded extent.
+    pub const LEN: usize = 9;
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(Self::LEN);
+        out.push(u8::from(self.data));
+        out.extend_from_slice(&self.length.to_le_bytes());
+        out
+    }
+
+    pub fn decode(payload: &[u8]) -> Result<Self, WireError> {
+        let bytes: &[u8; Self::LEN] = payload
+            .try_into()
+            .map_err(|_| WireError::Malformed("extent"))?;
+        let data = match bytes[0] {
+            0 => false,
+            1 => true,
+            _ => return Err(WireError::Malformed("extent")),
+        };
+        let length = u64::from_le_bytes(bytes[1..].try_into().expect("8 bytes"));
+        Ok(Self { data, length })
+    }
+}
+
 /// The payload of an error reply: the message without the errno text
 /// (the client adds it from the status), cut to [`MAX_MESSAGE`]
 /// bytes on a character boundary.
@@ -815,6 +852,34 @@ mod tests {
         );
         assert_eq!(out[1], Decoded::Bad(bad, WireError::BadPayloadChecksum));
         assert_eq!(d.pending(), 0);
+    }
+
+    #[test]
+    fn extents_round_trip_and_reject_bad_bytes() {
+        for extent in [
+            Extent {
+                data: true,
+                length: 4096,
+            },
+            Extent {
+                data: false,
+                length: u64::MAX,
+            },
+        ] {
+            let bytes = extent.encode();
+            assert_eq!(bytes.len(), Extent::LEN);
+            assert_eq!(Extent::decode(&bytes).unwrap(), extent);
+            assert!(Extent::decode(&bytes[..Extent::LEN - 1]).is_err());
+        }
+        let mut bad = Extent {
+            data: true,
+            length: 1,
+        }
+        .encode();
+        bad[0] = 2;
+        assert!(Extent::decode(&bad).is_err());
+        assert_eq!(Opcode::from_u8(13), Some(Opcode::Extent));
+        assert!(!Opcode::Extent.mutates());
     }
 
     #[test]

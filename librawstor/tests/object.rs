@@ -103,6 +103,37 @@ fn discard_frees_space_and_reads_zeros() {
 }
 
 #[test]
+fn block_status_follows_writes_and_discards() {
+    let dir = TempDir::new("extent");
+    let instance = Instance::new(Options::default()).unwrap();
+    let target = instance
+        .create(&dir.location(), &spec(4 * MIB, MIB))
+        .unwrap();
+    let object = instance.open(&target).unwrap();
+    // Nothing written: one zero extent over every (missing) chunk.
+    assert_eq!(object.extent(0, 4 * MIB).unwrap(), (false, 4 * MIB));
+    // 8 KiB of data 4 KiB into the second chunk.
+    object.write_at(&[7u8; 8192], MIB + 4096).unwrap();
+    assert_eq!(object.extent(0, 4 * MIB).unwrap(), (false, MIB + 4096));
+    assert_eq!(
+        object.extent(MIB + 4096, 4 * MIB - MIB - 4096).unwrap(),
+        (true, 8192)
+    );
+    assert_eq!(object.extent(MIB + 8192, 100).unwrap(), (true, 100));
+    let rest = 4 * MIB - MIB - 12288;
+    assert_eq!(object.extent(MIB + 12288, rest).unwrap(), (false, rest));
+    // Discarded, it reads as zeros again.
+    object.discard(MIB + 4096, 8192).unwrap();
+    assert_eq!(object.extent(MIB, MIB).unwrap(), (false, MIB));
+    // Past the end and empty ranges are refused.
+    assert_eq!(
+        object.extent(4 * MIB, 4096).unwrap_err().errno(),
+        libc::ENXIO
+    );
+    assert_eq!(object.extent(0, 0).unwrap_err().errno(), libc::EINVAL);
+}
+
+#[test]
 fn resize_grows_and_shrinks_only_when_asked() {
     let dir = TempDir::new("resize");
     let instance = Instance::new(Options::default()).unwrap();

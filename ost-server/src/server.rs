@@ -580,6 +580,10 @@ impl Server {
                     .collect();
                 Ok(wire::encode_list(&entries))
             }
+            Opcode::Extent => {
+                let (data, length) = self.object(uuid)?.extent(header.offset, header.length)?;
+                Ok(wire::Extent { data, length }.encode())
+            }
             Opcode::Mark => {
                 let marks = Marks::decode(&payload)
                     .map_err(|e| Error::invalid(format!("bad marks: {e}")))?;
@@ -617,7 +621,7 @@ fn inline(op: Opcode, header: &Header) -> bool {
     match op {
         Opcode::Read => header.length <= INLINE_MAX,
         Opcode::Write => header.length <= INLINE_MAX && header.flags & FLAG_FUA == 0,
-        Opcode::Stat => true,
+        Opcode::Stat | Opcode::Extent => true,
         _ => false,
     }
 }

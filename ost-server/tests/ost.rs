@@ -55,6 +55,13 @@ fn serves_objects_over_two_mountpaths() {
     object.read_at(&mut tail, 4 * MB - 4096).unwrap();
     assert!(tail[..] == data[data.len() - 4096..]);
 
+    // Block status: all of it was written.
+    assert_eq!(object.extent(0, 4 * MB).unwrap(), (true, 4 * MB));
+    assert_eq!(
+        object.extent(4 * MB, 4096).unwrap_err().errno(),
+        libc::ENXIO
+    );
+
     object.resize(8 * MB, false).unwrap();
     assert_eq!(rs.stat(&target).unwrap().size, 8 * MB);
     assert_eq!(object.resize(MB, false).unwrap_err().errno(), libc::EINVAL);
@@ -62,6 +69,9 @@ fn serves_objects_over_two_mountpaths() {
     let mut head = vec![1u8; MB as usize];
     object.read_at(&mut head, 0).unwrap();
     assert!(head.iter().all(|&x| x == 0), "discarded range reads zeros");
+    assert_eq!(object.extent(0, 8 * MB).unwrap(), (false, MB));
+    assert_eq!(object.extent(MB, 7 * MB).unwrap(), (true, 3 * MB));
+    assert_eq!(object.extent(4 * MB, 4 * MB).unwrap(), (false, 4 * MB));
     // An open object is not removed (as for file://); closed, it is.
     let err = rs.remove(&target).unwrap_err();
     assert_eq!(err.errno(), libc::EBUSY, "{err}");

@@ -449,6 +449,21 @@ static void test_sync_io(rawstor_object *obj)
     free(c);
 }
 
+static void test_block_status(rawstor_object *obj)
+{
+    uint64_t extent = 0;
+    uint8_t block[4096];
+
+    memset(block, 0x5a, sizeof(block));
+    CHECK_EQ(rawstor_object_pwrite(obj, block, sizeof(block), 0), (int64_t)sizeof(block));
+    CHECK_EQ(rawstor_object_block_status(obj, 0, OBJ_SIZE, &extent), 1);
+    CHECK(extent >= sizeof(block) && extent <= OBJ_SIZE);
+    CHECK_EQ(rawstor_object_block_status(obj, 0, 100, &extent), 1);
+    CHECK_EQ(extent, 100);
+    CHECK_EQ(rawstor_object_block_status(obj, OBJ_SIZE, 4096, &extent), -ENXIO);
+    CHECK_EQ(rawstor_object_block_status(obj, 0, 4096, NULL), -EINVAL);
+}
+
 static void test_queue_basics(rawstor *inst, rawstor_object *obj)
 {
     rawstor_queue *q = NULL;
@@ -1083,6 +1098,7 @@ int main(void)
     test_target_split(target);
     test_open_stat(inst, target, &obj);
     test_sync_io(obj);
+    test_block_status(obj);
     test_queue_basics(inst, obj);
     test_vectors(inst, obj);
     test_async_ops(inst, target, obj);

@@ -3,7 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rawstor::wire::{self, Decoded, Decoder, HEADER_LEN, Header, Hello, Marks, Stat, Welcome};
+use rawstor::wire::{
+    self, Decoded, Decoder, Extent, HEADER_LEN, Header, Hello, Marks, Stat, Welcome,
+};
 
 fuzz_target!(|data: &[u8]| {
     // The first byte picks how the stream is cut into pushes.
@@ -27,6 +29,9 @@ fuzz_target!(|data: &[u8]| {
                     let _ = Welcome::decode(&frame.payload);
                     let _ = Stat::decode(&frame.payload);
                     let _ = Marks::decode(&frame.payload);
+                    if let Ok(extent) = Extent::decode(&frame.payload) {
+                        assert_eq!(extent.encode(), frame.payload);
+                    }
                     let _ = wire::decode_list(&frame.payload);
                 }
                 Ok(Some(Decoded::Bad(header, err))) => {

@@ -328,6 +328,25 @@ impl Chunk {
         Ok(())
     }
 
+    /// Whether the `len` bytes at `offset` hold data, and for how many
+    /// bytes from `offset` (at least one block, at most `len`) that stays
+    /// true. Freed (discarded, never written) ranges read as zeros.
+    pub fn extent(&self, offset: u64, len: u64) -> Result<(bool, u64)> {
+        let fail = |e| Error::io(format!("cannot map chunk {}", self.name), e);
+        let data_at = sys::seek_data(&self.data, offset).map_err(fail)?;
+        let (data, end) = match data_at {
+            Some(at) if at <= offset => {
+                let hole = sys::seek_hole(&self.data, offset).map_err(fail)?;
+                (true, hole.unwrap_or(offset + len))
+            }
+            Some(at) => (false, at),
+            None => (false, offset + len),
+        };
+        // Whole blocks: the filesystem maps at least at that grain.
+        let n = (end.min(offset + len) - offset).max(BLOCK_SIZE.min(len));
+        Ok((data, n))
+    }
+
     /// Makes every completed write durable.
     pub fn flush(&self) -> Result<()> {
         if !self.dirty.swap(false, Ordering::AcqRel) {

@@ -649,6 +649,34 @@ impl StoreObject {
         Ok(())
     }
 
+    /// Whether the `len` bytes at `offset` hold data (`true`) or read as
+    /// zeros because nothing was written there or it was freed (`false`),
+    /// and for how many bytes from `offset` (at most `len`) that holds.
+    pub fn extent(&self, offset: u64, len: u64) -> Result<(bool, u64)> {
+        let state = self.state.read();
+        self.check_range(state.size, offset, len, "block status")?;
+        if len == 0 {
+            return Err(Error::invalid("block status of 0 bytes"));
+        }
+        let mut status = None;
+        let mut total = 0;
+        for (index, in_chunk, _, n) in pieces(offset, len, self.chunk_size) {
+            let (data, got) = match self.chunk(index, false)? {
+                Some(chunk) => chunk.extent(in_chunk, n as u64)?,
+                None => (false, n as u64),
+            };
+            if status.is_some_and(|s| s != data) {
+                break;
+            }
+            status = Some(data);
+            total += got;
+            if got < n as u64 {
+                break;
+            }
+        }
+        Ok((status.expect("len > 0"), total))
+    }
+
     /// Makes a range read as zeros and frees its space (discard and
     /// write-zeroes are the same operation here).
     pub fn zero(&self, offset: u64, len: u64) -> Result<()> {
