@@ -40,6 +40,12 @@ qio() {
     ! grep -Eq 'failed|error|Error|mismatch' <<<"$out" || { echo "$out" >&2; return 1; }
 }
 
+# Bytes that qemu-img map reports with FIELD (data or zero) true.
+map_bytes() {
+    timeout 60 "$QEMU_IMG" map -f raw --output=json "rawstor:$1" |
+        python3 -c "import json, sys; print(sum(e['length'] for e in json.load(sys.stdin) if e['$2']))"
+}
+
 start_ost ost-a; OST_A=$OST_ADDR
 start_ost ost-b; OST_B=$OST_ADDR
 locations=("file://$WORK/store" "ost://$OST_A" "ost://$OST_A,ost://$OST_B")
@@ -65,6 +71,10 @@ image_checks() {
     assert "$kind qemu-img info: virtual size and format" \
         '[[ $out =~ \"virtual-size\":\ 67108864 && $out =~ \"format\":\ \"raw\" ]]'
 
+    # Block status: a new object is one hole.
+    assert "$kind qemu-img map: a new object is all zeros, nothing stored" \
+        '[[ $(map_bytes "$target" data) -eq 0 && $(map_bytes "$target" zero) -eq $((64 * MB)) ]]'
+
     # convert into and out of the object: the same bytes.
     head -c $((24 * MB)) /dev/urandom >"$WORK/src.raw"
     truncate -s 64M "$WORK/src.raw"
@@ -74,6 +84,10 @@ image_checks() {
         '[[ $(md5sum <"$WORK/src.raw") == $(md5sum <"$WORK/back.raw") ]]'
     assert "$kind qemu-img compare agrees" \
         'timeout 60 "$QEMU_IMG" compare -f raw -F raw "$WORK/src.raw" "rawstor:$target" >/dev/null'
+    assert "$kind qemu-img map: the 24 MiB written are data, the rest zeros" \
+        '[[ $(map_bytes "$target" data) -eq $((24 * MB)) && $(map_bytes "$target" zero) -eq $((40 * MB)) ]]'
+    assert "$kind convert out leaves the zero ranges sparse" \
+        '(( $(stat -c %b "$WORK/back.raw") * 512 <= 25 * MB ))'
     $RAWSTOR export "$target" "$WORK/cli.raw"
     assert "$kind the CLI reads what qemu-img wrote" 'cmp -s "$WORK/src.raw" "$WORK/cli.raw"'
 
