@@ -18,7 +18,7 @@ FIO_ENGINE  := $(BUILD)/librawstor_fio.so
 
 SHELL       := /bin/bash
 .PHONY: all build demo header check-header cbindgen cargo-fuzz fuzz-smoke lint test test-rust test-c test-asan \
-        test-valgrind test-cli test-pkgconfig test-fio test-python python-wheel qemu test-qemu test-qemu-vm fio-engine install \
+        test-valgrind test-cli test-pkgconfig test-fio test-python python-wheel qemu test-qemu test-qemu-vm bench-qemu fio-engine install \
         bench bench-file bench-python clean
 
 all: build
@@ -151,6 +151,10 @@ qemu: build
 
 test-qemu: qemu
 	bash tests/qemu.sh $(RAWSTOR) $(QEMU_BIN) $$(qemu-patch/vm-assets.sh $(CACHE))
+
+## qemu-img bench: the rawstor driver beside file-posix and qemu-nbd (BENCHMARKS.md).
+bench-qemu: qemu
+	bash bench/qemu.sh $(RAWSTOR) $(QEMU_BIN)
 
 ## Only the VM boot checks.
 test-qemu-vm: qemu
