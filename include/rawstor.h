@@ -76,9 +76,6 @@ typedef struct rawstor_queue rawstor_queue;
 // Largest queue depth.
 #define RAWSTOR_QUEUE_DEPTH_MAX 65536
 
-// Bytes of an encoded extent.
-#define Extent_LEN 9
-
 // Instance options; zero fields take their defaults.
 typedef struct {
   // Default depth of new queues.

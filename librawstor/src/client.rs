@@ -229,6 +229,22 @@ impl Instance {
         Ok(store)
     }
 
+    /// Whether this instance has `uuid` open at `endpoint` (without
+    /// connecting or opening anything to find out).
+    fn is_open_at(&self, endpoint: &Endpoint, uuid: Uuid) -> bool {
+        match endpoint {
+            Endpoint::File(path) => {
+                let store = self.shared.stores.lock().get(path).and_then(Weak::upgrade);
+                store.is_some_and(|s| s.is_open(uuid))
+            }
+            Endpoint::Ost(addr) => {
+                let connection = self.shared.connections.lock().get(addr).cloned();
+                connection.is_some_and(|c| c.is_open(uuid))
+            }
+            Endpoint::Mdt(_) => false,
+        }
+    }
+
     fn connection(&self, addr: &str) -> Result<Arc<Connection>> {
         let mut connections = self.shared.connections.lock();
         if let Some(connection) = connections.get(addr) {
@@ -289,6 +305,18 @@ impl Instance {
 
     /// Removes an object (it must not be open in this instance).
     pub fn remove(&self, target: &Target) -> Result<()> {
+        // Refused before any copy goes: an open mirror stays whole.
+        if let Some(endpoint) = target
+            .location
+            .endpoints()
+            .iter()
+            .find(|e| self.is_open_at(e, target.uuid))
+        {
+            return Err(Error::new(
+                libc::EBUSY,
+                format!("{endpoint}: object {} is open", target.uuid),
+            ));
+        }
         let mut first_error = None;
         let mut removed = false;
         for endpoint in target.location.endpoints() {

@@ -745,7 +745,7 @@ pub struct Extent {
 
 impl Extent {
     /// Bytes of an encoded extent.
-    pub const LEN: usize = 9;
+    const LEN: usize = 9;
 
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(Self::LEN);

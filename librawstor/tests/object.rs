@@ -120,6 +120,9 @@ fn block_status_follows_writes_and_discards() {
         (true, 8192)
     );
     assert_eq!(object.extent(MIB + 8192, 100).unwrap(), (true, 100));
+    // Unaligned starts: a hole answer never covers data, nor the reverse.
+    assert_eq!(object.extent(MIB + 3996, 8192).unwrap(), (false, 100));
+    assert_eq!(object.extent(MIB + 4106, 8192).unwrap(), (true, 8182));
     let rest = 4 * MIB - MIB - 12288;
     assert_eq!(object.extent(MIB + 12288, rest).unwrap(), (false, rest));
     // Discarded, it reads as zeros again.

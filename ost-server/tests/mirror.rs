@@ -189,3 +189,39 @@ fn mirror_of_file_locations_and_all_or_nothing_create() {
     rs.remove(&target).unwrap();
     assert_eq!(rs.open(&target).unwrap_err().errno(), libc::ENOENT);
 }
+
+#[test]
+fn an_open_mirror_is_not_removed_even_in_part() {
+    let (da, db) = (TempDir::new("rm-a"), TempDir::new("rm-b"));
+    let mut a = Ost::start(&[da.path().to_path_buf()]);
+    let b = Ost::start(&[db.path().to_path_buf()]);
+    let a_addr = a.addr.clone();
+    let location: rawstor::Location = format!("ost://{},ost://{}", a.addr, b.addr)
+        .parse()
+        .unwrap();
+    let rs = rawstor::Instance::new(rawstor::Options {
+        timeout_ms: 500,
+        retries: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let target = rs.create(&location, &CreateSpec::new(MB)).unwrap();
+    // A is down when the mirror opens: only B's copy is open.
+    a.signal(libc::SIGKILL);
+    a.wait(Duration::from_secs(5));
+    let object = rs.open(&target).unwrap();
+    let _a = Ost::start_on(&a_addr, &[da.path().to_path_buf()], &[]);
+    let err = rs.remove(&target).unwrap_err();
+    assert_eq!(err.errno(), libc::EBUSY, "{err}");
+    // Neither copy went.
+    let other = instance();
+    for addr in [&a_addr, &b.addr] {
+        other.stat(&single(addr, &target)).unwrap();
+    }
+    drop(object);
+    rs.remove(&target).unwrap();
+    for addr in [&a_addr, &b.addr] {
+        let err = other.stat(&single(addr, &target)).unwrap_err();
+        assert_eq!(err.errno(), libc::ENOENT, "{err}");
+    }
+}

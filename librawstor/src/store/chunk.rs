@@ -342,9 +342,8 @@ impl Chunk {
             Some(at) => (false, at),
             None => (false, offset + len),
         };
-        // Whole blocks: the filesystem maps at least at that grain.
-        let n = (end.min(offset + len) - offset).max(BLOCK_SIZE.min(len));
-        Ok((data, n))
+        // `end > offset`: SEEK_DATA/SEEK_HOLE moved past `offset`.
+        Ok((data, end.min(offset + len) - offset))
     }
 
     /// Makes every completed write durable.

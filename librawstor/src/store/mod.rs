@@ -324,15 +324,18 @@ impl Store {
         Ok(object)
     }
 
-    /// Removes an object: renames it into the trash (instant, atomic),
-    /// then frees its space in the background.
-    pub fn remove_object(&self, uuid: Uuid) -> Result<()> {
-        if self
-            .objects
+    /// Whether `uuid` is open through this store.
+    pub fn is_open(&self, uuid: Uuid) -> bool {
+        self.objects
             .lock()
             .get(&uuid)
             .is_some_and(|w| w.strong_count() > 0)
-        {
+    }
+
+    /// Removes an object: renames it into the trash (instant, atomic),
+    /// then frees its space in the background.
+    pub fn remove_object(&self, uuid: Uuid) -> Result<()> {
+        if self.is_open(uuid) {
             return Err(Error::new(libc::EBUSY, format!("object {uuid} is open")));
         }
         self.read_object_record(uuid)?;
@@ -492,6 +495,10 @@ pub struct StoreObject {
     /// Serialises chunk creation.
     create_lock: Mutex<()>,
 }
+
+/// Chunks one block-status answer looks at: a longer range gets a shorter
+/// answer (callers ask again), so one request cannot scan a huge object.
+const EXTENT_MAX_CHUNKS: usize = 64;
 
 /// Splits `[offset, offset + len)` into per-chunk pieces:
 /// (chunk index, offset in chunk, offset in the request, length).
@@ -660,7 +667,8 @@ impl StoreObject {
         }
         let mut status = None;
         let mut total = 0;
-        for (index, in_chunk, _, n) in pieces(offset, len, self.chunk_size) {
+        let pieces = pieces(offset, len, self.chunk_size).take(EXTENT_MAX_CHUNKS);
+        for (index, in_chunk, _, n) in pieces {
             let (data, got) = match self.chunk(index, false)? {
                 Some(chunk) => chunk.extent(in_chunk, n as u64)?,
                 None => (false, n as u64),
