@@ -107,6 +107,13 @@ image_checks() {
         'timeout 60 "$QEMU_IO" --image-opts -c "read -P 0x44 4M 64k" "driver=rawstor,target=${target//,/,,}" \
             2>&1 | grep -q "read 65536/65536"'
 
+    # More requests in flight than the queue holds: they wait for room.
+    assert "$kind 32 requests in flight on a queue of depth 2 (reads, then writes)" \
+        'RAWSTOR_OPTS_QUEUE_DEPTH=2 timeout 60 "$QEMU_IMG" bench -f raw -c 4000 -d 32 -s 4k \
+            "rawstor:$target" >/dev/null &&
+         RAWSTOR_OPTS_QUEUE_DEPTH=2 timeout 60 "$QEMU_IMG" bench -f raw -w -c 4000 -d 32 -s 4k \
+            --pattern=0x77 "rawstor:$target" >/dev/null && qio "$target" "read -P 0x77 0 4k"'
+
     # resize: grow; shrink only with --shrink.
     timeout 60 "$QEMU_IMG" resize -f raw "rawstor:$target" 96M >/dev/null
     assert "$kind qemu-img resize grows the object" \
