@@ -13,7 +13,7 @@ from typing import Any
 from . import _ffi
 from ._buffers import Pinned, index, readable, writable
 from ._buffers import size as _size
-from ._errors import check, from_errno, strerror
+from ._errors import check, from_errno, last_error, strerror
 
 lib = _ffi.lib
 
@@ -168,7 +168,15 @@ class Client:
         """Opens an object by its target; use it as a context manager."""
         handle = ctypes.c_void_p()
         check(lib.rawstor_object_open(self._live(), _text(target, "target"), ctypes.byref(handle)))
-        return Object(self, handle, target)
+        # The object's own queue for blocking calls the C API has no
+        # function for; made now so that the object outlives the client.
+        queue = ctypes.c_void_p()
+        rc = lib.rawstor_queue_new(self._live(), 1, ctypes.byref(queue))
+        if rc < 0:
+            error = last_error(rc)
+            lib.rawstor_object_close(handle)
+            raise error
+        return Object(self, handle, target, queue)
 
     def remove(self, target: str) -> None:
         """Removes an object (it must not be open in this client)."""
@@ -215,18 +223,28 @@ class Client:
 
     def _async_queue(self) -> _AsyncQueue:
         loop = asyncio.get_running_loop()
+        self._release_stopped_loops()
         with self._queues_lock:
             queue = self._queues.get(loop)
             if queue is None:
-                for old in [old for old in self._queues if old.is_closed()]:
-                    self._queues.pop(old).close()
                 depth = self.options.queue_depth or 128
                 queue = self._queues[loop] = _AsyncQueue(self._live(), loop, depth)
             return queue
 
+    def _release_stopped_loops(self) -> None:
+        """Frees the queues of event loops that were closed (asyncio.run
+        returned), waiting for what they still had in flight."""
+        with self._queues_lock:
+            stopped = [loop for loop in self._queues if loop.is_closed()]
+            queues = [self._queues.pop(loop) for loop in stopped]
+        for queue in queues:
+            queue.close()
+
     def close(self) -> None:
         """Frees the instance; operations still in flight finish first.
-        Objects opened by it stay usable until they are closed."""
+        Objects opened by it stay usable until they are closed. Call it
+        on the thread of the event loop that did async I/O, or after that
+        loop has stopped."""
         with self._queues_lock:
             queues, self._queues = list(self._queues.values()), {}
         for queue in queues:
@@ -260,11 +278,13 @@ class Object:
     ``async with``). Offsets and lengths are in bytes; an I/O past the end
     fails (objects never grow by writing: use :meth:`resize`)."""
 
-    def __init__(self, client: Client, handle: ctypes.c_void_p, target: str):
+    def __init__(
+        self, client: Client, handle: ctypes.c_void_p, target: str, sync_queue: ctypes.c_void_p
+    ):
         self._client = client
         self._handle: ctypes.c_void_p | None = handle
         self.target = target
-        self._sync_queue: ctypes.c_void_p | None = None
+        self._sync_queue: ctypes.c_void_p | None = sync_queue
         self._sync_lock = threading.Lock()
         self._in_flight = 0
         self._idle_waiters: list[asyncio.Future[None]] = []
@@ -348,15 +368,10 @@ class Object:
     ) -> int:
         """One queue operation, waited for (the C API has no blocking call for it)."""
         with self._sync_lock:
-            handle = self._live()
-            if self._sync_queue is None:
-                queue = ctypes.c_void_p()
-                check(lib.rawstor_queue_new(self._client._live(), 1, ctypes.byref(queue)))
-                self._sync_queue = queue
-            sqe = _ffi.Sqe(opcode, flags, 0, 0, handle, offset, length, address, 0)
+            sqe = _ffi.Sqe(opcode, flags, 0, 0, self._live(), offset, length, address, 0)
             check(lib.rawstor_queue_submit(self._sync_queue, ctypes.byref(sqe), 1))
             cqe = _ffi.Cqe()
-            while lib.rawstor_queue_reap(self._sync_queue, ctypes.byref(cqe), 1, 1, -1) == 0:
+            while check(lib.rawstor_queue_reap(self._sync_queue, ctypes.byref(cqe), 1, 1, -1)) == 0:
                 pass
         if cqe.result < 0:
             raise _failure(self, opcode, offset, length, cqe.result)
@@ -416,20 +431,24 @@ class Object:
         operations on it are in flight (await them, or use ``async with``)."""
         if self._handle is None:
             return
+        self._client._release_stopped_loops()
         if self._in_flight:
             raise from_errno(
                 errno.EBUSY,
                 f"{self.target}: {self._in_flight} operation(s) in flight: await them first",
             )
         with self._sync_lock:
-            queue, self._sync_queue = self._sync_queue, None
-            if queue is not None:
-                lib.rawstor_queue_free(queue)
-            handle, self._handle = self._handle, None
-            check(lib.rawstor_object_close(handle))
+            rc = lib.rawstor_object_close(self._handle)
+            if rc == -errno.EBUSY:  # still open: keep the handle
+                raise last_error(rc)
+            self._handle = None
+            lib.rawstor_queue_free(self._sync_queue)
+            self._sync_queue = None
+            check(rc)
 
     async def aclose(self) -> None:
         """Waits for the async operations on this object, then closes it."""
+        self._client._release_stopped_loops()
         while self._in_flight:
             waiter = asyncio.get_running_loop().create_future()
             self._idle_waiters.append(waiter)
@@ -474,8 +493,11 @@ def _failure(obj: Object, opcode: int, offset: int, length: int, result: int) ->
     name = _OP_NAMES[opcode]
     what = name if opcode == _ffi.OP_FLUSH else f"{name} of {length} bytes at offset {offset}"
     code = -result
-    if code == errno.ENXIO and not obj.closed:
-        what += f" is past the end of the object ({obj.size} bytes)"
+    if code == errno.ENXIO:
+        try:
+            what += f" is past the end of the object ({obj.size} bytes)"
+        except (OSError, ValueError):  # closed meanwhile, or stat failed
+            what += " is past the end of the object"
     return from_errno(code, f"{obj.target}: {what}: {strerror(code)}")
 
 
@@ -542,7 +564,7 @@ class _AsyncQueue:
 
     def _reap(self) -> None:
         while self._handle is not None:
-            count = lib.rawstor_queue_reap(self._handle, self._cqes, self.REAP_BATCH, 0, 0)
+            count = check(lib.rawstor_queue_reap(self._handle, self._cqes, self.REAP_BATCH, 0, 0))
             for cqe in self._cqes[:count]:
                 self._submitted -= 1
                 self._complete(cqe.user_data, cqe.result)
@@ -574,7 +596,9 @@ class _AsyncQueue:
             self._complete(token, from_errno(errno.ECANCELED, "rawstor client closed"))
         self._waiting = []
         while self._submitted:
-            count = lib.rawstor_queue_reap(handle, self._cqes, self.REAP_BATCH, self._submitted, -1)
+            count = check(
+                lib.rawstor_queue_reap(handle, self._cqes, self.REAP_BATCH, self._submitted, -1)
+            )
             for cqe in self._cqes[:count]:
                 self._submitted -= 1
                 self._complete(cqe.user_data, cqe.result)

@@ -177,3 +177,25 @@ def test_one_client_serves_loop_after_loop(obj):
         run(obj.write_async(round_ * 4096, bytes([round_ + 1]) * 4096))
     assert obj.read(0, 3 * 4096) == b"".join(bytes([r + 1]) * 4096 for r in range(3))
     assert len(obj._client._queues) == 1  # the queues of closed loops were freed
+
+
+def test_an_object_closes_after_its_loop_stopped_with_io_in_flight(start_ost):
+    server = start_ost()
+    with rawstor.Client(timeout_ms=5000) as client:
+        target = client.create(server.location, MB)
+        obj = client.open(target)
+        obj.write(0, b"x" * 4096)
+        server.pause()
+
+        async def main():
+            # Submitted and never awaited: asyncio.run cancels the task and
+            # closes the loop while the server sits on the read.
+            asyncio.ensure_future(obj.read_async(0, 4096))
+            await asyncio.sleep(0.05)
+
+        asyncio.run(main())
+        assert obj._in_flight == 1
+        server.resume()
+        obj.close()  # drains the stopped loop's queue instead of EBUSY forever
+        assert obj.closed
+        client.remove(target)

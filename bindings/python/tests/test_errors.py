@@ -142,13 +142,16 @@ def test_a_closed_object_refuses_io(client, location):
 
 def test_a_closed_client_refuses_calls_but_its_objects_work(location):
     client = rawstor.Client()
-    target = client.create(location, 4096)
+    target = client.create(location, 8192)
     obj = client.open(target)
     client.close()
     with pytest.raises(ValueError, match="closed rawstor client"):
         client.open(target)
     obj.write(0, b"z" * 4096)
     assert obj.read(0, 1) == b"z"
+    obj.write(4096, b"f" * 4096, fua=True)
+    obj.discard(0, 4096)
+    assert obj.read(0, 8192) == bytes(4096) + b"f" * 4096
     obj.close()
 
 
