@@ -18,7 +18,7 @@ FIO_ENGINE  := $(BUILD)/librawstor_fio.so
 
 SHELL       := /bin/bash
 .PHONY: all build demo header check-header cbindgen cargo-fuzz fuzz-smoke lint test test-rust test-c test-asan \
-        test-valgrind test-cli test-pkgconfig test-fio test-python python-wheel qemu test-qemu test-qemu-vm bench-qemu fio-engine install \
+        test-valgrind test-cli test-mdt test-pkgconfig test-fio test-python python-wheel qemu test-qemu test-qemu-vm bench-qemu fio-engine install \
         bench bench-file bench-python clean
 
 all: build
@@ -64,8 +64,8 @@ lint: check-header
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## Everything CI checks (the README's test command).
-test: lint build test-rust test-c test-asan test-valgrind test-cli test-pkgconfig test-fio test-python \
-      test-qemu fuzz-smoke
+test: lint build test-rust test-c test-asan test-valgrind test-cli test-mdt test-pkgconfig test-fio \
+      test-python test-qemu fuzz-smoke
 	@echo "all tests passed"
 
 test-rust:
@@ -95,6 +95,10 @@ test-cli: build
 	bash tests/cli.sh $(RAWSTOR)
 
 ## Installs into a scratch prefix and builds a C program with pkg-config.
+## rawstor-mdt with four rawstor-ost: registration, placement, failover, repair.
+test-mdt: build
+	bash tests/mdt.sh $(RAWSTOR)
+
 test-pkgconfig: build
 	rm -rf $(BUILD)/prefix
 	$(MAKE) --no-print-directory install PREFIX=$(CURDIR)/$(BUILD)/prefix
@@ -182,6 +186,7 @@ install:
 	install -m 0644 include/rawstor.h $(DESTDIR)$(PREFIX)/include/rawstor.h
 	install -m 0755 $(RAWSTOR) $(DESTDIR)$(PREFIX)/bin/rawstor
 	install -m 0755 $(RELEASE)/rawstor-ost $(DESTDIR)$(PREFIX)/bin/rawstor-ost
+	install -m 0755 $(RELEASE)/rawstor-mdt $(DESTDIR)$(PREFIX)/bin/rawstor-mdt
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' librawstor/rawstor.pc.in \
 		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/rawstor.pc
 

@@ -2,6 +2,7 @@
 # a scratch directory removed at exit (kept when KEEP_WORK is set), servers
 # started by start_ost and stopped at exit, and the ok/FAIL helpers.
 OST=$(dirname "$RAWSTOR")/rawstor-ost
+MDT=$(dirname "$RAWSTOR")/rawstor-mdt
 WORK=${WORK:-$(mktemp -d "/tmp/rawstor-${WORK_TAG:-test}-XXXXXX")}
 pids=()
 cleanup() {
@@ -18,18 +19,36 @@ fail() { echo "FAIL - $1"; fails=$((fails + 1)); }
 assert() { if eval "$2"; then pass "$1"; else fail "$1"; fi; }
 
 # Starts a rawstor-ost on a loopback port it picks (or on BIND), with its
-# store in $WORK/NAME; sets OST_ADDR (host:port) and OST_PID. OST_BIND_FLAG
-# picks the spelling of the address option (--bind, or upstream's -b).
-start_ost() { # NAME [BIND]
+# store in $WORK/NAME and any further options; sets OST_ADDR (host:port) and
+# OST_PID. OST_BIND_FLAG picks the spelling of the address option (--bind,
+# or upstream's -b).
+start_ost() { # NAME [BIND [OPTION...]]
     local dir=$WORK/$1
     mkdir -p "$dir"
-    "$OST" "${OST_BIND_FLAG:---bind}" "${2:-127.0.0.1:0}" "file://$dir" >"$dir.out" 2>"$dir.log" &
+    "$OST" "${OST_BIND_FLAG:---bind}" "${2:-127.0.0.1:0}" "${@:3}" "file://$dir" >"$dir.out" 2>"$dir.log" &
     OST_PID=$!
     pids+=("$OST_PID")
+    OST_ADDR=$(await_listening "$dir" rawstor-ost)
+}
+
+# Starts a rawstor-mdt keeping its records in $WORK/NAME, on a loopback port
+# it picks (or on BIND), with any further options; sets MDT_ADDR and MDT_PID.
+start_mdt() { # NAME [BIND [OPTION...]]
+    local dir=$WORK/$1
+    "$MDT" --bind "${2:-127.0.0.1:0}" --data "$dir" "${@:3}" >"$dir.out" 2>"$dir.log" &
+    MDT_PID=$!
+    pids+=("$MDT_PID")
+    MDT_ADDR=$(await_listening "$dir" rawstor-mdt)
+}
+
+# Prints the address a server started with output in DIR.out listens on.
+await_listening() { # DIR NAME
     for _ in $(seq 100); do
-        grep -q '^listening on ' "$dir.out" 2>/dev/null && break
+        grep -q '^listening on ' "$1.out" 2>/dev/null && break
         sleep 0.05
     done
-    OST_ADDR=$(sed -n 's/^listening on //p' "$dir.out")
-    [[ -n $OST_ADDR ]] || { echo "rawstor-ost did not start:" >&2; cat "$dir.log" >&2; exit 1; }
+    local addr
+    addr=$(sed -n 's/^listening on //p' "$1.out")
+    [[ -n $addr ]] || { echo "$2 did not start:" >&2; cat "$1.log" >&2; exit 1; }
+    echo "$addr"
 }

@@ -9,16 +9,20 @@ use std::time::Duration;
 
 use args::{Args, Opt, UsageError, flag, value};
 use rawstor::size::{format_size, parse_size};
+use rawstor::uri::Endpoint;
 use rawstor::{CreateSpec, Instance, Location, Options, Target};
 
 const USAGE: &str = "\
 usage: rawstor <command> [options]
 
 commands:
-  create LOCATION --size SIZE [--uuid UUID] [--chunk-size SIZE]
-                             create an object, print its target
+  create LOCATION --size SIZE [--uuid UUID] [--chunk-size SIZE] [--layout L]
+                             create an object, print its target; on mdt://
+                             --layout replicas:N (default replicas:3)
   list [LOCATION]            print the targets at a location
-  info TARGET                print an object's size and layout (alias: show)
+  info TARGET                print an object's size and layout (alias: show);
+                             on mdt:// also its placement and health
+  cluster mdt://HOST:PORT    print the cluster map: OSTs, state, capacity
   remove TARGET              remove an object
   repair TARGET              resync the stale copies of a mirrored target
   resize TARGET --size SIZE [--shrink]
@@ -30,7 +34,7 @@ commands:
         [--span SIZE] [--plain FILE]
                              measure IOPS, MB/s and latency percentiles
 
-LOCATION: file:///abs/dir or ost://host:port (mdt:// to come); a comma
+LOCATION: file:///abs/dir, ost://host:port or mdt://host:port; a comma
 list mirrors (ost://a:7777,ost://b:7777). RAWSTOR_LOCATION is the default.
 SIZE: bytes or K/M/G/T. Bad input exits 2.";
 
@@ -78,6 +82,7 @@ fn main() -> ExitCode {
         "create" => create(rest),
         "list" => list(rest),
         "info" | "show" => info(rest),
+        "cluster" => cluster(rest),
         "remove" => remove(rest),
         "repair" => repair(rest),
         "resize" => resize(rest),
@@ -168,6 +173,7 @@ fn create(rest: &[String]) -> CliResult {
         value("size", Some('s')),
         value("uuid", Some('u')),
         value("chunk-size", None),
+        value("layout", None),
     ];
     let args = parse_args("create", rest, &opts)?;
     args.at_most(1, "create")?;
@@ -176,12 +182,19 @@ fn create(rest: &[String]) -> CliResult {
         .ok_or_else(|| Failure::Usage("create: missing --size".into()))?;
     let uuid = args.get("uuid").map(parse_addr).transpose()?;
     let chunk_size = parse_size_opt(&args, "chunk-size")?;
+    let layout = args.get("layout").map(parse_addr).transpose()?;
+    if layout.is_some() && !matches!(location.endpoints(), [Endpoint::Mdt(_)]) {
+        return Err(Failure::Usage(
+            "create: --layout needs an mdt:// location (a comma list of ost:// mirrors)".into(),
+        ));
+    }
     let target = instance()?.create(
         &location,
         &CreateSpec {
             size,
             uuid,
             chunk_size,
+            layout,
         },
     )?;
     println!("{target}");
@@ -212,13 +225,47 @@ fn info(rest: &[String]) -> CliResult {
     let args = parse_args("info", rest, &[])?;
     args.at_most(1, "info")?;
     let target = target_arg(&args, 0, "info")?;
-    let info = instance()?.stat(&target)?;
+    let instance = instance()?;
+    let info = instance.stat(&target)?;
     println!("target: {target}");
     println!("size: {}", format_size(info.size));
     println!("size_bytes: {}", info.size);
     println!("chunk_size: {}", format_size(info.chunk_size));
     println!("block_size: {}", info.block_size);
     println!("checksums: crc32 per {} bytes", info.block_size);
+    if let [Endpoint::Mdt(_)] = target.location.endpoints() {
+        let record = instance.object_record(&target)?;
+        let map = instance.cluster_map(&target.location)?;
+        println!("layout: {}", record.layout);
+        for (i, placed) in record.placement.iter().enumerate() {
+            let state = match map.osts.iter().find(|o| o.id == placed.ost) {
+                Some(ost) if ost.up => "up",
+                Some(_) => "down",
+                None => "unknown to the map",
+            };
+            println!("copy {i}: ost://{} ({}, {state})", placed.addr, placed.ost);
+        }
+    }
+    Ok(())
+}
+
+fn cluster(rest: &[String]) -> CliResult {
+    let args = parse_args("cluster", rest, &[])?;
+    args.at_most(1, "cluster")?;
+    let location = location_arg(&args, "cluster")?;
+    let map = instance()?.cluster_map(&location)?;
+    println!("map version {}, {} OSTs", map.version, map.osts.len());
+    for ost in &map.osts {
+        println!(
+            "ost://{} {} domain={} {} capacity={} used={}",
+            ost.addr,
+            ost.id,
+            ost.domain,
+            if ost.up { "up" } else { "down" },
+            format_size(ost.capacity_bytes),
+            format_size(ost.used_bytes)
+        );
+    }
     Ok(())
 }
 

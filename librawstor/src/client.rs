@@ -28,6 +28,7 @@ use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::event_loop::EventLoop;
+use crate::mdt::{self, ClusterMap, Layout, ObjectRecord};
 use crate::mirror::{Leg, Mirror};
 use crate::net::{Connection, RawBuf};
 use crate::queue::Queue;
@@ -116,6 +117,10 @@ pub struct CreateSpec {
     pub uuid: Option<Uuid>,
     /// Chunk size; the default (64 MiB) when `None`.
     pub chunk_size: Option<u64>,
+    /// Redundancy of an object created on mdt:// ([`mdt::DEFAULT_LAYOUT`]
+    /// when `None`); other locations choose theirs by their form (a comma
+    /// list mirrors).
+    pub layout: Option<Layout>,
 }
 
 impl CreateSpec {
@@ -125,6 +130,7 @@ impl CreateSpec {
             size,
             uuid: None,
             chunk_size: None,
+            layout: None,
         }
     }
 }
@@ -179,10 +185,11 @@ impl Instance {
     fn place(&self, endpoint: &Endpoint, create: bool) -> Result<Place> {
         match endpoint {
             Endpoint::File(path) => self.store(path, create).map(Place::File),
-            Endpoint::Ost(addr) => self.connection(addr).map(Place::Ost),
+            Endpoint::Ost(addr) => self.connection("ost", addr).map(Place::Ost),
+            // Objects on mdt:// resolve to their OSTs before they get here.
             Endpoint::Mdt(_) => Err(Error::new(
-                libc::EPROTONOSUPPORT,
-                format!("{endpoint}: mdt:// locations are not implemented in this version yet"),
+                libc::EINVAL,
+                format!("{endpoint}: an mdt:// element cannot be part of a list"),
             )),
         }
     }
@@ -208,12 +215,17 @@ impl Instance {
         })
     }
 
-    fn open_mirror(&self, target: &Target) -> Result<Arc<Mirror>> {
+    /// Opens every copy of a mirrored target. Copies are named (in stale
+    /// marks and messages) by their element, or by their OST's id for
+    /// objects placed by a rawstor-mdt: an OST may come back elsewhere.
+    fn open_mirror(&self, resolved: &Resolved) -> Result<Arc<Mirror>> {
+        let target = &resolved.target;
         let legs = target
             .location
             .endpoints()
             .iter()
-            .map(|e| (e.to_string(), self.open_leg(e, target.uuid)))
+            .zip(&resolved.names)
+            .map(|(e, name)| (name.clone(), self.open_leg(e, target.uuid)))
             .collect();
         Mirror::new(target.uuid, legs)
     }
@@ -245,13 +257,15 @@ impl Instance {
         }
     }
 
-    fn connection(&self, addr: &str) -> Result<Arc<Connection>> {
+    /// The instance's connection to a server (`scheme` ost or mdt).
+    fn connection(&self, scheme: &str, addr: &str) -> Result<Arc<Connection>> {
         let mut connections = self.shared.connections.lock();
         if let Some(connection) = connections.get(addr) {
             return Ok(Arc::clone(connection));
         }
         let options = &self.shared.options;
         let connection = Connection::connect(
+            scheme,
             addr,
             std::time::Duration::from_millis(u64::from(options.timeout_ms)),
             options.retries,
@@ -263,10 +277,69 @@ impl Instance {
         Ok(connection)
     }
 
+    /// The rawstor-mdt behind a location that is one `mdt://` element.
+    fn mdt(&self, location: &Location) -> Result<Option<Arc<Connection>>> {
+        match location.endpoints() {
+            [Endpoint::Mdt(addr)] => Ok(Some(self.connection("mdt", addr)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// The target whose elements hold the data: an mdt:// target's OSTs
+    /// (from its record), any other target itself.
+    fn resolve(&self, target: &Target) -> Result<Resolved> {
+        match self.mdt(&target.location)? {
+            Some(mdt) => {
+                let record = remote::mdt_lookup(&mdt, target.uuid)?;
+                Ok(Resolved {
+                    target: backing_target(&record)?,
+                    names: record
+                        .placement
+                        .iter()
+                        .map(|p| format!("ost-id:{}", p.ost))
+                        .collect(),
+                })
+            }
+            None => Ok(Resolved {
+                target: target.clone(),
+                names: target
+                    .location
+                    .endpoints()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+            }),
+        }
+    }
+
+    /// The record of an object on mdt:// (layout and placement).
+    pub fn object_record(&self, target: &Target) -> Result<ObjectRecord> {
+        match self.mdt(&target.location)? {
+            Some(mdt) => remote::mdt_lookup(&mdt, target.uuid),
+            None => Err(Error::invalid(format!(
+                "{}: only mdt:// objects have a record",
+                target.location
+            ))),
+        }
+    }
+
+    /// The cluster map of the rawstor-mdt at `location`.
+    pub fn cluster_map(&self, location: &Location) -> Result<ClusterMap> {
+        match self.mdt(location)? {
+            Some(mdt) => remote::mdt_cluster_map(&mdt),
+            None => Err(Error::invalid(format!(
+                "{location}: a cluster map comes from an mdt:// location"
+            ))),
+        }
+    }
+
     /// Creates an object at `location` and returns its target.
     pub fn create(&self, location: &Location, spec: &CreateSpec) -> Result<Target> {
         let uuid = spec.uuid.unwrap_or_else(Uuid::new_v7);
         let chunk_size = spec.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE);
+        if let Some(mdt) = self.mdt(location)? {
+            return self.create_placed(&mdt, location, uuid, spec, chunk_size);
+        }
         let endpoints = location.endpoints();
         for (i, endpoint) in endpoints.iter().enumerate() {
             if let Err(err) = self.create_at(endpoint, uuid, spec.size, chunk_size) {
@@ -284,14 +357,48 @@ impl Instance {
         Ok(location.target(uuid))
     }
 
+    /// Creates an object through a rawstor-mdt: the MDT places and records
+    /// it, then the copies are made on the OSTs it chose (all or none; the
+    /// record goes too when they cannot all be made).
+    fn create_placed(
+        &self,
+        mdt: &Connection,
+        location: &Location,
+        uuid: Uuid,
+        spec: &CreateSpec,
+        chunk_size: u64,
+    ) -> Result<Target> {
+        let layout = spec.layout.unwrap_or(mdt::DEFAULT_LAYOUT);
+        if let Layout::Erasure { .. } = layout {
+            return Err(Error::new(
+                libc::EOPNOTSUPP,
+                format!("layout {layout}: erasure coding is not implemented in this version yet"),
+            ));
+        }
+        let record = remote::mdt_place(mdt, uuid, spec.size, chunk_size, layout)?;
+        let backing = backing_target(&record)?;
+        let copies = CreateSpec {
+            size: spec.size,
+            uuid: Some(uuid),
+            chunk_size: Some(chunk_size),
+            layout: None,
+        };
+        if let Err(err) = self.create(&backing.location, &copies) {
+            let _ = remote::mdt_forget(mdt, uuid);
+            return Err(err);
+        }
+        Ok(location.target(uuid))
+    }
+
     /// Opens an object.
     pub fn open(&self, target: &Target) -> Result<Object> {
-        let backend = match target.location.endpoints() {
+        let resolved = self.resolve(target)?;
+        let backend = match resolved.target.location.endpoints() {
             [one] => match self.open_leg(one, target.uuid)? {
                 Leg::File(object) => Backend::File(object),
                 Leg::Ost(object) => Backend::Ost(object),
             },
-            _ => Backend::Mirror(self.open_mirror(target)?),
+            _ => Backend::Mirror(self.open_mirror(&resolved)?),
         };
         Ok(Object {
             inner: Arc::new(ObjectInner {
@@ -305,6 +412,19 @@ impl Instance {
 
     /// Removes an object (it must not be open in this instance).
     pub fn remove(&self, target: &Target) -> Result<()> {
+        let Some(mdt) = self.mdt(&target.location)? else {
+            return self.remove_copies(target);
+        };
+        // Copies first, then the record: a failure leaves it findable.
+        let backing = backing_target(&remote::mdt_lookup(&mdt, target.uuid)?)?;
+        match self.remove_copies(&backing) {
+            Err(err) if err.errno() != libc::ENOENT => return Err(err),
+            _ => {}
+        }
+        remote::mdt_forget(&mdt, target.uuid)
+    }
+
+    fn remove_copies(&self, target: &Target) -> Result<()> {
         // Refused before any copy goes: an open mirror stays whole.
         if let Some(endpoint) = target
             .location
@@ -345,8 +465,9 @@ impl Instance {
 
     /// Describes an object without opening it.
     pub fn stat(&self, target: &Target) -> Result<ObjectInfo> {
-        let [endpoint] = target.location.endpoints() else {
-            let mut info = self.open_mirror(&target.clone())?.info();
+        let resolved = self.resolve(target)?;
+        let [endpoint] = resolved.target.location.endpoints() else {
+            let mut info = self.open_mirror(&resolved)?.info();
             info.uuid = target.uuid;
             return Ok(info);
         };
@@ -377,6 +498,14 @@ impl Instance {
         } else {
             limit
         };
+        if let [Endpoint::Mdt(_)] = location.endpoints() {
+            return Err(Error::new(
+                libc::EOPNOTSUPP,
+                format!(
+                    "{location}: listing mdt:// objects is not implemented in this version yet"
+                ),
+            ));
+        }
         // A mirror lists what its first reachable element holds.
         let mut last = None;
         for endpoint in location.endpoints() {
@@ -418,11 +547,12 @@ impl Instance {
         target: &Target,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Vec<String>> {
-        if target.location.endpoints().len() < 2 {
+        let resolved = self.resolve(target)?;
+        if resolved.target.location.endpoints().len() < 2 {
             self.stat(target)?;
             return Ok(Vec::new());
         }
-        self.open_mirror(target)?.repair(progress)
+        self.open_mirror(&resolved)?.repair(progress)
     }
 
     /// A new queue of `depth` entries (the instance default when 0).
@@ -584,4 +714,29 @@ impl Object {
     pub fn pending(&self) -> usize {
         self.inner.pending.load(Ordering::Acquire)
     }
+}
+
+/// Where an object's data is, and the names of its copies.
+struct Resolved {
+    target: Target,
+    names: Vec<String>,
+}
+
+/// The OSTs' target of an object placed by a rawstor-mdt.
+fn backing_target(record: &ObjectRecord) -> Result<Target> {
+    if let Layout::Erasure { .. } = record.layout {
+        return Err(Error::new(
+            libc::EOPNOTSUPP,
+            format!(
+                "object {}: layout {} (erasure coding) is not implemented in this version yet",
+                record.uuid, record.layout
+            ),
+        ));
+    }
+    let elements: Vec<String> = record
+        .placement
+        .iter()
+        .map(|p| format!("ost://{}/{}", p.addr, record.uuid))
+        .collect();
+    elements.join(",").parse()
 }

@@ -268,6 +268,7 @@ pub unsafe extern "C" fn rawstor_object_create(
                 size: spec.size,
                 uuid: Some(uuid),
                 chunk_size,
+                layout: None,
             },
         )?;
         // SAFETY: checked above that `target` holds `text` and a NUL.

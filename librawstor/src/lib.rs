@@ -6,10 +6,12 @@
 //! `include/rawstor.h`).
 
 pub mod client;
+pub mod daemon;
 pub mod error;
 mod event_loop;
 pub mod ffi;
 mod log;
+pub mod mdt;
 mod mirror;
 mod net;
 pub mod queue;

@@ -133,6 +133,8 @@ struct State {
 /// A connection to one `rawstor-ost`.
 pub(crate) struct Connection {
     addr: String,
+    /// `ost://host:port` or `mdt://host:port`, for messages.
+    name: String,
     token: Token,
     timeout: Duration,
     attempts: u32,
@@ -152,6 +154,7 @@ pub(crate) struct Connection {
 impl Connection {
     /// Connects to `addr` (`host:port`) and registers with the loop.
     pub(crate) fn connect(
+        scheme: &str,
         addr: &str,
         timeout: Duration,
         attempts: u32,
@@ -159,10 +162,12 @@ impl Connection {
         handle: LoopHandle,
         token: Token,
     ) -> Result<Arc<Self>> {
-        let (stream, welcome) = connect_blocking(addr, session, timeout)?;
+        let name = format!("{scheme}://{addr}");
+        let (stream, welcome) = connect_blocking(&name, addr, session, timeout)?;
         let connection = Arc::new_cyclic(|me| Self {
             me: me.clone(),
             addr: addr.to_string(),
+            name,
             token,
             timeout,
             attempts: attempts.max(1),
@@ -241,7 +246,7 @@ impl Connection {
             Ok(()) => st.watching = interest,
             Err(e) => {
                 st.broken = Some(Error::io(
-                    format!("ost://{}: cannot watch the socket", self.addr),
+                    format!("{}: cannot watch the socket", self.name),
                     e,
                 ));
                 self.handle.wake();
@@ -278,9 +283,9 @@ impl Connection {
         fd
     }
 
-    /// The server's address.
-    pub(crate) fn addr(&self) -> &str {
-        &self.addr
+    /// `ost://host:port` or `mdt://host:port`, for messages.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
     }
 
     /// Counts an open of `uuid` by this instance.
@@ -305,7 +310,7 @@ impl Connection {
     }
 
     fn error(&self, errno: i32, what: impl std::fmt::Display) -> Error {
-        Error::new(errno, format!("ost://{}: {what}", self.addr))
+        Error::new(errno, format!("{}: {what}", self.name))
     }
 
     /// Sends a request; its `done` runs exactly once, on some thread.
@@ -442,7 +447,7 @@ impl Connection {
                     if let Some(p) = st.pending.get_mut(&header.request_id) {
                         p.deadline = Instant::now();
                     }
-                    crate::log::warn(&format!("ost://{}: {err} in a reply; retrying", self.addr));
+                    crate::log::warn(&format!("{}: {err} in a reply; retrying", self.name));
                     continue;
                 }
                 Ok(None) => return,
@@ -477,7 +482,7 @@ impl Connection {
                     request.done,
                     Err(Error::new(
                         -header.status,
-                        format!("ost://{}: {message}", self.addr),
+                        format!("{}: {message}", self.name),
                     )),
                 ));
                 continue;
@@ -572,7 +577,7 @@ impl Connection {
                 st.watching = interest;
                 if let Err(e) = registered {
                     st.last_error = Some(Error::io(
-                        format!("ost://{}: cannot watch the socket", self.addr),
+                        format!("{}: cannot watch the socket", self.name),
                         e,
                     ));
                 } else {
@@ -621,8 +626,12 @@ impl Connection {
         let spawned = std::thread::Builder::new()
             .name("rawstor-connect".into())
             .spawn(move || {
-                let result =
-                    connect_blocking(&connection.addr, connection.session, connection.timeout);
+                let result = connect_blocking(
+                    &connection.name,
+                    &connection.addr,
+                    connection.session,
+                    connection.timeout,
+                );
                 let handle = connection.handle.clone();
                 handle.execute(Box::new(move |ctx| connection.install(ctx, result)));
             });
@@ -766,8 +775,13 @@ fn write_two(stream: &mut TcpStream, head: &[u8], body: &[u8]) -> io::Result<usi
 }
 
 /// Connects and shakes hands, blocking up to `timeout` per step.
-fn connect_blocking(addr: &str, session: u64, timeout: Duration) -> Result<(TcpStream, Welcome)> {
-    let fail = |errno: i32, what: String| Error::new(errno, format!("ost://{addr}: {what}"));
+fn connect_blocking(
+    name: &str,
+    addr: &str,
+    session: u64,
+    timeout: Duration,
+) -> Result<(TcpStream, Welcome)> {
+    let fail = |errno: i32, what: String| Error::new(errno, format!("{name}: {what}"));
     let addrs: Vec<SocketAddr> = addr
         .to_socket_addrs()
         .map_err(|e| fail(libc::EHOSTUNREACH, format!("cannot resolve: {e}")))?

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
+use crate::mdt::{ClusterMap, Layout, ObjectRecord};
 use crate::net::{Connection, Dest, Done, Payload, RawBuf, Request};
+use crate::store::record::Record;
 use crate::store::{BLOCK_SIZE, ObjectInfo};
 use crate::uuid::Uuid;
 use crate::wire::{self, Extent, FLAG_FUA, FLAG_SHRINK, ListEntry, Marks, Opcode, Stat};
@@ -50,9 +52,87 @@ pub(crate) fn stat(connection: &Connection, uuid: Uuid) -> Result<Stat> {
     Stat::decode(&payload).map_err(|e| {
         Error::new(
             libc::EPROTO,
-            format!("ost://{}: stat reply: {e}", connection.addr()),
+            format!("{}: stat reply: {e}", connection.name()),
         )
     })
+}
+
+/// A rawstor-mdt request whose reply is a record.
+fn mdt_call(
+    connection: &Connection,
+    op: Opcode,
+    uuid: Uuid,
+    offset: u64,
+    length: u64,
+    payload: Vec<u8>,
+) -> Result<Record> {
+    let reply = call(connection, |done| {
+        let mut request = Request::new(op, uuid, offset, length, done);
+        if !payload.is_empty() {
+            request.payload = Payload::Owned(payload);
+        }
+        request
+    })?;
+    Record::decode(&reply).map_err(|e| {
+        Error::new(
+            libc::EPROTO,
+            format!("{}: {op:?} reply: {e}", connection.name()),
+        )
+    })
+}
+
+/// Asks the MDT to place and record a new object.
+pub(crate) fn mdt_place(
+    connection: &Connection,
+    uuid: Uuid,
+    size: u64,
+    chunk_size: u64,
+    layout: Layout,
+) -> Result<ObjectRecord> {
+    let mut request = Record::new();
+    request.set("layout", layout);
+    let reply = mdt_call(
+        connection,
+        Opcode::Place,
+        uuid,
+        chunk_size,
+        size,
+        request.encode(),
+    )?;
+    ObjectRecord::from_record(&reply)
+}
+
+/// An object's record on the MDT.
+pub(crate) fn mdt_lookup(connection: &Connection, uuid: Uuid) -> Result<ObjectRecord> {
+    ObjectRecord::from_record(&mdt_call(
+        connection,
+        Opcode::Lookup,
+        uuid,
+        0,
+        0,
+        Vec::new(),
+    )?)
+}
+
+/// Drops an object's record on the MDT.
+pub(crate) fn mdt_forget(connection: &Connection, uuid: Uuid) -> Result<()> {
+    call(connection, |done| {
+        Request::new(Opcode::Forget, uuid, 0, 0, done)
+    })
+    .map(drop)
+}
+
+/// The MDT's cluster map.
+pub(crate) fn mdt_cluster_map(connection: &Connection) -> Result<ClusterMap> {
+    let nil = Uuid::from_bytes([0; 16]);
+    ClusterMap::from_record(&mdt_call(
+        connection,
+        Opcode::ClusterMap,
+        nil,
+        0,
+        0,
+        Vec::new(),
+    )?)
 }
 
 /// Removes an object on the server.
@@ -60,7 +140,7 @@ pub(crate) fn remove(connection: &Connection, uuid: Uuid) -> Result<()> {
     if connection.is_open(uuid) {
         return Err(Error::new(
             libc::EBUSY,
-            format!("ost://{}: object {uuid} is open", connection.addr()),
+            format!("{}: object {uuid} is open", connection.name()),
         ));
     }
     call(connection, |done| {
@@ -83,7 +163,7 @@ pub(crate) fn list(
     wire::decode_list(&payload).map_err(|e| {
         Error::new(
             libc::EPROTO,
-            format!("ost://{}: list reply: {e}", connection.addr()),
+            format!("{}: list reply: {e}", connection.name()),
         )
     })
 }
@@ -333,14 +413,14 @@ impl RemoteObject {
             Ok(e) => Err(Error::new(
                 libc::EPROTO,
                 format!(
-                    "ost://{}: block status reply of {} bytes for {len} asked",
-                    self.connection.addr(),
+                    "{}: block status reply of {} bytes for {len} asked",
+                    self.connection.name(),
                     e.length
                 ),
             )),
             Err(e) => Err(Error::new(
                 libc::EPROTO,
-                format!("ost://{}: block status reply: {e}", self.connection.addr()),
+                format!("{}: block status reply: {e}", self.connection.name()),
             )),
         }
     }

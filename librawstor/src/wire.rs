@@ -96,6 +96,18 @@ pub enum Opcode {
     /// Whether the `length` bytes at `offset` hold data; reply payload
     /// [`Extent`].
     Extent = 13,
+    /// rawstor-mdt: an OST registers or heartbeats; payload an
+    /// [`crate::mdt::OstEntry`] record.
+    OstRegister = 32,
+    /// rawstor-mdt: the cluster map; reply payload its record.
+    ClusterMap = 33,
+    /// rawstor-mdt: place a new object (`length` = size, `offset` = chunk
+    /// size, payload `layout=...`); reply payload its object record.
+    Place = 34,
+    /// rawstor-mdt: an object's record.
+    Lookup = 35,
+    /// rawstor-mdt: drop an object's record.
+    Forget = 36,
 }
 
 impl Opcode {
@@ -115,6 +127,11 @@ impl Opcode {
             11 => Self::List,
             12 => Self::Mark,
             13 => Self::Extent,
+            32 => Self::OstRegister,
+            33 => Self::ClusterMap,
+            34 => Self::Place,
+            35 => Self::Lookup,
+            36 => Self::Forget,
             _ => return None,
         })
     }
@@ -131,6 +148,8 @@ impl Opcode {
                 | Self::Remove
                 | Self::Resize
                 | Self::Mark
+                | Self::Place
+                | Self::Forget
         )
     }
 }

@@ -108,6 +108,7 @@ fn sigkill_at_random_points_never_yields_torn_or_corrupt_blocks() {
             size: OBJECT_BYTES,
             uuid: None,
             chunk_size: Some(CHUNK_BYTES),
+            layout: None,
         };
         instance.create(&dir.location(), &spec).unwrap()
     };

@@ -16,6 +16,7 @@ fn spec(size: u64, chunk: u64) -> CreateSpec {
         size,
         uuid: None,
         chunk_size: Some(chunk),
+        layout: None,
     }
 }
 
@@ -328,11 +329,11 @@ fn missing_store_and_bad_sizes_are_clear_errors() {
             "size {size} chunk {chunk}: {err}"
         );
     }
-    let mdt: rawstor::Location = "mdt://127.0.0.1:7700".parse().unwrap();
-    assert_eq!(
-        instance.create(&mdt, &spec(MIB, MIB)).unwrap_err().errno(),
-        libc::EPROTONOSUPPORT
-    );
+    // Port 1 on loopback: no rawstor-mdt there either.
+    let mdt: rawstor::Location = "mdt://127.0.0.1:1".parse().unwrap();
+    let err = instance.create(&mdt, &spec(MIB, MIB)).unwrap_err();
+    assert_eq!(err.errno(), libc::ECONNREFUSED, "{err}");
+    assert!(err.to_string().starts_with("mdt://127.0.0.1:1: cannot connect"), "{err}");
     // Port 1 on loopback: nothing listens there.
     let ost: rawstor::Location = "ost://127.0.0.1:1".parse().unwrap();
     let err = instance.create(&ost, &spec(MIB, MIB)).unwrap_err();

@@ -29,6 +29,7 @@ fn setup(tag: &str) -> (TempDir, Instance, rawstor::Target) {
         size: 16 * MIB,
         uuid: None,
         chunk_size: Some(MIB),
+        layout: None,
     };
     let target = instance.create(&dir.location(), &spec).unwrap();
     (dir, instance, target)

@@ -1,14 +1,15 @@
 //! `rawstor-ost`: serves a file:// store (one or more mountpaths) over TCP.
 
+mod heartbeat;
 mod server;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use rawstor::Location;
+use rawstor::daemon::StopSignal;
 use rawstor::store::Store;
 use rawstor::uri::Endpoint;
 
@@ -25,6 +26,9 @@ Serves a rawstor store over TCP (the ost:// protocol).
   --workers N             threads for slow requests: flush, FUA, large I/O,
                           metadata (default 4)
   --max-connections N     connections served at once (default 1024)
+  --mdt mdt://HOST:PORT   register with a rawstor-mdt and heartbeat to it
+  --domain NAME           failure domain told to the MDT (default: hostname)
+  --advertise HOST:PORT   address told to the MDT (default: the bound one)
   -h, --help              this text
   -v, --version           the version
 
@@ -35,21 +39,15 @@ SIGTERM or SIGINT: stop accepting, finish in-flight requests, flush, exit 0.";
 /// service manager is promised).
 const STOP_GRACE: Duration = Duration::from_millis(3500);
 
-/// Write end of the self-pipe the signal handler writes to.
-static WAKE_WRITE: AtomicI32 = AtomicI32::new(-1);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    let fd = WAKE_WRITE.load(Ordering::Relaxed);
-    // SAFETY: write(2) is async-signal-safe; the buffer is one valid byte.
-    unsafe { libc::write(fd, [1u8].as_ptr().cast(), 1) };
-}
-
 struct Args {
     bind: String,
     location: Location,
     queue_size: usize,
     workers: usize,
     max_connections: usize,
+    mdt: Option<String>,
+    domain: Option<String>,
+    advertise: Option<String>,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -58,6 +56,7 @@ fn parse_args() -> Result<Option<Args>, String> {
     let mut queue_size = 4096;
     let mut workers = 4;
     let mut max_connections = 1024;
+    let (mut mdt, mut domain, mut advertise) = (None, None, None);
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let (name, inline) = match arg.split_once('=') {
@@ -91,6 +90,18 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--max-connections" => {
                 max_connections = number(value("--max-connections")?, "--max-connections")?
             }
+            "--mdt" => {
+                let text = value("--mdt")?;
+                let location = text
+                    .parse::<Location>()
+                    .map_err(|e| e.context().to_string())?;
+                match location.endpoints() {
+                    [Endpoint::Mdt(addr)] => mdt = Some(addr.clone()),
+                    _ => return Err(format!("--mdt '{text}' is not one mdt://HOST:PORT")),
+                }
+            }
+            "--domain" => domain = Some(value("--domain")?),
+            "--advertise" => advertise = Some(value("--advertise")?),
             other if other.starts_with('-') && other.len() > 1 => {
                 return Err(format!("unknown option '{other}'"));
             }
@@ -109,6 +120,9 @@ fn parse_args() -> Result<Option<Args>, String> {
         queue_size,
         workers,
         max_connections,
+        mdt,
+        domain,
+        advertise,
     }))
 }
 
@@ -141,6 +155,8 @@ fn main() -> ExitCode {
             });
         }
     };
+    let store_id = store.id();
+    let store_mountpaths = store.mountpaths().to_vec();
     let listener = match TcpListener::bind(&args.bind) {
         Ok(listener) => listener,
         Err(e) => {
@@ -149,24 +165,13 @@ fn main() -> ExitCode {
         }
     };
 
-    let mut pipe = [0i32; 2];
-    // SAFETY: `pipe` has room for two descriptors.
-    if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
-        eprintln!("rawstor-ost: pipe: {}", std::io::Error::last_os_error());
-        return ExitCode::from(71);
-    }
-    WAKE_WRITE.store(pipe[1], Ordering::Relaxed);
-    for signal in [libc::SIGTERM, libc::SIGINT] {
-        // SAFETY: the handler only calls write(2), which is async-signal-safe.
-        unsafe {
-            libc::signal(
-                signal,
-                on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
-            )
-        };
-    }
-    // SAFETY: ignoring SIGPIPE: a vanished client is an EPIPE, not a death.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let stop = match StopSignal::install() {
+        Ok(stop) => stop,
+        Err(e) => {
+            eprintln!("rawstor-ost: pipe: {e}");
+            return ExitCode::from(71);
+        }
+    };
 
     let (server, workers) = server::Server::new(
         store,
@@ -176,13 +181,30 @@ fn main() -> ExitCode {
             max_connections: args.max_connections,
         },
     );
-    match listener.local_addr() {
-        Ok(addr) => println!("listening on {addr}"),
-        Err(e) => eprintln!("rawstor-ost: local address: {e}"),
+    let bound = match listener.local_addr() {
+        Ok(addr) => addr.to_string(),
+        Err(e) => {
+            eprintln!("rawstor-ost: local address: {e}");
+            return ExitCode::from(71);
+        }
+    };
+    println!("listening on {bound}");
+    if let Some(mdt_addr) = args.mdt.clone() {
+        let registration = heartbeat::Registration {
+            mdt_addr,
+            id: store_id,
+            addr: args.advertise.clone().unwrap_or(bound),
+            domain: args.domain.clone().unwrap_or_else(hostname),
+            mountpaths: store_mountpaths,
+        };
+        if let Err(e) = heartbeat::start(registration) {
+            eprintln!("rawstor-ost: cannot start the heartbeat: {e}");
+            return ExitCode::from(71);
+        }
     }
     eprintln!("rawstor-ost: serving {} on {}", args.location, args.bind);
 
-    let threads = server.accept_loop(&listener, pipe[0]);
+    let threads = server.accept_loop(&listener, &stop);
     drop(listener);
     let started = Instant::now();
     server.stop();
@@ -204,4 +226,15 @@ fn main() -> ExitCode {
         return ExitCode::from(71);
     }
     ExitCode::SUCCESS
+}
+
+/// This machine's name, the default failure domain.
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: `buf` is writable for its length.
+    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
 }

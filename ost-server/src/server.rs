@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
 use rawstor::Uuid;
+use rawstor::daemon::{self, StopSignal, Woken};
 use rawstor::error::Error;
 use rawstor::store::{Store, StoreObject};
 use rawstor::wire::{
@@ -239,36 +240,21 @@ impl Server {
     pub fn accept_loop(
         self: &Arc<Self>,
         listener: &TcpListener,
-        wake_fd: i32,
+        stop: &StopSignal,
     ) -> Vec<JoinHandle<()>> {
         use std::os::fd::AsRawFd;
         let mut threads: Vec<JoinHandle<()>> = Vec::new();
         while !self.stopping.load(Ordering::Acquire) {
-            let mut fds = [
-                libc::pollfd {
-                    fd: listener.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-                libc::pollfd {
-                    fd: wake_fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-            ];
-            // SAFETY: `fds` is a valid array of two pollfds.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, 1000) };
-            if fds[1].revents != 0 {
-                // SIGTERM or SIGINT (the handler writes the pipe).
-                self.stopping.store(true, Ordering::Release);
-                break;
-            }
-            if n < 0 {
-                continue; // EINTR
-            }
-            if fds[0].revents == 0 {
-                threads.retain(|t| !t.is_finished());
-                continue;
+            match daemon::wait_for_connection(listener.as_raw_fd(), stop, 1000) {
+                Woken::Stop => {
+                    self.stopping.store(true, Ordering::Release);
+                    break;
+                }
+                Woken::Idle => {
+                    threads.retain(|t| !t.is_finished());
+                    continue;
+                }
+                Woken::Connection => {}
             }
             let stream = match listener.accept() {
                 Ok((stream, _)) => stream,
@@ -584,6 +570,14 @@ impl Server {
                 let (data, length) = self.object(uuid)?.extent(header.offset, header.length)?;
                 Ok(wire::Extent { data, length }.encode())
             }
+            Opcode::OstRegister
+            | Opcode::ClusterMap
+            | Opcode::Place
+            | Opcode::Lookup
+            | Opcode::Forget => Err(Error::new(
+                libc::EOPNOTSUPP,
+                format!("{op:?} is a rawstor-mdt request; this is a rawstor-ost"),
+            )),
             Opcode::Mark => {
                 let marks = Marks::decode(&payload)
                     .map_err(|e| Error::invalid(format!("bad marks: {e}")))?;

@@ -1,0 +1,86 @@
+//! For the servers (rawstor-ost, rawstor-mdt): SIGTERM and SIGINT become
+//! a readable pipe that an accept loop polls next to its listener.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+/// Write end of the self-pipe the signal handler writes to.
+static WAKE_WRITE: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    let fd = WAKE_WRITE.load(Ordering::Relaxed);
+    // SAFETY: write(2) is async-signal-safe; the buffer is one valid byte.
+    unsafe { libc::write(fd, [1u8].as_ptr().cast(), 1) };
+}
+
+/// A pipe that turns readable on SIGTERM or SIGINT.
+pub struct StopSignal {
+    read_fd: RawFd,
+}
+
+impl StopSignal {
+    /// Installs the handlers (once per process) and ignores SIGPIPE: a
+    /// vanished client is an EPIPE, not a death.
+    pub fn install() -> io::Result<Self> {
+        let mut pipe = [0i32; 2];
+        // SAFETY: `pipe` has room for two descriptors.
+        if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        WAKE_WRITE.store(pipe[1], Ordering::Relaxed);
+        for signal in [libc::SIGTERM, libc::SIGINT] {
+            // SAFETY: the handler only calls write(2), which is async-signal-safe.
+            unsafe {
+                libc::signal(
+                    signal,
+                    on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
+                )
+            };
+        }
+        // SAFETY: SIG_IGN for SIGPIPE touches no memory.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+        Ok(Self { read_fd: pipe[0] })
+    }
+
+    /// The pipe's read end, readable once a signal arrived.
+    pub fn fd(&self) -> RawFd {
+        self.read_fd
+    }
+}
+
+/// What [`wait_for_connection`] saw.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Woken {
+    /// The listener has a connection to accept.
+    Connection,
+    /// A stop signal arrived.
+    Stop,
+    /// Neither, within the timeout (or EINTR).
+    Idle,
+}
+
+/// Waits up to `timeout_ms` for a connection on `listener` or a stop signal.
+pub fn wait_for_connection(listener: RawFd, stop: &StopSignal, timeout_ms: i32) -> Woken {
+    let mut fds = [
+        libc::pollfd {
+            fd: listener,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: stop.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    // SAFETY: `fds` is a valid array of two pollfds.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
+    if fds[1].revents != 0 {
+        Woken::Stop
+    } else if n > 0 && fds[0].revents != 0 {
+        Woken::Connection
+    } else {
+        Woken::Idle
+    }
+}

@@ -1,0 +1,372 @@
+//! What `rawstor-mdt` keeps and says, shared by the server and the client:
+//! layouts, the cluster map and object records, each carried as a
+//! [`Record`] (sorted `key=value` text) in wire payloads and control files.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+use crate::store::record::Record;
+use crate::uuid::Uuid;
+
+/// Most copies a `replicas:N` layout may ask for.
+pub const MAX_REPLICAS: usize = 8;
+/// Layout of objects created on mdt:// without one.
+pub const DEFAULT_LAYOUT: Layout = Layout::Replicas(3);
+
+/// How an object's data is made redundant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// `replicas:N`: N full copies on N distinct OSTs.
+    Replicas(usize),
+    /// `ec:K+M`: K data and M parity shards (Reed-Solomon).
+    Erasure { data: usize, parity: usize },
+}
+
+impl Layout {
+    /// OSTs one object needs.
+    pub fn width(&self) -> usize {
+        match *self {
+            Self::Replicas(n) => n,
+            Self::Erasure { data, parity } => data + parity,
+        }
+    }
+}
+
+impl FromStr for Layout {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        let bad = |why: &str| {
+            Error::invalid(format!(
+                "bad layout '{text}': {why} (use replicas:N or ec:K+M)"
+            ))
+        };
+        if let Some(n) = text.strip_prefix("replicas:") {
+            let n: usize = n.parse().map_err(|_| bad("N is not a number"))?;
+            if !(1..=MAX_REPLICAS).contains(&n) {
+                return Err(bad(&format!("N must be 1 to {MAX_REPLICAS}")));
+            }
+            return Ok(Self::Replicas(n));
+        }
+        if let Some(km) = text.strip_prefix("ec:") {
+            let (k, m) = km.split_once('+').ok_or_else(|| bad("expected K+M"))?;
+            let k: usize = k.parse().map_err(|_| bad("K is not a number"))?;
+            let m: usize = m.parse().map_err(|_| bad("M is not a number"))?;
+            if k == 0 || m == 0 || k + m > 32 {
+                return Err(bad("K and M must be positive, K+M at most 32"));
+            }
+            return Ok(Self::Erasure { data: k, parity: m });
+        }
+        Err(bad("unknown scheme"))
+    }
+}
+
+impl fmt::Display for Layout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Replicas(n) => write!(f, "replicas:{n}"),
+            Self::Erasure { data, parity } => write!(f, "ec:{data}+{parity}"),
+        }
+    }
+}
+
+/// One OST as the MDT knows it. Its id is its store's UUID, stable across
+/// restarts and address changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OstEntry {
+    pub id: Uuid,
+    /// `host:port` clients reach it on.
+    pub addr: String,
+    /// Failure domain (a host, a rack): copies of one object go to
+    /// distinct domains when the cluster has enough.
+    pub domain: String,
+    pub capacity_bytes: u64,
+    pub used_bytes: u64,
+    /// Heartbeating (set by the MDT when it answers).
+    pub up: bool,
+}
+
+impl OstEntry {
+    pub fn free_bytes(&self) -> u64 {
+        self.capacity_bytes.saturating_sub(self.used_bytes)
+    }
+
+    /// Writes the entry into `record` under `prefix`.
+    pub fn put(&self, record: &mut Record, prefix: &str) {
+        record
+            .set(&format!("{prefix}id"), self.id)
+            .set(&format!("{prefix}addr"), &self.addr)
+            .set(&format!("{prefix}domain"), &self.domain)
+            .set(&format!("{prefix}capacity"), self.capacity_bytes)
+            .set(&format!("{prefix}used"), self.used_bytes)
+            .set(&format!("{prefix}up"), u8::from(self.up));
+    }
+
+    /// Reads an entry written by [`OstEntry::put`].
+    pub fn take(record: &Record, prefix: &str) -> Result<Self> {
+        let text = |key: &str| -> Result<String> {
+            record
+                .get_str(&format!("{prefix}{key}"))
+                .map(str::to_string)
+                .ok_or_else(|| Error::new(libc::EUCLEAN, format!("record lacks {prefix}{key}")))
+        };
+        Ok(Self {
+            id: record.get(&format!("{prefix}id"))?,
+            addr: text("addr")?,
+            domain: text("domain")?,
+            capacity_bytes: record.get(&format!("{prefix}capacity"))?,
+            used_bytes: record.get(&format!("{prefix}used"))?,
+            up: record.get::<u8>(&format!("{prefix}up"))? == 1,
+        })
+    }
+}
+
+/// The cluster map: every OST ever registered, and a version that grows
+/// when the membership changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterMap {
+    pub version: u64,
+    pub osts: Vec<OstEntry>,
+}
+
+impl ClusterMap {
+    pub fn to_record(&self) -> Record {
+        let mut record = Record::new();
+        record
+            .set("version", self.version)
+            .set("osts", self.osts.len());
+        for (i, ost) in self.osts.iter().enumerate() {
+            ost.put(&mut record, &format!("ost.{i:04}."));
+        }
+        record
+    }
+
+    pub fn from_record(record: &Record) -> Result<Self> {
+        let count: usize = record.get("osts")?;
+        let osts = (0..count)
+            .map(|i| OstEntry::take(record, &format!("ost.{i:04}.")))
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            version: record.get("version")?,
+            osts,
+        })
+    }
+}
+
+/// Where an object lives: its layout and, per copy or shard, the OST.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRecord {
+    pub uuid: Uuid,
+    pub size: u64,
+    pub chunk_size: u64,
+    pub layout: Layout,
+    /// One per copy (replicas) or shard (ec), in shard order.
+    pub placement: Vec<Placed>,
+}
+
+/// One copy or shard's OST.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    pub ost: Uuid,
+    pub addr: String,
+}
+
+impl ObjectRecord {
+    pub fn to_record(&self) -> Record {
+        let mut record = Record::new();
+        record
+            .set("uuid", self.uuid)
+            .set("size", self.size)
+            .set("chunk_size", self.chunk_size)
+            .set("layout", self.layout)
+            .set("shards", self.placement.len());
+        for (i, placed) in self.placement.iter().enumerate() {
+            record
+                .set(&format!("shard.{i:02}.ost"), placed.ost)
+                .set(&format!("shard.{i:02}.addr"), &placed.addr);
+        }
+        record
+    }
+
+    pub fn from_record(record: &Record) -> Result<Self> {
+        let shards: usize = record.get("shards")?;
+        let layout: Layout = record
+            .get_str("layout")
+            .ok_or_else(|| Error::new(libc::EUCLEAN, "record lacks layout"))?
+            .parse()?;
+        if shards != layout.width() {
+            return Err(Error::new(
+                libc::EUCLEAN,
+                format!("record places {shards} shards for layout {layout}"),
+            ));
+        }
+        let placement = (0..shards)
+            .map(|i| {
+                Ok(Placed {
+                    ost: record.get(&format!("shard.{i:02}.ost"))?,
+                    addr: record
+                        .get_str(&format!("shard.{i:02}.addr"))
+                        .ok_or_else(|| Error::new(libc::EUCLEAN, "record lacks a shard address"))?
+                        .to_string(),
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            uuid: record.get("uuid")?,
+            size: record.get("size")?,
+            chunk_size: record.get("chunk_size")?,
+            layout,
+            placement,
+        })
+    }
+}
+
+/// Picks `layout.width()` distinct up OSTs for a new object: distinct
+/// failure domains first, then the most free space. Errors say what the
+/// cluster lacks.
+pub fn place(map: &ClusterMap, layout: Layout, size: u64) -> Result<Vec<Placed>> {
+    let width = layout.width();
+    let mut candidates: Vec<&OstEntry> = map
+        .osts
+        .iter()
+        .filter(|o| o.up && o.free_bytes() >= size / layout_divisor(layout))
+        .collect();
+    if candidates.len() < width {
+        let up = map.osts.iter().filter(|o| o.up).count();
+        return Err(Error::new(
+            libc::ENOSPC,
+            format!(
+                "layout {layout} needs {width} OSTs that are up and have room; the cluster has {up} up of {} ({} with room)",
+                map.osts.len(),
+                candidates.len()
+            ),
+        ));
+    }
+    candidates.sort_by(|a, b| b.free_bytes().cmp(&a.free_bytes()).then(a.id.cmp(&b.id)));
+    // First pass: one per failure domain; second: fill from the rest.
+    let mut chosen: Vec<&OstEntry> = Vec::with_capacity(width);
+    for ost in &candidates {
+        if chosen.len() < width && !chosen.iter().any(|c| c.domain == ost.domain) {
+            chosen.push(ost);
+        }
+    }
+    for ost in &candidates {
+        if chosen.len() < width && !chosen.iter().any(|c| c.id == ost.id) {
+            chosen.push(ost);
+        }
+    }
+    Ok(chosen
+        .into_iter()
+        .map(|o| Placed {
+            ost: o.id,
+            addr: o.addr.clone(),
+        })
+        .collect())
+}
+
+/// Share of the object's size one OST stores.
+fn layout_divisor(layout: Layout) -> u64 {
+    match layout {
+        Layout::Replicas(_) => 1,
+        Layout::Erasure { data, .. } => data as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ost(n: u8, domain: &str, free_mib: u64, up: bool) -> OstEntry {
+        OstEntry {
+            id: Uuid::from_bytes([n; 16]),
+            addr: format!("127.0.0.1:{}", 7000 + u16::from(n)),
+            domain: domain.into(),
+            capacity_bytes: free_mib << 20,
+            used_bytes: 0,
+            up,
+        }
+    }
+
+    #[test]
+    fn layouts_parse_and_print() {
+        assert_eq!("replicas:3".parse::<Layout>().unwrap(), Layout::Replicas(3));
+        assert_eq!(
+            "ec:4+2".parse::<Layout>().unwrap(),
+            Layout::Erasure { data: 4, parity: 2 }
+        );
+        for bad in [
+            "replicas:0",
+            "replicas:x",
+            "ec:4",
+            "ec:0+2",
+            "raid5",
+            "replicas:99",
+        ] {
+            assert_eq!(
+                bad.parse::<Layout>().unwrap_err().errno(),
+                libc::EINVAL,
+                "{bad}"
+            );
+        }
+        assert_eq!(Layout::Erasure { data: 4, parity: 2 }.to_string(), "ec:4+2");
+    }
+
+    #[test]
+    fn placement_spreads_over_domains_then_free_space() {
+        let map = ClusterMap {
+            version: 1,
+            osts: vec![
+                ost(1, "a", 100, true),
+                ost(2, "a", 900, true),
+                ost(3, "b", 50, true),
+                ost(4, "c", 10, false),
+            ],
+        };
+        let placed = place(&map, Layout::Replicas(2), 1 << 20).unwrap();
+        // Domains a and b: the freer OST of a, then b's.
+        assert_eq!(
+            placed.iter().map(|p| p.ost).collect::<Vec<_>>(),
+            vec![map.osts[1].id, map.osts[2].id]
+        );
+        let placed = place(&map, Layout::Replicas(3), 1 << 20).unwrap();
+        assert_eq!(placed.len(), 3);
+        let err = place(&map, Layout::Replicas(4), 1 << 20).unwrap_err();
+        assert_eq!(err.errno(), libc::ENOSPC);
+        assert!(err.to_string().contains("3 up of 4"), "{err}");
+        // Room counts: 60 MiB fits only the two larger OSTs.
+        assert!(place(&map, Layout::Replicas(3), 60 << 20).is_err());
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let map = ClusterMap {
+            version: 7,
+            osts: vec![ost(1, "a", 1, true), ost(2, "b", 2, false)],
+        };
+        assert_eq!(ClusterMap::from_record(&map.to_record()).unwrap(), map);
+        let object = ObjectRecord {
+            uuid: Uuid::new_v7(),
+            size: 1 << 30,
+            chunk_size: 4 << 20,
+            layout: Layout::Replicas(2),
+            placement: vec![
+                Placed {
+                    ost: map.osts[0].id,
+                    addr: map.osts[0].addr.clone(),
+                },
+                Placed {
+                    ost: map.osts[1].id,
+                    addr: map.osts[1].addr.clone(),
+                },
+            ],
+        };
+        assert_eq!(
+            ObjectRecord::from_record(&object.to_record()).unwrap(),
+            object
+        );
+        let mut wrong = object.to_record();
+        wrong.set("layout", "replicas:3");
+        assert!(ObjectRecord::from_record(&wrong).is_err());
+    }
+}

@@ -1,0 +1,271 @@
+//! `rawstor-mdt`: the metadata target. Keeps the cluster map (the OSTs,
+//! their failure domains, capacity and heartbeats) and the record of every
+//! object created on mdt:// (layout and placement), in control files:
+//! versioned, checksummed, LZ4-compressed, written atomically to several
+//! copies, a corrupt copy rewritten from a good one when read.
+//!
+//! Clients and OSTs speak the ost:// wire protocol to it (the codec is
+//! librawstor's), with the opcodes `OstRegister`, `ClusterMap`, `Place`,
+//! `Lookup` and `Forget`. Requests are small and rare (create, open,
+//! heartbeats), so each connection gets a thread that answers in order.
+
+mod state;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rawstor::daemon::{self, StopSignal, Woken};
+use rawstor::error::Error;
+use rawstor::wire::{self, Decoded, Decoder, Header, Hello, Opcode, Welcome};
+
+use state::Mdt;
+
+const USAGE: &str = "\
+usage: rawstor-mdt [options] -b|--bind ADDR --data DIR[,DIR...]
+
+Keeps a rawstor cluster's map and object records (the mdt:// protocol).
+
+  -b, --bind ADDR          address to listen on, e.g. 127.0.0.1:7700 (port 0
+                           picks one; the address is printed on stdout)
+  --data DIR[,DIR...]      where the records live: one directory keeps three
+                           copies in it; several keep one copy each
+  --heartbeat-timeout-ms N an OST silent this long is down (default 3000)
+  -h, --help               this text
+  -v, --version            the version
+
+SIGTERM or SIGINT: stop accepting and exit 0 (records are written before
+each answer, so nothing is pending).";
+
+/// Copies of every control file when `--data` names one directory.
+const COPIES_IN_ONE_DIR: usize = 3;
+/// Longest time a connection waits for the rest of a frame.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+struct Args {
+    bind: String,
+    data: Vec<PathBuf>,
+    heartbeat_timeout: Duration,
+}
+
+fn parse_args() -> Result<Option<Args>, String> {
+    let (mut bind, mut data, mut timeout_ms) = (None, None, 3000u64);
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |what: &str| {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .ok_or_else(|| format!("{what} needs a value"))
+        };
+        match name.as_str() {
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(None);
+            }
+            "-v" | "--version" => {
+                println!("rawstor-mdt {}", rawstor::VERSION);
+                return Ok(None);
+            }
+            "-b" | "--bind" => bind = Some(value("--bind")?),
+            "--data" => data = Some(value("--data")?),
+            "--heartbeat-timeout-ms" => {
+                let text = value("--heartbeat-timeout-ms")?;
+                timeout_ms = match text.parse() {
+                    Ok(n) if n > 0 => n,
+                    _ => {
+                        return Err(format!(
+                            "--heartbeat-timeout-ms '{text}' is not a positive number"
+                        ));
+                    }
+                };
+            }
+            other => return Err(format!("unexpected argument '{other}'")),
+        }
+    }
+    let data = data.ok_or("missing --data DIR")?;
+    let dirs: Vec<PathBuf> = data.split(',').map(PathBuf::from).collect();
+    if let Some(relative) = dirs.iter().find(|d| !d.is_absolute()) {
+        return Err(format!(
+            "--data {}: use an absolute path",
+            relative.display()
+        ));
+    }
+    let data = match dirs.as_slice() {
+        [one] => (1..=COPIES_IN_ONE_DIR)
+            .map(|i| one.join(format!("copy-{i}")))
+            .collect(),
+        _ => dirs,
+    };
+    Ok(Some(Args {
+        bind: bind.ok_or("missing --bind ADDR")?,
+        data,
+        heartbeat_timeout: Duration::from_millis(timeout_ms),
+    }))
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(Some(args)) => args,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("rawstor-mdt: {message} (see rawstor-mdt --help)");
+            return ExitCode::from(2);
+        }
+    };
+    let mdt = match Mdt::open(args.data.clone(), args.heartbeat_timeout) {
+        Ok(mdt) => Arc::new(mdt),
+        Err(e) => {
+            eprintln!("rawstor-mdt: cannot open the records: {e}");
+            return ExitCode::from(match e.errno() {
+                libc::EACCES | libc::EPERM => 77,
+                _ => 66,
+            });
+        }
+    };
+    let listener = match TcpListener::bind(&args.bind) {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("rawstor-mdt: cannot listen on {}: {e}", args.bind);
+            return ExitCode::from(69);
+        }
+    };
+    let stop = match StopSignal::install() {
+        Ok(stop) => stop,
+        Err(e) => {
+            eprintln!("rawstor-mdt: pipe: {e}");
+            return ExitCode::from(71);
+        }
+    };
+    match listener.local_addr() {
+        Ok(addr) => println!("listening on {addr}"),
+        Err(e) => eprintln!("rawstor-mdt: local address: {e}"),
+    }
+    eprintln!(
+        "rawstor-mdt: {} keeping records in {}",
+        mdt.id(),
+        args.data
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let stopping = Arc::new(AtomicBool::new(false));
+    loop {
+        match daemon::wait_for_connection(listener.as_raw_fd(), &stop, 1000) {
+            Woken::Stop => break,
+            Woken::Idle => continue,
+            Woken::Connection => {}
+        }
+        let Ok((stream, _)) = listener.accept() else {
+            continue;
+        };
+        let (mdt, stopping) = (Arc::clone(&mdt), Arc::clone(&stopping));
+        let spawned = std::thread::Builder::new()
+            .name("mdt-conn".into())
+            .spawn(move || serve(&mdt, stream, &stopping));
+        if let Err(e) = spawned {
+            eprintln!("rawstor-mdt: cannot start a connection thread: {e}");
+        }
+    }
+    stopping.store(true, Ordering::Release);
+    eprintln!("rawstor-mdt: stopped");
+    ExitCode::SUCCESS
+}
+
+/// Answers one connection's requests in order until it closes.
+fn serve(mdt: &Mdt, mut stream: TcpStream, stopping: &AtomicBool) {
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
+    let mut decoder = Decoder::new();
+    let mut buf = vec![0u8; 64 << 10];
+    let mut greeted = false;
+    while !stopping.load(Ordering::Acquire) {
+        let n = match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        decoder.push(&buf[..n]);
+        loop {
+            let (header, reply) = match decoder.next_frame() {
+                Ok(None) => break,
+                Ok(Some(Decoded::Frame(frame))) => {
+                    let reply = answer(mdt, &frame.header, &frame.payload, &mut greeted);
+                    (frame.header, reply)
+                }
+                Ok(Some(Decoded::Bad(header, err))) => {
+                    (header, Err(Error::new(err.errno(), err.to_string())))
+                }
+                Err(err) => {
+                    let reply = Err(Error::new(err.errno(), err.to_string()));
+                    let _ = send(&mut stream, &Header::default(), reply);
+                    return;
+                }
+            };
+            if send(&mut stream, &header, reply).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn send(
+    stream: &mut TcpStream,
+    request: &Header,
+    reply: Result<Vec<u8>, Error>,
+) -> std::io::Result<()> {
+    let (status, payload) = match reply {
+        Ok(payload) => (0, payload),
+        Err(err) => (-err.errno(), wire::error_message(err.context()).to_vec()),
+    };
+    let header = request.reply(status).with_payload(&payload);
+    let mut out = header.encode().to_vec();
+    out.extend_from_slice(&payload);
+    stream.write_all(&out)
+}
+
+fn answer(
+    mdt: &Mdt,
+    header: &Header,
+    payload: &[u8],
+    greeted: &mut bool,
+) -> Result<Vec<u8>, Error> {
+    let Some(op) = header.op() else {
+        return Err(Error::new(
+            libc::EOPNOTSUPP,
+            format!("unknown opcode {}", header.opcode),
+        ));
+    };
+    if op == Opcode::Hello {
+        let hello =
+            Hello::decode(payload).map_err(|e| Error::new(e.errno(), format!("bad Hello: {e}")))?;
+        let version = u16::from(wire::VERSION);
+        if hello.min_version > version || hello.max_version < version {
+            return Err(Error::new(
+                libc::EPROTONOSUPPORT,
+                "no common protocol version",
+            ));
+        }
+        *greeted = true;
+        return Ok(Welcome {
+            version,
+            capabilities: 0,
+            max_payload: wire::MAX_PAYLOAD,
+            store_id: mdt.id(),
+        }
+        .encode());
+    }
+    if !*greeted {
+        return Err(Error::new(libc::EPROTO, "the first request must be Hello"));
+    }
+    mdt.handle(op, header, payload)
+}

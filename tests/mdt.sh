@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# End-to-end checks of rawstor-mdt with real processes on loopback: OSTs
+# register and heartbeat, `rawstor cluster`, objects created with
+# --layout replicas:N placed on distinct OSTs and failure domains, I/O
+# through mdt:// targets with an OST killed and brought back, repair,
+# an MDT restart, a corrupt record copy, and clear errors.
+#   tests/mdt.sh RAWSTOR_CLI
+set -euo pipefail
+RAWSTOR=$(realpath "${1:-target/release/rawstor}")
+WORK_TAG=mdt
+source "$(dirname "$0")/lib.sh"
+export RAWSTOR_LOG=quiet RAWSTOR_OPTS_TIMEOUT_MS=1000 RAWSTOR_OPTS_IO_ATTEMPTS=2
+
+# Runs a command expecting failure and stderr matching $1.
+expect_error() {
+    local pattern=$1 what=$2; shift 2
+    local out rc=0
+    out=$(timeout 60 "$@" 2>&1 >/dev/null) || rc=$?
+    if [[ $rc -ne 0 && $rc -ne 124 && $out =~ $pattern ]]; then
+        pass "$what"
+    else
+        fail "$what (exit $rc: $(head -n2 <<<"$out"))"
+    fi
+}
+# Waits until `rawstor cluster` shows COUNT OSTs up.
+await_up() { # COUNT
+    for _ in $(seq 100); do
+        [[ $($RAWSTOR cluster "mdt://$MDT_ADDR" 2>/dev/null | grep -c ' up ') -eq $1 ]] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+start_mdt mdt 127.0.0.1:0 --heartbeat-timeout-ms 1500
+osts=() ost_pids=()
+for i in 1 2 3 4; do
+    # Two OSTs share failure domain "rack-a".
+    domain=rack-$i
+    ((i == 2)) && domain=rack-a
+    ((i == 1)) && domain=rack-a
+    start_ost "ost$i" 127.0.0.1:0 --mdt "mdt://$MDT_ADDR" --domain "$domain"
+    osts+=("$OST_ADDR") ost_pids+=("$OST_PID")
+done
+assert "four OSTs register and are up" 'await_up 4'
+map=$($RAWSTOR cluster "mdt://$MDT_ADDR")
+assert "rawstor cluster shows address, domain and capacity" \
+    '[[ $map =~ "ost://${osts[0]}" && $map =~ domain=rack-a && $map =~ capacity= ]]'
+
+# replicas:3 on four OSTs in three domains: one copy per domain.
+target=$($RAWSTOR create "mdt://$MDT_ADDR" --size 16M --chunk-size 1M --layout replicas:3)
+assert "create on mdt:// prints an mdt:// target" '[[ $target =~ ^mdt://$MDT_ADDR/[0-9a-f-]{36}$ ]]'
+info=$($RAWSTOR info "$target")
+copies=$(grep -c '^copy [0-9]: ost://.* up)$' <<<"$info" || true)
+assert "info shows the layout and three copies, all up" '[[ $info =~ "layout: replicas:3" && $copies -eq 3 ]]'
+in_rack_a=$(grep -cE "ost://(${osts[0]}|${osts[1]}) " <<<"$info" || true)
+assert "the copies are in distinct failure domains" '[[ $in_rack_a -eq 1 ]]'
+
+head -c $((16 << 20)) /dev/urandom >"$WORK/v1"
+$RAWSTOR import "$WORK/v1" "$target"
+$RAWSTOR export "$target" "$WORK/back"
+assert "data written through mdt:// reads back" 'cmp -s "$WORK/v1" "$WORK/back"'
+
+# Kill an OST that holds a copy: reads fail over, writes go on.
+victim=$(sed -n 's/^copy 0: ost:\/\/\([^ ]*\) .*/\1/p' <<<"$info")
+for i in "${!osts[@]}"; do [[ ${osts[$i]} == "$victim" ]] && victim_index=$i; done
+kill -KILL "${ost_pids[$victim_index]}"
+wait "${ost_pids[$victim_index]}" 2>/dev/null || true
+assert "the cluster map marks the killed OST down" 'await_up 3'
+assert "info reports that copy down" '[[ $($RAWSTOR info "$target") =~ "ost://$victim ".*", down)" ]]'
+$RAWSTOR export "$target" "$WORK/back"
+assert "reads go on with an OST down" 'cmp -s "$WORK/v1" "$WORK/back"'
+head -c $((16 << 20)) /dev/urandom >"$WORK/v2"
+$RAWSTOR import "$WORK/v2" "$target"
+$RAWSTOR export "$target" "$WORK/back"
+assert "writes go on with an OST down" 'cmp -s "$WORK/v2" "$WORK/back"'
+
+# The OST comes back on another port: the MDT learns its new address from
+# the heartbeat (same store, same id), repair resyncs the stale copy.
+start_ost "ost$((victim_index + 1))" 127.0.0.1:0 --mdt "mdt://$MDT_ADDR" \
+    --domain "$(sed -n "s/.*ost:\/\/$victim [^ ]* domain=\([^ ]*\).*/\1/p" <<<"$map")"
+osts[victim_index]=$OST_ADDR ost_pids[victim_index]=$OST_PID
+assert "the restarted OST is up again" 'await_up 4'
+assert "info follows its new address" '[[ $($RAWSTOR info "$target") =~ "ost://$OST_ADDR " ]]'
+victim_id=$($RAWSTOR cluster "mdt://$MDT_ADDR" | sed -n "s/^ost:\/\/$OST_ADDR \([^ ]*\) .*/\1/p")
+out=$($RAWSTOR repair "$target" 2>&1)
+assert "repair resyncs the copy that missed writes (named by its OST's id)" '[[ -n $victim_id && $out =~ $victim_id ]]'
+$RAWSTOR export "$target" "$WORK/back"
+assert "after repair every copy serves the new data" 'cmp -s "$WORK/v2" "$WORK/back"'
+
+# A layout the cluster cannot satisfy, and unimplemented ones: clear errors,
+# nothing left behind.
+expect_error "replicas:5 needs 5 OSTs" "replicas:5 on four OSTs: clear error" \
+    "$RAWSTOR" create "mdt://$MDT_ADDR" --size 1M --layout replicas:5
+expect_error "erasure coding is not implemented" "ec:4+2: says it is not implemented" \
+    "$RAWSTOR" create "mdt://$MDT_ADDR" --size 1M --layout ec:4+2
+expect_error "bad layout" "a malformed layout: usage error" \
+    "$RAWSTOR" create "mdt://$MDT_ADDR" --size 1M --layout raid5
+expect_error "needs an mdt:// location" "--layout on ost://: usage error" \
+    "$RAWSTOR" create "ost://${osts[0]}" --size 1M --layout replicas:2
+expect_error "cluster map comes from an mdt:// location" "cluster on ost://: clear error" \
+    "$RAWSTOR" cluster "ost://${osts[0]}"
+
+# A corrupt copy of the object's record is detected and rewritten.
+uuid=${target##*/}
+record=$WORK/mdt/copy-2/objects/$uuid
+good=$(md5sum <"$record")
+printf 'garbage' | dd of="$record" bs=1 seek=40 conv=notrunc status=none
+assert "a corrupt record copy does not stop info" '$RAWSTOR info "$target" >/dev/null'
+assert "the corrupt copy was rewritten from a good one" '[[ $(md5sum <"$record") == "$good" ]]'
+
+# MDT restart: clear error meanwhile; records and membership come back.
+mdt_addr=$MDT_ADDR
+kill -TERM "$MDT_PID"
+wait "$MDT_PID" 2>/dev/null || true
+expect_error "mdt://$mdt_addr: cannot connect" "MDT down: opening fails clearly" \
+    "$RAWSTOR" info "$target"
+start_mdt mdt "$mdt_addr" --heartbeat-timeout-ms 1500
+assert "after an MDT restart the OSTs are up again" 'await_up 4'
+$RAWSTOR export "$target" "$WORK/back"
+assert "after an MDT restart the object opens and reads" 'cmp -s "$WORK/v2" "$WORK/back"'
+
+# remove: the copies and the record.
+$RAWSTOR remove "$target"
+expect_error "does not exist" "a removed object is gone from the MDT" "$RAWSTOR" info "$target"
+# (Removed objects go to each store's trash, %tr, and are freed there.)
+leftover=$(find "$WORK"/ost[0-9] -path '*%tr' -prune -o -name "$uuid" -print | wc -l)
+assert "and from the OSTs" '[[ $leftover -eq 0 ]]'
+
+if ((fails)); then
+    echo "$fails mdt check(s) failed"
+    exit 1
+fi
+echo "all mdt checks passed"
