@@ -333,7 +333,11 @@ fn missing_store_and_bad_sizes_are_clear_errors() {
     let mdt: rawstor::Location = "mdt://127.0.0.1:1".parse().unwrap();
     let err = instance.create(&mdt, &spec(MIB, MIB)).unwrap_err();
     assert_eq!(err.errno(), libc::ECONNREFUSED, "{err}");
-    assert!(err.to_string().starts_with("mdt://127.0.0.1:1: cannot connect"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("mdt://127.0.0.1:1: cannot connect"),
+        "{err}"
+    );
     // Port 1 on loopback: nothing listens there.
     let ost: rawstor::Location = "ost://127.0.0.1:1".parse().unwrap();
     let err = instance.create(&ost, &spec(MIB, MIB)).unwrap_err();
