@@ -87,8 +87,16 @@ assert "repair resyncs the copy that missed writes (named by its OST's id)" '[[ 
 $RAWSTOR export "$target" "$WORK/back"
 assert "after repair every copy serves the new data" 'cmp -s "$WORK/v2" "$WORK/back"'
 
+# A second create of an existing UUID is refused and leaves the object whole
+# (the record is not the second creator's to drop).
+expect_error "already exists" "create with an existing --uuid: EEXIST" \
+    "$RAWSTOR" create "mdt://$MDT_ADDR" --size 16M --chunk-size 1M --layout replicas:3 --uuid "${target##*/}"
+$RAWSTOR export "$target" "$WORK/back"
+assert "and the object still opens and reads" 'cmp -s "$WORK/v2" "$WORK/back"'
+
 # A layout the cluster cannot satisfy, and unimplemented ones: clear errors,
 # nothing left behind.
+records_before=$(ls "$WORK"/mdt/copy-1/objects | wc -l)
 expect_error "replicas:5 needs 5 OSTs" "replicas:5 on four OSTs: clear error" \
     "$RAWSTOR" create "mdt://$MDT_ADDR" --size 1M --layout replicas:5
 expect_error "erasure coding is not implemented" "ec:4+2: says it is not implemented" \
@@ -99,6 +107,9 @@ expect_error "needs an mdt:// location" "--layout on ost://: usage error" \
     "$RAWSTOR" create "ost://${osts[0]}" --size 1M --layout replicas:2
 expect_error "cluster map comes from an mdt:// location" "cluster on ost://: clear error" \
     "$RAWSTOR" cluster "ost://${osts[0]}"
+assert "the refused creates left no record" '[[ $(ls "$WORK"/mdt/copy-1/objects | wc -l) -eq $records_before ]]'
+expect_error "--advertise" "an OST bound to 0.0.0.0 must say how clients reach it" \
+    "$OST" --bind 0.0.0.0:0 --mdt "mdt://$MDT_ADDR" "file://$WORK/unreachable"
 
 # A corrupt copy of the object's record is detected and rewritten.
 uuid=${target##*/}

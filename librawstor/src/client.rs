@@ -421,7 +421,11 @@ impl Instance {
             Err(err) if err.errno() != libc::ENOENT => return Err(err),
             _ => {}
         }
-        remote::mdt_forget(&mdt, target.uuid)
+        match remote::mdt_forget(&mdt, target.uuid) {
+            // A resent Forget whose first try went through.
+            Err(err) if err.errno() == libc::ENOENT => Ok(()),
+            result => result,
+        }
     }
 
     fn remove_copies(&self, target: &Target) -> Result<()> {

@@ -53,7 +53,7 @@ impl FromStr for Layout {
             let (k, m) = km.split_once('+').ok_or_else(|| bad("expected K+M"))?;
             let k: usize = k.parse().map_err(|_| bad("K is not a number"))?;
             let m: usize = m.parse().map_err(|_| bad("M is not a number"))?;
-            if k == 0 || m == 0 || k + m > 32 {
+            if k == 0 || m == 0 || k.checked_add(m).is_none_or(|w| w > 32) {
                 return Err(bad("K and M must be positive, K+M at most 32"));
             }
             return Ok(Self::Erasure { data: k, parity: m });
@@ -295,7 +295,9 @@ mod tests {
             "ec:4+2".parse::<Layout>().unwrap(),
             Layout::Erasure { data: 4, parity: 2 }
         );
+        let huge = format!("ec:{}+1", usize::MAX);
         for bad in [
+            huge.as_str(),
             "replicas:0",
             "replicas:x",
             "ec:4",

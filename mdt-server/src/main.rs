@@ -166,8 +166,13 @@ fn main() -> ExitCode {
             Woken::Idle => continue,
             Woken::Connection => {}
         }
-        let Ok((stream, _)) = listener.accept() else {
-            continue;
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                eprintln!("rawstor-mdt: accept: {e}");
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
         };
         let (mdt, stopping) = (Arc::clone(&mdt), Arc::clone(&stopping));
         let spawned = std::thread::Builder::new()
@@ -188,7 +193,8 @@ fn serve(mdt: &Mdt, mut stream: TcpStream, stopping: &AtomicBool) {
     let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
     let mut decoder = Decoder::new();
     let mut buf = vec![0u8; 64 << 10];
-    let mut greeted = false;
+    // The client's session, known once it said Hello.
+    let mut session = None;
     while !stopping.load(Ordering::Acquire) {
         let n = match stream.read(&mut buf) {
             Ok(0) | Err(_) => return,
@@ -199,7 +205,7 @@ fn serve(mdt: &Mdt, mut stream: TcpStream, stopping: &AtomicBool) {
             let (header, reply) = match decoder.next_frame() {
                 Ok(None) => break,
                 Ok(Some(Decoded::Frame(frame))) => {
-                    let reply = answer(mdt, &frame.header, &frame.payload, &mut greeted);
+                    let reply = answer(mdt, &frame.header, &frame.payload, &mut session);
                     (frame.header, reply)
                 }
                 Ok(Some(Decoded::Bad(header, err))) => {
@@ -237,7 +243,7 @@ fn answer(
     mdt: &Mdt,
     header: &Header,
     payload: &[u8],
-    greeted: &mut bool,
+    session: &mut Option<u64>,
 ) -> Result<Vec<u8>, Error> {
     let Some(op) = header.op() else {
         return Err(Error::new(
@@ -255,7 +261,7 @@ fn answer(
                 "no common protocol version",
             ));
         }
-        *greeted = true;
+        *session = Some(hello.session);
         return Ok(Welcome {
             version,
             capabilities: 0,
@@ -264,8 +270,8 @@ fn answer(
         }
         .encode());
     }
-    if !*greeted {
+    let Some(session) = *session else {
         return Err(Error::new(libc::EPROTO, "the first request must be Hello"));
-    }
-    mdt.handle(op, header, payload)
+    };
+    mdt.handle(session, op, header, payload)
 }

@@ -96,11 +96,18 @@ impl Mdt {
     }
 
     /// Answers one request (after Hello).
-    pub fn handle(&self, op: Opcode, header: &Header, payload: &[u8]) -> Result<Vec<u8>> {
+    /// Answers one request (after Hello) of the client `session`.
+    pub fn handle(
+        &self,
+        session: u64,
+        op: Opcode,
+        header: &Header,
+        payload: &[u8],
+    ) -> Result<Vec<u8>> {
         match op {
             Opcode::OstRegister => self.register(payload).map(|()| Vec::new()),
             Opcode::ClusterMap => Ok(self.cluster_map().to_record().encode()),
-            Opcode::Place => self.place(header, payload),
+            Opcode::Place => self.place(session, header, payload),
             Opcode::Lookup => Ok(self.lookup(header.uuid())?.to_record().encode()),
             Opcode::Forget => self.forget(header.uuid()).map(|()| Vec::new()),
             _ => Err(Error::new(
@@ -169,24 +176,30 @@ impl Mdt {
         Ok(())
     }
 
-    /// Places a new object and records it; a retried request with the same
-    /// parameters gets the same record.
-    fn place(&self, header: &Header, payload: &[u8]) -> Result<Vec<u8>> {
+    /// Places a new object and records it. The same request resent (same
+    /// session and request id, after a lost reply) gets the same record;
+    /// any other request for an existing UUID gets EEXIST.
+    fn place(&self, session: u64, header: &Header, payload: &[u8]) -> Result<Vec<u8>> {
         let uuid = header.uuid();
         let request = Record::decode(payload)?;
         let layout: Layout = request
             .get_str("layout")
             .ok_or_else(|| Error::invalid("Place without a layout"))?
             .parse()?;
+        if let Layout::Erasure { .. } = layout {
+            return Err(Error::new(
+                libc::EOPNOTSUPP,
+                format!("layout {layout}: erasure coding is not implemented in this version yet"),
+            ));
+        }
+        let creator = format!("{session:016x}.{:016x}", header.request_id);
         let _serial = self.objects.lock();
         let rel = object_file(uuid);
         if let Some((_, existing)) = control::read(&self.copies, &rel, |_| Ok(()))?.best {
-            let record = ObjectRecord::from_record(&existing)?;
-            if record.size == header.length
-                && record.chunk_size == header.offset
-                && record.layout == layout
-            {
-                return Ok(existing.encode());
+            if session != 0 && existing.get_str("creator") == Some(creator.as_str()) {
+                let mut record = ObjectRecord::from_record(&existing)?;
+                self.refresh_addresses(&mut record);
+                return Ok(record_with_creator(&record, &creator).encode());
             }
             return Err(Error::new(
                 libc::EEXIST,
@@ -201,43 +214,48 @@ impl Mdt {
             layout,
             placement,
         };
-        let encoded = record.to_record();
-        control::write(&self.copies, &rel, 1, &encoded)?;
+        let encoded = record_with_creator(&record, &creator);
+        if let Err(err) = control::write(&self.copies, &rel, 1, &encoded) {
+            // No half-written record: it would outlive the failed create.
+            self.unlink_record(uuid);
+            return Err(err);
+        }
         Ok(encoded.encode())
     }
 
-    /// An object's record, with each OST's address as the map has it now
-    /// (an OST that restarted elsewhere keeps its id).
+    /// An object's record, with each OST's current address.
     fn lookup(&self, uuid: Uuid) -> Result<ObjectRecord> {
-        let Some((_, record)) = control::read(&self.copies, &object_file(uuid), |_| Ok(()))?.best
-        else {
+        // Under the lock: reading rewrites damaged copies, which must not
+        // bring back a record that a concurrent forget removed.
+        let read = {
+            let _serial = self.objects.lock();
+            control::read(&self.copies, &object_file(uuid), |_| Ok(()))?
+        };
+        let Some((_, record)) = read.best else {
             return Err(Error::new(
                 libc::ENOENT,
                 format!("object {uuid} does not exist"),
             ));
         };
         let mut record = ObjectRecord::from_record(&record)?;
+        self.refresh_addresses(&mut record);
+        Ok(record)
+    }
+
+    /// Each OST's address as the map has it now (an OST that restarted
+    /// elsewhere keeps its id).
+    fn refresh_addresses(&self, record: &mut ObjectRecord) {
         let state = self.map.lock();
         for placed in &mut record.placement {
             if let Some(member) = state.members.iter().find(|m| m.entry.id == placed.ost) {
                 placed.addr.clone_from(&member.entry.addr);
             }
         }
-        Ok(record)
     }
 
     fn forget(&self, uuid: Uuid) -> Result<()> {
         let _serial = self.objects.lock();
-        let rel = object_file(uuid);
-        let mut found = false;
-        for copy in &self.copies {
-            match fs::remove_file(copy.join(&rel)) {
-                Ok(()) => found = true,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io(format!("cannot remove the record of {uuid}"), e)),
-            }
-        }
-        if !found {
+        if !self.unlink_record(uuid) {
             return Err(Error::new(
                 libc::ENOENT,
                 format!("object {uuid} does not exist"),
@@ -245,8 +263,30 @@ impl Mdt {
         }
         Ok(())
     }
+
+    /// Removes every copy of an object's record, syncing each directory;
+    /// whether any copy was there.
+    fn unlink_record(&self, uuid: Uuid) -> bool {
+        let rel = object_file(uuid);
+        let mut found = false;
+        for copy in &self.copies {
+            if fs::remove_file(copy.join(&rel)).is_ok() {
+                found = true;
+                let _ = fs::File::open(copy.join(OBJECTS_DIR)).and_then(|d| d.sync_all());
+            }
+        }
+        found
+    }
 }
 
 fn object_file(uuid: Uuid) -> String {
     format!("{OBJECTS_DIR}/{uuid}")
+}
+
+/// An object's record with who created it (session and request id), so a
+/// resent Place is told apart from a second create of the same UUID.
+fn record_with_creator(record: &ObjectRecord, creator: &str) -> Record {
+    let mut encoded = record.to_record();
+    encoded.set("creator", creator);
+    encoded
 }

@@ -33,7 +33,7 @@ pub fn start(registration: Registration) -> std::io::Result<()> {
         .spawn(move || {
             let mut told_down = false;
             loop {
-                match heartbeat_session(&registration) {
+                match heartbeat_session(&registration, &mut told_down) {
                     Ok(()) => {}
                     Err(err) if !told_down => {
                         eprintln!(
@@ -53,7 +53,9 @@ pub fn start(registration: Registration) -> std::io::Result<()> {
 
 /// One connection: Hello, then a registration every interval until an
 /// exchange fails.
-fn heartbeat_session(registration: &Registration) -> Result<()> {
+/// `told_down` is cleared once a heartbeat went through, so that the next
+/// outage is reported again.
+fn heartbeat_session(registration: &Registration, told_down: &mut bool) -> Result<()> {
     let fail = |what: &str, e: std::io::Error| Error::io(what.to_string(), e);
     let addr = registration
         .mdt_addr
@@ -85,6 +87,12 @@ fn heartbeat_session(registration: &Registration) -> Result<()> {
             request_id,
             &record.encode(),
         )?;
+        if std::mem::take(told_down) {
+            eprintln!(
+                "rawstor-ost: registered with mdt://{}",
+                registration.mdt_addr
+            );
+        }
         std::thread::sleep(HEARTBEAT_INTERVAL);
     }
     Ok(())

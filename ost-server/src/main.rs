@@ -100,8 +100,8 @@ fn parse_args() -> Result<Option<Args>, String> {
                     _ => return Err(format!("--mdt '{text}' is not one mdt://HOST:PORT")),
                 }
             }
-            "--domain" => domain = Some(value("--domain")?),
-            "--advertise" => advertise = Some(value("--advertise")?),
+            "--domain" => domain = Some(one_line(value("--domain")?, "--domain")?),
+            "--advertise" => advertise = Some(one_line(value("--advertise")?, "--advertise")?),
             other if other.starts_with('-') && other.len() > 1 => {
                 return Err(format!("unknown option '{other}'"));
             }
@@ -190,6 +190,13 @@ fn main() -> ExitCode {
     };
     println!("listening on {bound}");
     if let Some(mdt_addr) = args.mdt.clone() {
+        let unspecified = listener.local_addr().is_ok_and(|a| a.ip().is_unspecified());
+        if unspecified && args.advertise.is_none() {
+            eprintln!(
+                "rawstor-ost: bound to {bound}, which clients cannot reach: give --advertise HOST:PORT for the MDT"
+            );
+            return ExitCode::from(2);
+        }
         let registration = heartbeat::Registration {
             mdt_addr,
             id: store_id,
@@ -237,4 +244,12 @@ fn hostname() -> String {
     }
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// A value told to the MDT: one line, not empty.
+fn one_line(text: String, what: &str) -> Result<String, String> {
+    if text.is_empty() || text.contains(['\n', '\r']) {
+        return Err(format!("{what} must be one non-empty line"));
+    }
+    Ok(text)
 }
