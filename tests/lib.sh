@@ -52,3 +52,16 @@ await_listening() { # DIR NAME
     [[ -n $addr ]] || { echo "$2 did not start:" >&2; cat "$1.log" >&2; exit 1; }
     echo "$addr"
 }
+
+# Runs a command (under a 60 s timeout) expecting it to fail with stderr
+# matching PATTERN.
+expect_failure() { # PATTERN WHAT COMMAND...
+    local pattern=$1 what=$2; shift 2
+    local out rc=0
+    out=$(timeout 60 "$@" 2>&1 >/dev/null) || rc=$?
+    if [[ $rc -ne 0 && $rc -ne 124 && $out =~ $pattern ]]; then
+        pass "$what"
+    else
+        fail "$what (exit $rc: $(head -n2 <<<"$out"))"
+    fi
+}

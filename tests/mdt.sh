@@ -11,17 +11,6 @@ WORK_TAG=mdt
 source "$(dirname "$0")/lib.sh"
 export RAWSTOR_LOG=quiet RAWSTOR_OPTS_TIMEOUT_MS=1000 RAWSTOR_OPTS_IO_ATTEMPTS=2
 
-# Runs a command expecting failure and stderr matching $1.
-expect_error() {
-    local pattern=$1 what=$2; shift 2
-    local out rc=0
-    out=$(timeout 60 "$@" 2>&1 >/dev/null) || rc=$?
-    if [[ $rc -ne 0 && $rc -ne 124 && $out =~ $pattern ]]; then
-        pass "$what"
-    else
-        fail "$what (exit $rc: $(head -n2 <<<"$out"))"
-    fi
-}
 # Waits until `rawstor cluster` shows COUNT OSTs up.
 await_up() { # COUNT
     for _ in $(seq 100); do
@@ -89,7 +78,7 @@ assert "after repair every copy serves the new data" 'cmp -s "$WORK/v2" "$WORK/b
 
 # A second create of an existing UUID is refused and leaves the object whole
 # (the record is not the second creator's to drop).
-expect_error "already exists" "create with an existing --uuid: EEXIST" \
+expect_failure "already exists" "create with an existing --uuid: EEXIST" \
     "$RAWSTOR" create "mdt://$MDT_ADDR" --size 16M --chunk-size 1M --layout replicas:3 --uuid "${target##*/}"
 $RAWSTOR export "$target" "$WORK/back"
 assert "and the object still opens and reads" 'cmp -s "$WORK/v2" "$WORK/back"'
@@ -97,18 +86,18 @@ assert "and the object still opens and reads" 'cmp -s "$WORK/v2" "$WORK/back"'
 # A layout the cluster cannot satisfy, and unimplemented ones: clear errors,
 # nothing left behind.
 records_before=$(ls "$WORK"/mdt/copy-1/objects | wc -l)
-expect_error "replicas:5 needs 5 OSTs" "replicas:5 on four OSTs: clear error" \
+expect_failure "replicas:5 needs 5 OSTs" "replicas:5 on four OSTs: clear error" \
     "$RAWSTOR" create "mdt://$MDT_ADDR" --size 1M --layout replicas:5
-expect_error "erasure coding is not implemented" "ec:4+2: says it is not implemented" \
+expect_failure "erasure coding is not implemented" "ec:4+2: says it is not implemented" \
     "$RAWSTOR" create "mdt://$MDT_ADDR" --size 1M --layout ec:4+2
-expect_error "bad layout" "a malformed layout: usage error" \
+expect_failure "bad layout" "a malformed layout: usage error" \
     "$RAWSTOR" create "mdt://$MDT_ADDR" --size 1M --layout raid5
-expect_error "needs an mdt:// location" "--layout on ost://: usage error" \
+expect_failure "needs an mdt:// location" "--layout on ost://: usage error" \
     "$RAWSTOR" create "ost://${osts[0]}" --size 1M --layout replicas:2
-expect_error "cluster map comes from an mdt:// location" "cluster on ost://: clear error" \
+expect_failure "cluster map comes from an mdt:// location" "cluster on ost://: clear error" \
     "$RAWSTOR" cluster "ost://${osts[0]}"
 assert "the refused creates left no record" '[[ $(ls "$WORK"/mdt/copy-1/objects | wc -l) -eq $records_before ]]'
-expect_error "--advertise" "an OST bound to 0.0.0.0 must say how clients reach it" \
+expect_failure "--advertise" "an OST bound to 0.0.0.0 must say how clients reach it" \
     "$OST" --bind 0.0.0.0:0 --mdt "mdt://$MDT_ADDR" "file://$WORK/unreachable"
 
 # A corrupt copy of the object's record is detected and rewritten.
@@ -123,7 +112,7 @@ assert "the corrupt copy was rewritten from a good one" '[[ $(md5sum <"$record")
 mdt_addr=$MDT_ADDR
 kill -TERM "$MDT_PID"
 wait "$MDT_PID" 2>/dev/null || true
-expect_error "mdt://$mdt_addr: cannot connect" "MDT down: opening fails clearly" \
+expect_failure "mdt://$mdt_addr: cannot connect" "MDT down: opening fails clearly" \
     "$RAWSTOR" info "$target"
 start_mdt mdt "$mdt_addr" --heartbeat-timeout-ms 1500
 assert "after an MDT restart the OSTs are up again" 'await_up 4'
@@ -132,7 +121,7 @@ assert "after an MDT restart the object opens and reads" 'cmp -s "$WORK/v2" "$WO
 
 # remove: the copies and the record.
 $RAWSTOR remove "$target"
-expect_error "does not exist" "a removed object is gone from the MDT" "$RAWSTOR" info "$target"
+expect_failure "does not exist" "a removed object is gone from the MDT" "$RAWSTOR" info "$target"
 # (Removed objects go to each store's trash, %tr, and are freed there.)
 leftover=$(find "$WORK"/ost[0-9] -path '*%tr' -prune -o -name "$uuid" -print | wc -l)
 assert "and from the OSTs" '[[ $leftover -eq 0 ]]'

@@ -18,17 +18,6 @@ QEMU_IO=$QEMU_BIN/qemu-io
 QEMU_SYSTEM=$QEMU_BIN/qemu-system-x86_64
 MB=$((1 << 20))
 
-# Runs a command expecting failure and stderr matching $1.
-expect_error() {
-    local pattern=$1 what=$2; shift 2
-    local out rc=0
-    out=$(timeout 60 "$@" 2>&1 >/dev/null) || rc=$?
-    if [[ $rc -ne 0 && $rc -ne 124 && $out =~ $pattern ]]; then
-        pass "$what"
-    else
-        fail "$what (exit $rc: $(head -n2 <<<"$out"))"
-    fi
-}
 
 # qemu-io on a target; the commands follow. Fails on any failed command or
 # pattern mismatch (qemu-io itself exits 0 after a failed command).
@@ -118,28 +107,28 @@ image_checks() {
     timeout 60 "$QEMU_IMG" resize -f raw "rawstor:$target" 96M >/dev/null
     assert "$kind qemu-img resize grows the object" \
         '[[ $($RAWSTOR info "$target") =~ size_bytes:\ 100663296 ]] && qio "$target" "read -P 0 80M 64k"'
-    expect_error "shrink" "$kind qemu-img resize refuses to shrink without --shrink" \
+    expect_failure "shrink" "$kind qemu-img resize refuses to shrink without --shrink" \
         "$QEMU_IMG" resize -f raw "rawstor:$target" 32M
     timeout 60 "$QEMU_IMG" resize -f raw --shrink "rawstor:$target" 32M >/dev/null
     assert "$kind qemu-img resize --shrink shrinks it" '[[ $($RAWSTOR info "$target") =~ size_bytes:\ 33554432 ]]'
-    expect_error "multiple of 4096" "$kind resize to a size that is not whole blocks: clear error" \
+    expect_failure "multiple of 4096" "$kind resize to a size that is not whole blocks: clear error" \
         "$QEMU_IMG" resize -f raw "rawstor:$target" 33555000
     $RAWSTOR remove "$named"
     $RAWSTOR remove "$target"
 }
 
 error_checks() {
-    expect_error "rawstor: cannot open 'garbage': bad target" "bad target: clear message" \
+    expect_failure "rawstor: cannot open 'garbage': bad target" "bad target: clear message" \
         "$QEMU_IMG" info "rawstor:garbage"
-    expect_error "does not exist" "missing object: clear message" \
+    expect_failure "does not exist" "missing object: clear message" \
         "$QEMU_IMG" info "rawstor:file://$WORK/store/0190a1b2-c3d4-7e5f-8a6b-000000000000"
-    expect_error "ost://127.0.0.1:1: cannot connect" "unreachable server: clear message, no hang" \
+    expect_failure "ost://127.0.0.1:1: cannot connect" "unreachable server: clear message, no hang" \
         "$QEMU_IMG" info "rawstor:ost://127.0.0.1:1/0190a1b2-c3d4-7e5f-8a6b-000000000000"
-    expect_error "bad object size" "create with a size that is not whole blocks: clear message" \
+    expect_failure "bad object size" "create with a size that is not whole blocks: clear message" \
         "$QEMU_IMG" create -f raw "rawstor:file://$WORK/store" 1000
-    expect_error "the file name must be rawstor:<target>" "empty target: clear message" \
+    expect_failure "the file name must be rawstor:<target>" "empty target: clear message" \
         "$QEMU_IMG" info "rawstor:"
-    expect_error "a target is required" "--image-opts without a target: clear message" \
+    expect_failure "a target is required" "--image-opts without a target: clear message" \
         "$QEMU_IO" --image-opts -c "read 0 4k" "driver=rawstor"
 }
 

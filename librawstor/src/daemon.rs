@@ -2,7 +2,9 @@
 //! a readable pipe that an accept loop polls next to its listener.
 
 use std::io;
+use std::net::{SocketAddr, TcpListener};
 use std::os::fd::RawFd;
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 /// Write end of the self-pipe the signal handler writes to.
@@ -83,4 +85,28 @@ pub fn wait_for_connection(listener: RawFd, stop: &StopSignal, timeout_ms: i32) 
     } else {
         Woken::Idle
     }
+}
+
+/// A server's start: binds `bind`, installs the stop signal, and prints
+/// `listening on HOST:PORT` on stdout, the line scripts wait for. A
+/// failure is printed as `program: ...` and comes back as the exit code
+/// (69: cannot listen, 71: an OS error).
+pub fn listen(
+    program: &str,
+    bind: &str,
+) -> Result<(TcpListener, StopSignal, SocketAddr), ExitCode> {
+    let listener = TcpListener::bind(bind).map_err(|e| {
+        eprintln!("{program}: cannot listen on {bind}: {e}");
+        ExitCode::from(69)
+    })?;
+    let os_error = |what: &str, e: io::Error| {
+        eprintln!("{program}: {what}: {e}");
+        ExitCode::from(71)
+    };
+    let stop = StopSignal::install().map_err(|e| os_error("pipe", e))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| os_error("local address", e))?;
+    println!("listening on {bound}");
+    Ok((listener, stop, bound))
 }

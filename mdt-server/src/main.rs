@@ -12,7 +12,7 @@
 mod state;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use rawstor::daemon::{self, StopSignal, Woken};
+use rawstor::daemon::{self, Woken};
 use rawstor::error::Error;
 use rawstor::wire::{self, Decoded, Decoder, Header, Hello, Opcode, Welcome};
 
@@ -132,24 +132,10 @@ fn main() -> ExitCode {
             });
         }
     };
-    let listener = match TcpListener::bind(&args.bind) {
-        Ok(listener) => listener,
-        Err(e) => {
-            eprintln!("rawstor-mdt: cannot listen on {}: {e}", args.bind);
-            return ExitCode::from(69);
-        }
+    let (listener, stop, _) = match daemon::listen("rawstor-mdt", &args.bind) {
+        Ok(started) => started,
+        Err(code) => return code,
     };
-    let stop = match StopSignal::install() {
-        Ok(stop) => stop,
-        Err(e) => {
-            eprintln!("rawstor-mdt: pipe: {e}");
-            return ExitCode::from(71);
-        }
-    };
-    match listener.local_addr() {
-        Ok(addr) => println!("listening on {addr}"),
-        Err(e) => eprintln!("rawstor-mdt: local address: {e}"),
-    }
     eprintln!(
         "rawstor-mdt: {} keeping records in {}",
         mdt.id(),

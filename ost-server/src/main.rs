@@ -3,13 +3,12 @@
 mod heartbeat;
 mod server;
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use rawstor::Location;
-use rawstor::daemon::StopSignal;
+use rawstor::daemon;
 use rawstor::store::Store;
 use rawstor::uri::Endpoint;
 
@@ -157,20 +156,9 @@ fn main() -> ExitCode {
     };
     let store_id = store.id();
     let store_mountpaths = store.mountpaths().to_vec();
-    let listener = match TcpListener::bind(&args.bind) {
-        Ok(listener) => listener,
-        Err(e) => {
-            eprintln!("rawstor-ost: cannot listen on {}: {e}", args.bind);
-            return ExitCode::from(69);
-        }
-    };
-
-    let stop = match StopSignal::install() {
-        Ok(stop) => stop,
-        Err(e) => {
-            eprintln!("rawstor-ost: pipe: {e}");
-            return ExitCode::from(71);
-        }
+    let (listener, stop, bound) = match daemon::listen("rawstor-ost", &args.bind) {
+        Ok(started) => started,
+        Err(code) => return code,
     };
 
     let (server, workers) = server::Server::new(
@@ -181,17 +169,8 @@ fn main() -> ExitCode {
             max_connections: args.max_connections,
         },
     );
-    let bound = match listener.local_addr() {
-        Ok(addr) => addr.to_string(),
-        Err(e) => {
-            eprintln!("rawstor-ost: local address: {e}");
-            return ExitCode::from(71);
-        }
-    };
-    println!("listening on {bound}");
     if let Some(mdt_addr) = args.mdt.clone() {
-        let unspecified = listener.local_addr().is_ok_and(|a| a.ip().is_unspecified());
-        if unspecified && args.advertise.is_none() {
+        if bound.ip().is_unspecified() && args.advertise.is_none() {
             eprintln!(
                 "rawstor-ost: bound to {bound}, which clients cannot reach: give --advertise HOST:PORT for the MDT"
             );
@@ -200,7 +179,7 @@ fn main() -> ExitCode {
         let registration = heartbeat::Registration {
             mdt_addr,
             id: store_id,
-            addr: args.advertise.clone().unwrap_or(bound),
+            addr: args.advertise.clone().unwrap_or(bound.to_string()),
             domain: args.domain.clone().unwrap_or_else(hostname),
             mountpaths: store_mountpaths,
         };
