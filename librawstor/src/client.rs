@@ -138,6 +138,9 @@ impl CreateSpec {
 pub(crate) struct Shared {
     pub(crate) options: Options,
     stores: Mutex<HashMap<PathBuf, Weak<Store>>>,
+    /// Objects the user has open (until their [`Object`] is dropped), by
+    /// UUID: removing one of them is refused.
+    open_objects: Mutex<HashMap<Uuid, usize>>,
     /// One connection per `rawstor-ost` address, shared by all objects.
     connections: Mutex<HashMap<String, Arc<Connection>>>,
     /// Identifies this instance to servers across reconnections.
@@ -171,6 +174,7 @@ impl Instance {
                 options: options.validated()?,
                 stores: Mutex::new(HashMap::new()),
                 connections: Mutex::new(HashMap::new()),
+                open_objects: Mutex::new(HashMap::new()),
                 session: crate::sys::random_u64() | 1,
                 event_loop: EventLoop::start()?,
             }),
@@ -239,22 +243,6 @@ impl Instance {
         stores.retain(|_, weak| weak.strong_count() > 0);
         stores.insert(path.clone(), Arc::downgrade(&store));
         Ok(store)
-    }
-
-    /// Whether this instance has `uuid` open at `endpoint` (without
-    /// connecting or opening anything to find out).
-    fn is_open_at(&self, endpoint: &Endpoint, uuid: Uuid) -> bool {
-        match endpoint {
-            Endpoint::File(path) => {
-                let store = self.shared.stores.lock().get(path).and_then(Weak::upgrade);
-                store.is_some_and(|s| s.is_open(uuid))
-            }
-            Endpoint::Ost(addr) => {
-                let connection = self.shared.connections.lock().get(addr).cloned();
-                connection.is_some_and(|c| c.is_open(uuid))
-            }
-            Endpoint::Mdt(_) => false,
-        }
     }
 
     /// The instance's connection to a server (`scheme` ost or mdt).
@@ -400,6 +388,12 @@ impl Instance {
             },
             _ => Backend::Mirror(self.open_mirror(&resolved)?),
         };
+        *self
+            .shared
+            .open_objects
+            .lock()
+            .entry(target.uuid)
+            .or_default() += 1;
         Ok(Object {
             inner: Arc::new(ObjectInner {
                 target: target.clone(),
@@ -412,6 +406,13 @@ impl Instance {
 
     /// Removes an object (it must not be open in this instance).
     pub fn remove(&self, target: &Target) -> Result<()> {
+        // Refused before any copy goes: an open mirror stays whole.
+        if self.shared.open_objects.lock().contains_key(&target.uuid) {
+            return Err(Error::new(
+                libc::EBUSY,
+                format!("object {} is open", target.uuid),
+            ));
+        }
         let Some(mdt) = self.mdt(&target.location)? else {
             return self.remove_copies(target);
         };
@@ -429,18 +430,6 @@ impl Instance {
     }
 
     fn remove_copies(&self, target: &Target) -> Result<()> {
-        // Refused before any copy goes: an open mirror stays whole.
-        if let Some(endpoint) = target
-            .location
-            .endpoints()
-            .iter()
-            .find(|e| self.is_open_at(e, target.uuid))
-        {
-            return Err(Error::new(
-                libc::EBUSY,
-                format!("{endpoint}: object {} is open", target.uuid),
-            ));
-        }
         let mut first_error = None;
         let mut removed = false;
         for endpoint in target.location.endpoints() {
@@ -582,6 +571,18 @@ pub(crate) struct ObjectInner {
 /// An open object.
 pub struct Object {
     pub(crate) inner: Arc<ObjectInner>,
+}
+
+impl Drop for Object {
+    fn drop(&mut self) {
+        let mut open = self.inner.instance.open_objects.lock();
+        if let Some(count) = open.get_mut(&self.inner.target.uuid) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.inner.target.uuid);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Object {

@@ -16,7 +16,7 @@
 //! answered, not run twice. A server that comes back with a different
 //! store identity is refused.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
@@ -144,9 +144,6 @@ pub(crate) struct Connection {
     me: std::sync::Weak<Connection>,
     /// The loop is ticking for this connection (checking deadlines).
     armed: AtomicBool,
-    /// Objects this instance has open on the server, with their open
-    /// counts: removing one of them is refused, as for file://.
-    open_objects: Mutex<HashMap<Uuid, usize>>,
 
     state: Mutex<State>,
 }
@@ -175,7 +172,6 @@ impl Connection {
             store_id: welcome.store_id,
             handle: handle.clone(),
             armed: AtomicBool::new(false),
-            open_objects: Mutex::new(HashMap::new()),
             state: Mutex::new(State {
                 stream: None,
                 out: Vec::new(),
@@ -286,27 +282,6 @@ impl Connection {
     /// `ost://host:port` or `mdt://host:port`, for messages.
     pub(crate) fn name(&self) -> &str {
         &self.name
-    }
-
-    /// Counts an open of `uuid` by this instance.
-    pub(crate) fn note_open(&self, uuid: Uuid) {
-        *self.open_objects.lock().entry(uuid).or_default() += 1;
-    }
-
-    /// Counts a close of `uuid`, paired with [`Connection::note_open`].
-    pub(crate) fn note_closed(&self, uuid: Uuid) {
-        let mut open = self.open_objects.lock();
-        if let Some(count) = open.get_mut(&uuid) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&uuid);
-            }
-        }
-    }
-
-    /// Whether this instance has `uuid` open on the server.
-    pub(crate) fn is_open(&self, uuid: Uuid) -> bool {
-        self.open_objects.lock().contains_key(&uuid)
     }
 
     fn error(&self, errno: i32, what: impl std::fmt::Display) -> Error {

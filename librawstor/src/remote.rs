@@ -137,12 +137,6 @@ pub(crate) fn mdt_cluster_map(connection: &Connection) -> Result<ClusterMap> {
 
 /// Removes an object on the server.
 pub(crate) fn remove(connection: &Connection, uuid: Uuid) -> Result<()> {
-    if connection.is_open(uuid) {
-        return Err(Error::new(
-            libc::EBUSY,
-            format!("{}: object {uuid} is open", connection.name()),
-        ));
-    }
     call(connection, |done| {
         Request::new(Opcode::Remove, uuid, 0, 0, done)
     })
@@ -241,17 +235,10 @@ pub(crate) struct RemoteObject {
     marks: Marks,
 }
 
-impl Drop for RemoteObject {
-    fn drop(&mut self) {
-        self.connection.note_closed(self.uuid);
-    }
-}
-
 impl RemoteObject {
     /// Opens `uuid` on the server behind `connection`.
     pub(crate) fn open(connection: Arc<Connection>, uuid: Uuid) -> Result<Self> {
         let stat = stat(&connection, uuid)?;
-        connection.note_open(uuid);
         Ok(Self {
             connection,
             uuid,
