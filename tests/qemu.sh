@@ -3,7 +3,8 @@
 # create/info/convert/resize/compare, qemu-io data checks, clear errors,
 # and a VM that boots under TCG from a rawstor disk, reads what the host
 # put there, writes a pattern, syncs and powers off. Each runs over
-# file://, ost:// and a mirror over two rawstor-ost.
+# file://, ost://, a mirror over two rawstor-ost, and mdt:// (replicas:3
+# placed by a rawstor-mdt).
 #   tests/qemu.sh RAWSTOR_CLI QEMU_BIN_DIR VM_ASSETS [--vm-only]
 set -euo pipefail
 RAWSTOR=$(realpath "${1:-target/release/rawstor}")
@@ -37,8 +38,21 @@ map_bytes() {
 
 start_ost ost-a; OST_A=$OST_ADDR
 start_ost ost-b; OST_B=$OST_ADDR
-locations=("file://$WORK/store" "ost://$OST_A" "ost://$OST_A,ost://$OST_B")
-kind_of() { case $1 in *,*) echo "mirrored ost://" ;; *) echo "${1%%://*}://" ;; esac; }
+# A rawstor-mdt with three OSTs: mdt:// objects are replicas:3 (the default).
+start_mdt mdt
+for i in 1 2 3; do start_ost "cluster-$i" 127.0.0.1:0 --mdt "mdt://$MDT_ADDR" --domain "d$i"; done
+for _ in $(seq 100); do
+    (($("$RAWSTOR" cluster "mdt://$MDT_ADDR" | grep -c ' up ') == 3)) && break
+    sleep 0.1
+done
+locations=("file://$WORK/store" "ost://$OST_A" "ost://$OST_A,ost://$OST_B" "mdt://$MDT_ADDR")
+kind_of() {
+    case $1 in
+        *,*) echo "mirrored ost://" ;;
+        mdt://*) echo "mdt:// replicas:3" ;;
+        *) echo "${1%%://*}://" ;;
+    esac
+}
 
 image_checks() {
     local location=$1 kind out target uuid
