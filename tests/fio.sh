@@ -47,17 +47,26 @@ assert "enghelp lists the engine options" \
 
 start_ost ost-a; OST_A=$OST_ADDR
 start_ost ost-b; OST_B=$OST_ADDR
+# A rawstor-mdt with three OSTs, for a replicas:3 object.
+start_mdt mdt
+for i in 1 2 3; do start_ost "cluster-$i" 127.0.0.1:0 --mdt "mdt://$MDT_ADDR" --domain "d$i"; done
+for _ in $(seq 100); do
+    (($("$RAWSTOR" cluster "mdt://$MDT_ADDR" | grep -c ' up ') == 3)) && break
+    sleep 0.1
+done
 
 # Workloads run against each kind of target the build serves.
 targets=(
     "$($RAWSTOR create "file://$WORK/store" --size 64M --chunk-size 1M)"
     "$($RAWSTOR create "ost://$OST_A" --size 64M --chunk-size 1M)"
     "$($RAWSTOR create "ost://$OST_A,ost://$OST_B" --size 64M --chunk-size 1M)"
+    "$($RAWSTOR create "mdt://$MDT_ADDR" --size 64M --chunk-size 1M --layout replicas:3)"
 )
 
 for target in "${targets[@]}"; do
     kind=${target%%://*}://
     [[ $target == *,* ]] && kind="mirrored ost://"
+    [[ $target == mdt://* ]] && kind="mdt:// replicas:3"
 
     out=$(rfio "$target" --rw=randwrite --bs=4k --iodepth=1 --verify=crc32c --output-format=json)
     assert "$kind QD1 randwrite + crc32c verify covers the whole object" \
