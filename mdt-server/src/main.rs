@@ -39,8 +39,9 @@ Keeps a rawstor cluster's map and object records (the mdt:// protocol).
   -h, --help               this text
   -v, --version            the version
 
-SIGTERM or SIGINT: stop accepting and exit 0 (records are written before
-each answer, so nothing is pending).";
+SIGTERM or SIGINT: stop accepting and exit 0. Records are written before
+each answer; a request cut by the exit gets no answer, and its client
+retries or fails with a clear error.";
 
 /// Copies of every control file when `--data` names one directory.
 const COPIES_IN_ONE_DIR: usize = 3;
