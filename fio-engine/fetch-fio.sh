@@ -33,7 +33,7 @@ work=$(mktemp -d "$cache/fetch.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 (cd "$work" && apt-get source --download-only "fio=$(dpkg-query -W -f '${Version}' fio)" >&2 \
     || apt-get source --download-only fio >&2)
-orig=$(ls "$work"/fio_*.orig.tar.* | head -n1)
+orig=$(ls "$work"/fio_*.orig.tar.* | sed -n 1p)
 mkdir -p "$work/src"
 tar -xf "$orig" -C "$work/src" --strip-components=1
 (cd "$work/src" && ./configure --disable-native >/dev/null)

@@ -83,7 +83,7 @@ PKG_CONFIG_PATH="$prefix/lib/pkgconfig" ../src/configure \
 
 log "building qemu-img, qemu-io, qemu-system-x86_64 (5 minutes cold on 2 cores)"
 ninja -C "$work/build" qemu-img qemu-io qemu-system-x86_64 >"$work/build.log" 2>&1 ||
-    { grep -A20 '^FAILED' "$work/build.log" | head -n 60 >&2; exit 1; }
+    { grep -A20 '^FAILED' "$work/build.log" | sed -n 1,60p >&2; exit 1; }
 
 mkdir -p "$prefix/bin"
 install -m 0755 "$work/build/qemu-img" "$work/build/qemu-io" \

@@ -12,7 +12,7 @@ cache=${1:?usage: vm-assets.sh CACHE_DIR}
 if ! command -v cpio >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cpio >&2
 fi
-kernel=$(apt-cache depends linux-image-amd64 | sed -n 's/.*Depends: \(linux-image-[0-9].*-amd64\)$/\1/p' | head -n1)
+kernel=$(apt-cache depends linux-image-amd64 | sed -n 's/.*Depends: \(linux-image-[0-9].*-amd64\)$/\1/p' | sed -n 1p)
 [ -n "$kernel" ] || { echo "vm-assets: no linux-image-amd64 in the apt lists" >&2; exit 1; }
 assets="$cache/vm-$kernel"
 if [ -f "$assets/.ready" ]; then
@@ -32,7 +32,7 @@ rm -rf "$assets"
 mkdir -p "$assets/modules" "$assets/bios"
 cp "$work"/root/boot/vmlinuz-* "$assets/vmlinuz"
 for module in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk; do
-    found=$(find "$work/root/lib/modules" -name "$module.ko*" | head -n1)
+    found=$(find "$work/root/lib/modules" -name "$module.ko*" | sed -n 1p)
     [ -n "$found" ] || { echo "vm-assets: $kernel has no $module module" >&2; exit 1; }
     case $found in
         *.xz) xz -dc "$found" >"$assets/modules/$module.ko" ;;
@@ -43,7 +43,7 @@ done
 cp "$work/root/bin/busybox" "$assets/busybox"
 cp "$work/root/usr/share/seabios/bios-256k.bin" "$assets/bios/"
 for rom in linuxboot_dma.bin kvmvapic.bin; do
-    cp "$(find "$work/root/usr/share" -name "$rom" | head -n1)" "$assets/bios/"
+    cp "$(find "$work/root/usr/share" -name "$rom" | sed -n 1p)" "$assets/bios/"
 done
 touch "$assets/.ready"
 echo "$assets"

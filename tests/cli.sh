@@ -64,7 +64,7 @@ check "bench prints a result line" grep -q "^result label=rawstor rw=randread" \
 expect_error 2 "--rw" "bench with bad --rw is exit 2" $RAWSTOR bench "$TARGET" --rw sideways
 
 # A flipped byte on disk is an error, never data.
-DATA=$(find "$WORK/store/%ob" -name 'c00000000' | head -n1)
+DATA=$(find "$WORK/store/%ob" -name 'c00000000' | sed -n 1p)
 printf '\xff' | dd of="$DATA" bs=1 seek=5 conv=notrunc status=none
 expect_error 71 "checksum mismatch" "corrupt block fails export with EIO" $RAWSTOR export "$TARGET" "$WORK/x.bin"
 

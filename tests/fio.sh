@@ -120,7 +120,7 @@ done
 # data (the checksum at rest, through fio).
 target=${targets[0]}
 rfio "$target" --rw=write --bs=64k --size=1M --verify=crc32c --do_verify=0 >/dev/null
-chunk=$(find "$WORK/store" -path '*%ob*' -type f ! -name '*.crc' | sort | head -n1)
+chunk=$(find "$WORK/store" -path '*%ob*' -type f ! -name '*.crc' | sort | sed -n 1p)
 printf '\xff' | dd of="$chunk" bs=1 seek=5000 conv=notrunc status=none
 sync
 echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
