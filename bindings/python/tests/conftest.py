@@ -18,16 +18,20 @@ import rawstor
 
 REPO = Path(__file__).resolve().parents[3]
 OST_BINARY = Path(os.environ.get("RAWSTOR_OST", REPO / "target" / "release" / "rawstor-ost"))
+MDT_BINARY = OST_BINARY.parent / "rawstor-mdt"
 MB = 1 << 20
 
 
 class Ost:
-    """A rawstor-ost process serving a store in `root`."""
+    """A rawstor-ost process serving a store in `root` (or, as `Ost.mdt`,
+    a rawstor-mdt keeping its records there)."""
 
-    def __init__(self, root: Path):
+    scheme = "ost"
+
+    def __init__(self, root: Path, *extra: str):
         root.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [str(OST_BINARY), "--bind", "127.0.0.1:0", f"file://{root}"],
+            self.command(root, extra),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -38,7 +42,11 @@ class Ost:
             self.stop()
             raise RuntimeError(f"rawstor-ost did not start: {line!r} {self.process.stderr.read()}")
         self.address = line.split()[-1]
-        self.location = f"ost://{self.address}"
+        self.location = f"{self.scheme}://{self.address}"
+
+    @staticmethod
+    def command(root: Path, extra: tuple) -> list[str]:
+        return [str(OST_BINARY), "--bind", "127.0.0.1:0", *extra, f"file://{root}"]
 
     def pause(self) -> None:
         """SIGSTOP: the server stops answering but keeps its connections."""
@@ -87,14 +95,49 @@ def module_osts(tmp_path_factory):
         server.stop()
 
 
-@pytest.fixture(params=["file", "ost", "mirror"])
+class Mdt(Ost):
+    """A rawstor-mdt process keeping its records in `root`."""
+
+    scheme = "mdt"
+
+    @staticmethod
+    def command(root: Path, extra: tuple) -> list[str]:
+        return [str(MDT_BINARY), "--bind", "127.0.0.1:0", "--data", str(root), *extra]
+
+
+@pytest.fixture(scope="module")
+def module_cluster(tmp_path_factory):
+    """A rawstor-mdt with three OSTs registered to it, for a module."""
+    mdt = Mdt(tmp_path_factory.mktemp("mdt"))
+    osts = [
+        Ost(tmp_path_factory.mktemp(f"cluster{i}"), "--mdt", mdt.location, "--domain", f"d{i}")
+        for i in range(3)
+    ]
+    servers = [mdt, *osts]
+    try:
+        # The bindings have no cluster map call: ask the CLI.
+        cli = [str(OST_BINARY.parent / "rawstor"), "cluster", mdt.location]
+        deadline = time.monotonic() + 10
+        while subprocess.run(cli, capture_output=True, text=True).stdout.count(" up ") < 3:
+            assert time.monotonic() < deadline, "the OSTs did not register"
+            time.sleep(0.1)
+        yield mdt
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture(params=["file", "ost", "mirror", "mdt"])
 def location(request, tmp_path, module_osts):
     """Each kind of location the library serves: a local store, one
-    rawstor-ost, and a mirror over two of them."""
+    rawstor-ost, a mirror over two of them, and an mdt:// cluster
+    (replicas:3 on three OSTs)."""
     if request.param == "file":
         return f"file://{tmp_path / 'store'}"
     if request.param == "ost":
         return module_osts[0].location
+    if request.param == "mdt":
+        return request.getfixturevalue("module_cluster").location
     return ",".join(server.location for server in module_osts)
 
 
