@@ -119,6 +119,22 @@ assert "after an MDT restart the OSTs are up again" 'await_up 4'
 $RAWSTOR export "$target" "$WORK/back"
 assert "after an MDT restart the object opens and reads" 'cmp -s "$WORK/v2" "$WORK/back"'
 
+# Another store answering at a placed OST's address is not taken for it:
+# that copy is left out (and said why), the others serve the data.
+impostor_addr=$(sed -n 's/^copy 1: ost:\/\/\([^ ]*\) .*/\1/p' <<<"$($RAWSTOR info "$target")")
+for i in "${!osts[@]}"; do [[ ${osts[$i]} == "$impostor_addr" ]] && impostor_index=$i; done
+kill -KILL "${ost_pids[$impostor_index]}"
+wait "${ost_pids[$impostor_index]}" 2>/dev/null || true
+start_ost impostor "$impostor_addr"
+RAWSTOR_LOG= $RAWSTOR export "$target" "$WORK/back" 2>"$WORK/impostor.err"
+assert "an OST at a placed address with another store id is refused (ESTALE)" \
+    'grep -q "the record places the copy on OST" "$WORK/impostor.err"'
+assert "and the other copies serve the data" 'cmp -s "$WORK/v2" "$WORK/back"'
+kill -TERM "$OST_PID"
+wait "$OST_PID" 2>/dev/null || true
+start_ost "ost$((impostor_index + 1))" "$impostor_addr" --mdt "mdt://$MDT_ADDR" --domain rack-x
+assert "the real OST is back at its address" 'await_up 4'
+
 # remove: the copies and the record.
 $RAWSTOR remove "$target"
 expect_failure "does not exist" "a removed object is gone from the MDT" "$RAWSTOR" info "$target"

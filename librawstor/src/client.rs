@@ -212,10 +212,24 @@ impl Instance {
         }
     }
 
-    fn open_leg(&self, endpoint: &Endpoint, uuid: Uuid) -> Result<Leg> {
+    /// Opens one copy; `expected` is the OST id a rawstor-mdt placed it
+    /// on, checked against the server that answers at its address.
+    fn open_leg(&self, endpoint: &Endpoint, uuid: Uuid, expected: Option<Uuid>) -> Result<Leg> {
         Ok(match self.place(endpoint, false)? {
             Place::File(store) => Leg::File(store.open_object(uuid)?),
-            Place::Ost(connection) => Leg::Ost(RemoteObject::open(connection, uuid)?),
+            Place::Ost(connection) => {
+                if let Some(id) = expected.filter(|id| *id != connection.store_id()) {
+                    return Err(Error::new(
+                        libc::ESTALE,
+                        format!(
+                            "{}: this is OST {}, the record places the copy on OST {id}",
+                            connection.name(),
+                            connection.store_id()
+                        ),
+                    ));
+                }
+                Leg::Ost(RemoteObject::open(connection, uuid)?)
+            }
         })
     }
 
@@ -229,7 +243,8 @@ impl Instance {
             .endpoints()
             .iter()
             .zip(&resolved.names)
-            .map(|(e, name)| (name.clone(), self.open_leg(e, target.uuid)))
+            .zip(&resolved.ids)
+            .map(|((e, name), id)| (name.clone(), self.open_leg(e, target.uuid, *id)))
             .collect();
         Mirror::new(target.uuid, legs)
     }
@@ -286,6 +301,7 @@ impl Instance {
                         .iter()
                         .map(|p| format!("ost-id:{}", p.ost))
                         .collect(),
+                    ids: record.placement.iter().map(|p| Some(p.ost)).collect(),
                 })
             }
             None => Ok(Resolved {
@@ -296,6 +312,7 @@ impl Instance {
                     .iter()
                     .map(ToString::to_string)
                     .collect(),
+                ids: vec![None; target.location.endpoints().len()],
             }),
         }
     }
@@ -382,7 +399,7 @@ impl Instance {
     pub fn open(&self, target: &Target) -> Result<Object> {
         let resolved = self.resolve(target)?;
         let backend = match resolved.target.location.endpoints() {
-            [one] => match self.open_leg(one, target.uuid)? {
+            [one] => match self.open_leg(one, target.uuid, resolved.ids[0])? {
                 Leg::File(object) => Backend::File(object),
                 Leg::Ost(object) => Backend::Ost(object),
             },
@@ -725,6 +742,8 @@ impl Object {
 struct Resolved {
     target: Target,
     names: Vec<String>,
+    /// Per copy, the OST id a rawstor-mdt placed it on.
+    ids: Vec<Option<Uuid>>,
 }
 
 /// The OSTs' target of an object placed by a rawstor-mdt.

@@ -284,6 +284,11 @@ impl Connection {
         &self.name
     }
 
+    /// The identity of the server's store (an OST's id in a cluster map).
+    pub(crate) fn store_id(&self) -> Uuid {
+        self.store_id
+    }
+
     fn error(&self, errno: i32, what: impl std::fmt::Display) -> Error {
         Error::new(errno, format!("{}: {what}", self.name))
     }
