@@ -25,6 +25,8 @@ commands:
   cluster mdt://HOST:PORT    print the cluster map: OSTs, state, capacity
   remove TARGET              remove an object
   repair TARGET              resync the stale copies of a mirrored target
+  scrub TARGET               read every copy in full (checksums) and compare
+                             them; report what is wrong, change nothing
   resize TARGET --size SIZE [--shrink]
   import FILE TARGET         copy a file (or - for stdin) into an object
   export TARGET FILE         copy an object into a file (or - for stdout)
@@ -85,6 +87,7 @@ fn main() -> ExitCode {
         "cluster" => cluster(rest),
         "remove" => remove(rest),
         "repair" => repair(rest),
+        "scrub" => scrub(rest),
         "resize" => resize(rest),
         "import" => transfer::import(rest),
         "export" => transfer::export(rest),
@@ -297,6 +300,40 @@ fn repair(rest: &[String]) -> CliResult {
         );
     }
     Ok(())
+}
+
+fn scrub(rest: &[String]) -> CliResult {
+    let args = parse_args("scrub", rest, &[])?;
+    args.at_most(1, "scrub")?;
+    let target = target_arg(&args, 0, "scrub")?;
+    let mut bar: Option<transfer::Progress> = None;
+    let report = instance()?.scrub(&target, &mut |done, total| {
+        bar.get_or_insert_with(|| transfer::Progress::new(total))
+            .update(done)
+    })?;
+    let what = format!(
+        "{} of {} copies ({})",
+        format_size(report.bytes_checked),
+        report.copies.len(),
+        report.copies.join(", ")
+    );
+    if report.clean() {
+        println!("scrubbed {what}: every block verified, the copies agree");
+        return Ok(());
+    }
+    for problem in &report.problems {
+        println!("problem: {problem}");
+    }
+    if report.more_problems > 0 {
+        println!("problem: ... and {} more", report.more_problems);
+    }
+    Err(Failure::Runtime(rawstor::Error::new(
+        libc::EIO,
+        format!(
+            "scrub of {what} found {} problem(s); rawstor repair resyncs stale copies",
+            report.problems.len() + report.more_problems
+        ),
+    )))
 }
 
 fn resize(rest: &[String]) -> CliResult {

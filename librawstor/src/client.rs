@@ -29,6 +29,7 @@ use parking_lot::Mutex;
 use crate::error::{Error, Result};
 use crate::event_loop::EventLoop;
 use crate::mdt::{self, ClusterMap, Layout, ObjectRecord};
+pub use crate::mirror::ScrubReport;
 use crate::mirror::{Leg, Mirror};
 use crate::net::{Connection, RawBuf};
 use crate::queue::Queue;
@@ -563,6 +564,18 @@ impl Instance {
             return Ok(Vec::new());
         }
         self.open_mirror(&resolved)?.repair(progress)
+    }
+
+    /// Verifies every copy of an object: reads each in full (checksums
+    /// checked) and compares them. Nothing is changed; `progress` gets
+    /// (bytes compared, object size).
+    pub fn scrub(
+        &self,
+        target: &Target,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<ScrubReport> {
+        let resolved = self.resolve(target)?;
+        Ok(self.open_mirror(&resolved)?.scrub(progress))
     }
 
     /// A new queue of `depth` entries (the instance default when 0).

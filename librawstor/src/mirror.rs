@@ -123,6 +123,39 @@ pub(crate) fn wait(start: impl FnOnce(Finish)) -> Result<u64> {
     RemoteObject::wait(start)
 }
 
+/// Bytes read from every copy at a time by a scrub.
+const SCRUB_STEP_BYTES: usize = 1 << 20;
+/// Problems a scrub lists before it only counts them.
+const SCRUB_MAX_PROBLEMS: usize = 100;
+
+/// What a scrub found.
+#[derive(Debug, Default)]
+pub struct ScrubReport {
+    /// The copies, by name.
+    pub copies: Vec<String>,
+    /// Bytes of the object compared.
+    pub bytes_checked: u64,
+    /// What is wrong, at most [`SCRUB_MAX_PROBLEMS`] lines.
+    pub problems: Vec<String>,
+    /// Problems found beyond those listed.
+    pub more_problems: usize,
+}
+
+impl ScrubReport {
+    fn problem(&mut self, what: String) {
+        if self.problems.len() < SCRUB_MAX_PROBLEMS {
+            self.problems.push(what);
+        } else {
+            self.more_problems += 1;
+        }
+    }
+
+    /// Whether every copy was read and they all agree.
+    pub fn clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
 /// Errors that another leg would repeat: the caller's, not the leg's.
 fn caller_error(err: &Error) -> bool {
     matches!(err.errno(), libc::ENXIO | libc::EINVAL | libc::ERANGE)
@@ -299,13 +332,25 @@ impl Mirror {
 
     /// Runs a mutation on every good leg; marks the legs that miss it.
     pub(crate) fn mutate(self: &Arc<Self>, start: impl Fn(&Leg, Finish), finish: Finish) {
+        self.run_on_good_legs(start, finish, true);
+    }
+
+    /// Runs `start` on every good leg, marking those where it fails, and
+    /// (when the operation changes data) those that could not be opened.
+    fn run_on_good_legs(
+        self: &Arc<Self>,
+        start: impl Fn(&Leg, Finish),
+        finish: Finish,
+        changes_data: bool,
+    ) {
         let stale = self.stale.lock().clone();
         let targets: Vec<usize> = (0..self.legs.len())
             .filter(|&i| self.legs[i].1.is_some() && !stale[i])
             .collect();
-        // Legs that could not be opened miss this mutation too.
+        // Legs that could not be opened miss a data change too; a flush
+        // has nothing for them (they took no write from this opening).
         let down: Vec<usize> = (0..self.legs.len())
-            .filter(|&i| self.legs[i].1.is_none() && !stale[i])
+            .filter(|&i| changes_data && self.legs[i].1.is_none() && !stale[i])
             .collect();
         if targets.is_empty() {
             return finish(Err(Error::new(
@@ -435,7 +480,12 @@ impl Mirror {
     }
 
     pub(crate) fn simple(self: &Arc<Self>, op: Opcode, offset: u64, len: u64, finish: Finish) {
-        self.mutate(move |leg, done| leg.simple(op, offset, len, done), finish);
+        let changes_data = op != Opcode::Flush;
+        self.run_on_good_legs(
+            move |leg, done| leg.simple(op, offset, len, done),
+            finish,
+            changes_data,
+        );
     }
 
     pub(crate) fn resize(self: &Arc<Self>, size: u64, allow_shrink: bool) -> Result<()> {
@@ -451,6 +501,60 @@ impl Mirror {
     /// Copies a good leg onto every stale one and clears the marks.
     /// `progress` gets (bytes done, bytes to do). Returns the names of
     /// the repaired legs.
+    /// Reads every reachable, non-stale copy in full and compares them:
+    /// blocks failing their checksums and ranges where copies differ are
+    /// reported, as are unreachable and stale copies. Changes nothing.
+    pub(crate) fn scrub(&self, progress: &mut dyn FnMut(u64, u64)) -> ScrubReport {
+        let stale = self.stale.lock().clone();
+        let mut report = ScrubReport::default();
+        let mut checked = Vec::new();
+        for (i, (name, leg)) in self.legs.iter().enumerate() {
+            report.copies.push(name.clone());
+            match leg {
+                None => report.problem(format!("{name}: unreachable")),
+                Some(_) if stale[i] => report.problem(format!(
+                    "{name}: stale (it missed writes; rawstor repair resyncs it)"
+                )),
+                Some(leg) => checked.push((name, leg)),
+            }
+        }
+        let size = self.info().size;
+        let mut bufs = vec![vec![0u8; SCRUB_STEP_BYTES]; checked.len()];
+        let mut offset = 0;
+        while offset < size {
+            let n = (SCRUB_STEP_BYTES as u64).min(size - offset) as usize;
+            let mut read_ok = Vec::new();
+            for ((name, leg), buf) in checked.iter().zip(bufs.iter_mut()) {
+                let raw = [RawBuf {
+                    ptr: buf.as_mut_ptr(),
+                    len: n,
+                }];
+                match wait(|f| leg.read(offset, &raw, f)) {
+                    Ok(_) => read_ok.push((*name, &buf[..n])),
+                    Err(err) => report.problem(format!("{name}: {err}")),
+                }
+            }
+            if let Some((first, data)) = read_ok.first() {
+                let differ: Vec<&str> = read_ok
+                    .iter()
+                    .filter(|(_, other)| other != data)
+                    .map(|(name, _)| name.as_str())
+                    .collect();
+                if !differ.is_empty() {
+                    report.problem(format!(
+                        "bytes {offset}..{}: {} differ from {first}",
+                        offset + n as u64,
+                        differ.join(", ")
+                    ));
+                }
+            }
+            report.bytes_checked += n as u64;
+            offset += n as u64;
+            progress(offset, size);
+        }
+        report
+    }
+
     pub(crate) fn repair(
         self: &Arc<Self>,
         progress: &mut dyn FnMut(u64, u64),
