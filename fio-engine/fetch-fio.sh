@@ -17,17 +17,8 @@ if [ -f "$tree/config-host.h" ] && [ -f "$tree/ioengines.h" ]; then
 fi
 
 mkdir -p "$cache"
-if ! grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ && ! grep -qs '^deb-src' /etc/apt/sources.list; then
-    echo "fetch-fio: adding a deb-src entry for bookworm" >&2
-    cat > /etc/apt/sources.list.d/rawstor-deb-src.sources <<'SRC'
-Types: deb-src
-URIs: http://deb.debian.org/debian
-Suites: bookworm bookworm-updates
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
-    apt-get update -qq >&2
-fi
+source "$(dirname "$0")/../scripts/deb-src.sh"
+ensure_deb_src deb-src bookworm bookworm-updates
 
 work=$(mktemp -d "$cache/fetch.XXXXXX")
 trap 'rm -rf "$work"' EXIT

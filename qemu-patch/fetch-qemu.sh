@@ -17,17 +17,8 @@ if [ -s "$tarball" ] && xz -t "$tarball" 2>/dev/null; then
     exit 0
 fi
 mkdir -p "$cache"
-if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list.d/rawstor-qemu-src.sources; then
-    echo "fetch-qemu: adding a deb-src entry for bookworm-backports" >&2
-    cat > /etc/apt/sources.list.d/rawstor-qemu-src.sources <<'SRC'
-Types: deb-src
-URIs: http://deb.debian.org/debian
-Suites: bookworm-backports
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
-    apt-get update -qq >&2
-fi
+source "$(dirname "$0")/../scripts/deb-src.sh"
+ensure_deb_src qemu-src bookworm-backports
 
 work=$(mktemp -d "$cache/fetch.XXXXXX")
 trap 'rm -rf "$work"' EXIT

@@ -48,12 +48,7 @@ assert "enghelp lists the engine options" \
 start_ost ost-a; OST_A=$OST_ADDR
 start_ost ost-b; OST_B=$OST_ADDR
 # A rawstor-mdt with three OSTs, for a replicas:3 object.
-start_mdt mdt
-for i in 1 2 3; do start_ost "cluster-$i" 127.0.0.1:0 --mdt "mdt://$MDT_ADDR" --domain "d$i"; done
-for _ in $(seq 100); do
-    (($("$RAWSTOR" cluster "mdt://$MDT_ADDR" | grep -c ' up ') == 3)) && break
-    sleep 0.1
-done
+start_cluster cluster 3
 
 # Workloads run against each kind of target the build serves.
 targets=(

@@ -41,6 +41,27 @@ start_mdt() { # NAME [BIND [OPTION...]]
     MDT_ADDR=$(await_listening "$dir" rawstor-mdt)
 }
 
+# Starts a rawstor-mdt and COUNT rawstor-ost registered with it, each in its
+# own failure domain (dNAME-i), and waits until the map shows them up; sets
+# MDT_ADDR and MDT_PID. Further options go to the MDT.
+start_cluster() { # NAME COUNT [MDT_OPTION...]
+    local name=$1 count=$2
+    start_mdt "$name" 127.0.0.1:0 "${@:3}"
+    for i in $(seq "$count"); do
+        start_ost "$name-ost$i" 127.0.0.1:0 --mdt "mdt://$MDT_ADDR" --domain "d$name-$i"
+    done
+    await_up "$count" || { echo "the OSTs did not register with rawstor-mdt" >&2; exit 1; }
+}
+
+# Waits until the cluster map of MDT_ADDR shows COUNT OSTs up.
+await_up() { # COUNT
+    for _ in $(seq 100); do
+        [[ $("$RAWSTOR" cluster "mdt://$MDT_ADDR" 2>/dev/null | grep -c ' up ') -eq $1 ]] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
 # Prints the address a server started with output in DIR.out listens on.
 await_listening() { # DIR NAME
     for _ in $(seq 100); do

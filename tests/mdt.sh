@@ -11,14 +11,6 @@ WORK_TAG=mdt
 source "$(dirname "$0")/lib.sh"
 export RAWSTOR_LOG=quiet RAWSTOR_OPTS_TIMEOUT_MS=1000 RAWSTOR_OPTS_IO_ATTEMPTS=2
 
-# Waits until `rawstor cluster` shows COUNT OSTs up.
-await_up() { # COUNT
-    for _ in $(seq 100); do
-        [[ $($RAWSTOR cluster "mdt://$MDT_ADDR" 2>/dev/null | grep -c ' up ') -eq $1 ]] && return 0
-        sleep 0.1
-    done
-    return 1
-}
 
 start_mdt mdt 127.0.0.1:0 --heartbeat-timeout-ms 1500
 osts=() ost_pids=()

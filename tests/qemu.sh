@@ -39,12 +39,7 @@ map_bytes() {
 start_ost ost-a; OST_A=$OST_ADDR
 start_ost ost-b; OST_B=$OST_ADDR
 # A rawstor-mdt with three OSTs: mdt:// objects are replicas:3 (the default).
-start_mdt mdt
-for i in 1 2 3; do start_ost "cluster-$i" 127.0.0.1:0 --mdt "mdt://$MDT_ADDR" --domain "d$i"; done
-for _ in $(seq 100); do
-    (($("$RAWSTOR" cluster "mdt://$MDT_ADDR" | grep -c ' up ') == 3)) && break
-    sleep 0.1
-done
+start_cluster cluster 3
 locations=("file://$WORK/store" "ost://$OST_A" "ost://$OST_A,ost://$OST_B" "mdt://$MDT_ADDR")
 kind_of() {
     case $1 in

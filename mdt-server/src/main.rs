@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use rawstor::daemon::{self, Woken};
+use rawstor::daemon::{self, CommandLine, Woken};
 use rawstor::error::Error;
 use rawstor::wire::{self, Decoded, Decoder, Header, Hello, Opcode, Welcome};
 
@@ -56,18 +56,8 @@ struct Args {
 
 fn parse_args() -> Result<Option<Args>, String> {
     let (mut bind, mut data, mut timeout_ms) = (None, None, 3000u64);
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
-        };
-        let mut value = |what: &str| {
-            inline
-                .clone()
-                .or_else(|| it.next())
-                .ok_or_else(|| format!("{what} needs a value"))
-        };
+    let mut line = CommandLine::from_env();
+    while let Some((name, inline)) = line.next_arg() {
         match name.as_str() {
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -77,18 +67,10 @@ fn parse_args() -> Result<Option<Args>, String> {
                 println!("rawstor-mdt {}", rawstor::VERSION);
                 return Ok(None);
             }
-            "-b" | "--bind" => bind = Some(value("--bind")?),
-            "--data" => data = Some(value("--data")?),
+            "-b" | "--bind" => bind = Some(line.value(inline, "--bind")?),
+            "--data" => data = Some(line.value(inline, "--data")?),
             "--heartbeat-timeout-ms" => {
-                let text = value("--heartbeat-timeout-ms")?;
-                timeout_ms = match text.parse() {
-                    Ok(n) if n > 0 => n,
-                    _ => {
-                        return Err(format!(
-                            "--heartbeat-timeout-ms '{text}' is not a positive number"
-                        ));
-                    }
-                };
+                timeout_ms = line.positive(inline, "--heartbeat-timeout-ms")?
             }
             other => return Err(format!("unexpected argument '{other}'")),
         }

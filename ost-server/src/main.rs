@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use rawstor::Location;
-use rawstor::daemon;
+use rawstor::daemon::{self, CommandLine};
 use rawstor::store::Store;
 use rawstor::uri::Endpoint;
 
@@ -56,24 +56,8 @@ fn parse_args() -> Result<Option<Args>, String> {
     let mut workers = 4;
     let mut max_connections = 1024;
     let (mut mdt, mut domain, mut advertise) = (None, None, None);
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
-        };
-        let mut value = |what: &str| {
-            inline
-                .clone()
-                .or_else(|| it.next())
-                .ok_or_else(|| format!("{what} needs a value"))
-        };
-        let number = |text: String, what: &str| -> Result<usize, String> {
-            match text.parse::<usize>() {
-                Ok(n) if n > 0 => Ok(n),
-                _ => Err(format!("{what} '{text}' is not a positive number")),
-            }
-        };
+    let mut line = CommandLine::from_env();
+    while let Some((name, inline)) = line.next_arg() {
         match name.as_str() {
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -83,14 +67,12 @@ fn parse_args() -> Result<Option<Args>, String> {
                 println!("rawstor-ost {}", rawstor::VERSION);
                 return Ok(None);
             }
-            "-b" | "--bind" => bind = Some(value("--bind")?),
-            "--queue-size" => queue_size = number(value("--queue-size")?, "--queue-size")?,
-            "--workers" => workers = number(value("--workers")?, "--workers")?,
-            "--max-connections" => {
-                max_connections = number(value("--max-connections")?, "--max-connections")?
-            }
+            "-b" | "--bind" => bind = Some(line.value(inline, "--bind")?),
+            "--queue-size" => queue_size = line.positive(inline, "--queue-size")?,
+            "--workers" => workers = line.positive(inline, "--workers")?,
+            "--max-connections" => max_connections = line.positive(inline, "--max-connections")?,
             "--mdt" => {
-                let text = value("--mdt")?;
+                let text = line.value(inline, "--mdt")?;
                 let location = text
                     .parse::<Location>()
                     .map_err(|e| e.context().to_string())?;
@@ -99,18 +81,20 @@ fn parse_args() -> Result<Option<Args>, String> {
                     _ => return Err(format!("--mdt '{text}' is not one mdt://HOST:PORT")),
                 }
             }
-            "--domain" => domain = Some(one_line(value("--domain")?, "--domain")?),
-            "--advertise" => advertise = Some(one_line(value("--advertise")?, "--advertise")?),
+            "--domain" => domain = Some(one_line(line.value(inline, "--domain")?, "--domain")?),
+            "--advertise" => {
+                advertise = Some(one_line(line.value(inline, "--advertise")?, "--advertise")?)
+            }
             other if other.starts_with('-') && other.len() > 1 => {
                 return Err(format!("unknown option '{other}'"));
             }
             _ if location.is_none() => {
                 location = Some(
-                    arg.parse::<Location>()
+                    name.parse::<Location>()
                         .map_err(|e| e.context().to_string())?,
                 )
             }
-            _ => return Err(format!("unexpected argument '{arg}'")),
+            _ => return Err(format!("unexpected argument '{name}'")),
         }
     }
     Ok(Some(Args {

@@ -20,21 +20,32 @@ fn read_all(object: &rawstor::Object, size: u64) -> rawstor::Result<Vec<u8>> {
     object.read_at(&mut buf, 0).map(|()| buf)
 }
 
+/// Two servers on their stores and the mirror location over them.
+fn two_servers(da: &TempDir, db: &TempDir) -> (Ost, Ost, rawstor::Location) {
+    let a = Ost::start(&[da.path().to_path_buf()]);
+    let b = Ost::start(&[db.path().to_path_buf()]);
+    let location = format!("ost://{},ost://{}", a.addr, b.addr)
+        .parse()
+        .unwrap();
+    (a, b, location)
+}
+
+/// An instance that gives up on a silent server quickly.
+fn impatient_instance(timeout_ms: u32, retries: u32) -> rawstor::Instance {
+    rawstor::Instance::new(rawstor::Options {
+        timeout_ms,
+        retries,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
 #[test]
 fn a_copy_that_misses_writes_is_marked_never_read_and_repaired() {
     let (da, db) = (TempDir::new("mir-a"), TempDir::new("mir-b"));
-    let mut a = Ost::start(&[da.path().to_path_buf()]);
-    let b = Ost::start(&[db.path().to_path_buf()]);
+    let (mut a, b, location) = two_servers(&da, &db);
     let a_addr = a.addr.clone();
-    let location: rawstor::Location = format!("ost://{},ost://{}", a.addr, b.addr)
-        .parse()
-        .unwrap();
-    let rs = rawstor::Instance::new(rawstor::Options {
-        timeout_ms: 1000,
-        retries: 2,
-        ..Default::default()
-    })
-    .unwrap();
+    let rs = impatient_instance(1000, 2);
     let mut spec = CreateSpec::new(8 * MB);
     spec.chunk_size = Some(MB);
     let target = rs.create(&location, &spec).unwrap();
@@ -193,18 +204,9 @@ fn mirror_of_file_locations_and_all_or_nothing_create() {
 #[test]
 fn an_open_mirror_is_not_removed_even_in_part() {
     let (da, db) = (TempDir::new("rm-a"), TempDir::new("rm-b"));
-    let mut a = Ost::start(&[da.path().to_path_buf()]);
-    let b = Ost::start(&[db.path().to_path_buf()]);
+    let (mut a, b, location) = two_servers(&da, &db);
     let a_addr = a.addr.clone();
-    let location: rawstor::Location = format!("ost://{},ost://{}", a.addr, b.addr)
-        .parse()
-        .unwrap();
-    let rs = rawstor::Instance::new(rawstor::Options {
-        timeout_ms: 500,
-        retries: 1,
-        ..Default::default()
-    })
-    .unwrap();
+    let rs = impatient_instance(500, 1);
     let target = rs.create(&location, &CreateSpec::new(MB)).unwrap();
     // A is down when the mirror opens: only B's copy is open.
     a.signal(libc::SIGKILL);
