@@ -16,7 +16,7 @@ esc() { printf '%s' "${1//:/\\:}"; }
 # engine takes it from the object.
 rfio() {
     local target=$1; shift
-    timeout 120 fio --name=t --ioengine="external:$ENGINE" --filename="$(esc "$target")" "$@"
+    timeout 120 fio --name=t --ioengine="external:$ENGINE" --filename="$(esc "$target")" --verify_state_save=0 "$@"
 }
 # A field of fio's JSON output (python expression over job j).
 jfield() { python3 -c "import json,sys; s=sys.stdin.read(); j=json.loads(s[s.index('{'):])['jobs'][0]; print($1)"; }
