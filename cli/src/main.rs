@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use args::{Args, Opt, UsageError, flag, value};
+use rawstor::mdt::Layout;
 use rawstor::size::{format_size, parse_size};
 use rawstor::uri::Endpoint;
 use rawstor::{CreateSpec, Instance, Location, Options, Target};
@@ -246,7 +247,23 @@ fn info(rest: &[String]) -> CliResult {
                 Some(_) => "down",
                 None => "unknown to the map",
             };
-            println!("copy {i}: ost://{} ({}, {state})", placed.addr, placed.ost);
+            let (role, k) = match record.layout {
+                Layout::Replicas(_) => ("copy", i),
+                Layout::Erasure { data, .. } if i < data => ("data shard", i),
+                Layout::Erasure { data, .. } => ("parity shard", i - data),
+            };
+            let stale = if record.is_stale(i) { ", stale" } else { "" };
+            println!(
+                "{role} {k}: ost://{} ({}, {state}{stale})",
+                placed.addr, placed.ost
+            );
+        }
+        if !record.dirty.is_empty() {
+            println!(
+                "write intent: {} regions of {} marked",
+                record.dirty.len(),
+                format_size(rawstor::mdt::INTENT_REGION_BYTES)
+            );
         }
     }
     Ok(())

@@ -21,17 +21,20 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 
 use parking_lot::Mutex;
 
+use crate::erasure::{Codec, Erasure};
 use crate::error::{Error, Result};
 use crate::event_loop::EventLoop;
+use crate::lease::{Keeper, MdtJournal};
 use crate::mdt::{self, ClusterMap, Layout, ObjectRecord};
 pub use crate::mirror::ScrubReport;
 use crate::mirror::{Leg, Mirror};
 use crate::net::{Connection, RawBuf};
+use crate::pool::Pool;
 use crate::queue::Queue;
 use crate::remote::{self, RemoteObject};
 use crate::store::{BLOCK_SIZE, DEFAULT_CHUNK_SIZE, ObjectInfo, Store, StoreObject};
@@ -147,7 +150,33 @@ pub(crate) struct Shared {
     /// Identifies this instance to servers across reconnections.
     session: u64,
     pub(crate) event_loop: EventLoop,
+    /// Threads for erasure-coded operations, started with the first.
+    pool: OnceLock<Arc<Pool>>,
+    /// Renews the writer leases of mdt:// objects.
+    keeper: Arc<Keeper>,
+    /// Whether writers break other writers' leases.
+    break_lease: AtomicBool,
 }
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.keeper.stop();
+    }
+}
+
+impl Shared {
+    fn pool(&self) -> Result<Arc<Pool>> {
+        if let Some(pool) = self.pool.get() {
+            return Ok(Arc::clone(pool));
+        }
+        let pool = Arc::new(Pool::new(POOL_THREADS, "rawstor-ec")?);
+        Ok(Arc::clone(self.pool.get_or_init(|| pool)))
+    }
+}
+
+/// Worker threads for erasure-coded operations: each blocks on the
+/// reads or writes of one operation, so this many run at once.
+const POOL_THREADS: usize = 32;
 
 /// Where a location's objects live.
 enum Place {
@@ -160,6 +189,7 @@ pub(crate) enum Backend {
     File(Arc<StoreObject>),
     Ost(RemoteObject),
     Mirror(Arc<Mirror>),
+    Erasure(Arc<Erasure>),
 }
 
 /// A library instance: options, an event loop thread, open stores.
@@ -178,8 +208,20 @@ impl Instance {
                 open_objects: Mutex::new(HashMap::new()),
                 session: crate::sys::random_u64() | 1,
                 event_loop: EventLoop::start()?,
+                pool: OnceLock::new(),
+                keeper: Keeper::new(),
+                break_lease: AtomicBool::new(
+                    std::env::var("RAWSTOR_OPTS_BREAK_LEASE").is_ok_and(|v| v == "1"),
+                ),
             }),
         })
+    }
+
+    /// Whether writers of mdt:// objects opened from now on take over the
+    /// lease of another writer (`RAWSTOR_OPTS_BREAK_LEASE=1` sets it too)
+    /// instead of failing with `EBUSY`.
+    pub fn set_break_lease(&self, yes: bool) {
+        self.shared.break_lease.store(yes, Ordering::Relaxed);
     }
 
     /// The options in effect.
@@ -247,7 +289,44 @@ impl Instance {
             .zip(&resolved.ids)
             .map(|((e, name), id)| (name.clone(), self.open_leg(e, target.uuid, *id)))
             .collect();
-        Mirror::new(target.uuid, legs)
+        let stale = resolved.record.as_ref().map_or(&[][..], |r| &r.stale[..]);
+        Mirror::new(target.uuid, legs, stale)
+    }
+
+    /// Opens the shards of an erasure-coded object.
+    fn open_erasure(&self, resolved: &Resolved) -> Result<Arc<Erasure>> {
+        let (Some(record), Some(mdt)) = (&resolved.record, &resolved.mdt) else {
+            return Err(Error::invalid("erasure-coded objects live on mdt://"));
+        };
+        let Layout::Erasure { data, parity } = record.layout else {
+            return Err(Error::invalid("not an erasure-coded object"));
+        };
+        let target = &resolved.target;
+        let shards = target
+            .location
+            .endpoints()
+            .iter()
+            .zip(&resolved.names)
+            .zip(&resolved.ids)
+            .map(|((e, name), id)| (name.clone(), self.open_leg(e, target.uuid, *id)))
+            .collect();
+        let journal = MdtJournal::new(
+            Arc::clone(mdt),
+            record.uuid,
+            self.shared.break_lease.load(Ordering::Relaxed),
+            Arc::clone(&self.shared.keeper),
+        );
+        Erasure::new(
+            record.uuid,
+            Codec::new(data, parity)?,
+            record.size,
+            record.chunk_size,
+            shards,
+            &record.stale,
+            &record.dirty,
+            journal,
+            self.shared.pool()?,
+        )
     }
 
     fn store(&self, path: &PathBuf, create: bool) -> Result<Arc<Store>> {
@@ -297,12 +376,14 @@ impl Instance {
                 let record = remote::mdt_lookup(&mdt, target.uuid)?;
                 Ok(Resolved {
                     target: backing_target(&record)?,
+                    mdt: Some(mdt),
                     names: record
                         .placement
                         .iter()
                         .map(|p| format!("ost-id:{}", p.ost))
                         .collect(),
                     ids: record.placement.iter().map(|p| Some(p.ost)).collect(),
+                    record: Some(record),
                 })
             }
             None => Ok(Resolved {
@@ -314,6 +395,8 @@ impl Instance {
                     .map(ToString::to_string)
                     .collect(),
                 ids: vec![None; target.location.endpoints().len()],
+                record: None,
+                mdt: None,
             }),
         }
     }
@@ -375,16 +458,16 @@ impl Instance {
         chunk_size: u64,
     ) -> Result<Target> {
         let layout = spec.layout.unwrap_or(mdt::DEFAULT_LAYOUT);
-        if let Layout::Erasure { .. } = layout {
-            return Err(Error::new(
-                libc::EOPNOTSUPP,
-                format!("layout {layout}: erasure coding is not implemented in this version yet"),
-            ));
+        if let Layout::Erasure { data, parity } = layout {
+            Codec::new(data, parity)?;
         }
         let record = remote::mdt_place(mdt, uuid, spec.size, chunk_size, layout)?;
         let backing = backing_target(&record)?;
         let copies = CreateSpec {
-            size: spec.size,
+            size: match layout {
+                Layout::Replicas(_) => spec.size,
+                Layout::Erasure { data, .. } => crate::erasure::shard_size(spec.size, data),
+            },
             uuid: Some(uuid),
             chunk_size: Some(chunk_size),
             layout: None,
@@ -399,7 +482,12 @@ impl Instance {
     /// Opens an object.
     pub fn open(&self, target: &Target) -> Result<Object> {
         let resolved = self.resolve(target)?;
+        let erasure = resolved
+            .record
+            .as_ref()
+            .is_some_and(|r| matches!(r.layout, Layout::Erasure { .. }));
         let backend = match resolved.target.location.endpoints() {
+            _ if erasure => Backend::Erasure(self.open_erasure(&resolved)?),
             [one] => match self.open_leg(one, target.uuid, resolved.ids[0])? {
                 Leg::File(object) => Backend::File(object),
                 Leg::Ost(object) => Backend::Ost(object),
@@ -477,6 +565,18 @@ impl Instance {
     /// Describes an object without opening it.
     pub fn stat(&self, target: &Target) -> Result<ObjectInfo> {
         let resolved = self.resolve(target)?;
+        if let Some(record) = resolved
+            .record
+            .as_ref()
+            .filter(|r| matches!(r.layout, Layout::Erasure { .. }))
+        {
+            return Ok(ObjectInfo {
+                uuid: target.uuid,
+                size: record.size,
+                chunk_size: record.chunk_size,
+                block_size: BLOCK_SIZE,
+            });
+        }
         let [endpoint] = resolved.target.location.endpoints() else {
             let mut info = self.open_mirror(&resolved)?.info();
             info.uuid = target.uuid;
@@ -558,12 +658,77 @@ impl Instance {
         target: &Target,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Vec<String>> {
+        if let Some(mdt) = self.mdt(&target.location)? {
+            self.replace_lost(&mdt, target)?;
+        }
         let resolved = self.resolve(target)?;
+        if resolved
+            .record
+            .as_ref()
+            .is_some_and(|r| matches!(r.layout, Layout::Erasure { .. }))
+        {
+            return self.open_erasure(&resolved)?.repair(progress);
+        }
         if resolved.target.location.endpoints().len() < 2 {
             self.stat(target)?;
             return Ok(Vec::new());
         }
-        self.open_mirror(&resolved)?.repair(progress)
+        let repaired = self.open_mirror(&resolved)?.repair(progress)?;
+        if let (Some(mdt), Some(record)) = (&resolved.mdt, &resolved.record) {
+            // The copies agree again: the record's stale marks go too.
+            if !record.stale.is_empty() {
+                let mut change = crate::store::record::Record::new();
+                change.set(
+                    "repaired",
+                    record
+                        .stale
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                );
+                remote::mdt_update(mdt, target.uuid, &change)?;
+            }
+        }
+        Ok(repaired)
+    }
+
+    /// Moves the copies or shards of an mdt:// object whose OST the map
+    /// shows down to other OSTs (empty, marked stale for the repair that
+    /// follows to fill).
+    fn replace_lost(&self, mdt: &Arc<Connection>, target: &Target) -> Result<()> {
+        let record = remote::mdt_lookup(mdt, target.uuid)?;
+        let map = remote::mdt_cluster_map(mdt)?;
+        let lost: Vec<usize> = (0..record.placement.len())
+            .filter(|&i| {
+                !map.osts
+                    .iter()
+                    .any(|o| o.id == record.placement[i].ost && o.up)
+            })
+            .collect();
+        let size = match record.layout {
+            Layout::Replicas(_) => record.size,
+            Layout::Erasure { data, .. } => crate::erasure::shard_size(record.size, data),
+        };
+        for i in lost {
+            let mut change = crate::store::record::Record::new();
+            change.set("replace", i);
+            let moved = remote::mdt_update(mdt, target.uuid, &change)?;
+            let placed = &moved.placement[i];
+            crate::log::warn(&format!(
+                "object {}: OST {} is down; copy {i} moves to OST {} at {}",
+                target.uuid, record.placement[i].ost, placed.ost, placed.addr
+            ));
+            let endpoint: Location = format!("ost://{}", placed.addr).parse()?;
+            let [endpoint] = endpoint.endpoints() else {
+                unreachable!("one element")
+            };
+            match self.create_at(endpoint, target.uuid, size, record.chunk_size) {
+                Err(err) if err.errno() != libc::EEXIST => return Err(err),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Verifies every copy of an object: reads each in full (checksums
@@ -575,6 +740,13 @@ impl Instance {
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<ScrubReport> {
         let resolved = self.resolve(target)?;
+        if resolved
+            .record
+            .as_ref()
+            .is_some_and(|r| matches!(r.layout, Layout::Erasure { .. }))
+        {
+            return Ok(self.open_erasure(&resolved)?.scrub(progress));
+        }
         Ok(self.open_mirror(&resolved)?.scrub(progress))
     }
 
@@ -605,6 +777,11 @@ pub struct Object {
 
 impl Drop for Object {
     fn drop(&mut self) {
+        // The writer lease goes back with the user's handle (on the
+        // user's thread: it waits for the MDT).
+        if let Backend::Erasure(erasure) = &self.inner.backend {
+            erasure.release();
+        }
         let mut open = self.inner.instance.open_objects.lock();
         if let Some(count) = open.get_mut(&self.inner.target.uuid) {
             *count -= 1;
@@ -635,6 +812,7 @@ impl Object {
             Backend::File(object) => object.size(),
             Backend::Ost(object) => object.size(),
             Backend::Mirror(mirror) => mirror.info().size,
+            Backend::Erasure(erasure) => erasure.info().size,
         }
     }
 
@@ -644,6 +822,7 @@ impl Object {
             Backend::File(object) => object.info(),
             Backend::Ost(object) => object.info(),
             Backend::Mirror(mirror) => mirror.info(),
+            Backend::Erasure(erasure) => erasure.info(),
         }
     }
 
@@ -666,6 +845,15 @@ impl Object {
                 }];
                 RemoteObject::wait(|done| mirror.read(offset, bufs, done)).map(drop)
             }
+            Backend::Erasure(erasure) => erasure
+                .read_sync(
+                    offset,
+                    &[RawBuf {
+                        ptr: buf.as_mut_ptr(),
+                        len: buf.len(),
+                    }],
+                )
+                .map(drop),
         }
     }
 
@@ -687,6 +875,16 @@ impl Object {
                 }];
                 RemoteObject::wait(|done| mirror.write(offset, bufs, false, done)).map(drop)
             }
+            Backend::Erasure(erasure) => erasure
+                .write_sync(
+                    offset,
+                    &[RawBuf {
+                        ptr: buf.as_ptr().cast_mut(),
+                        len: buf.len(),
+                    }],
+                    false,
+                )
+                .map(drop),
         }
     }
 
@@ -700,6 +898,7 @@ impl Object {
             Backend::Mirror(mirror) => {
                 RemoteObject::wait(|done| mirror.simple(Opcode::Flush, 0, 0, done)).map(drop)
             }
+            Backend::Erasure(erasure) => erasure.simple_sync(Opcode::Flush, 0, 0).map(drop),
         }
     }
 
@@ -715,6 +914,9 @@ impl Object {
                 RemoteObject::wait(|done| mirror.simple(Opcode::Discard, offset, len, done))
                     .map(drop)
             }
+            Backend::Erasure(erasure) => {
+                erasure.simple_sync(Opcode::Discard, offset, len).map(drop)
+            }
         }
     }
 
@@ -724,6 +926,7 @@ impl Object {
             Backend::File(object) => object.resize(size, allow_shrink),
             Backend::Ost(object) => object.resize(size, allow_shrink),
             Backend::Mirror(mirror) => mirror.resize(size, allow_shrink),
+            Backend::Erasure(erasure) => erasure.resize(size, allow_shrink),
         }
     }
 
@@ -736,6 +939,7 @@ impl Object {
             Backend::File(object) => object.extent(offset, len),
             Backend::Ost(object) => object.extent(offset, len),
             Backend::Mirror(mirror) => mirror.extent(offset, len),
+            Backend::Erasure(erasure) => erasure.extent(offset, len),
         }
     }
 
@@ -757,19 +961,13 @@ struct Resolved {
     names: Vec<String>,
     /// Per copy, the OST id a rawstor-mdt placed it on.
     ids: Vec<Option<Uuid>>,
+    /// The record and MDT of an mdt:// object.
+    record: Option<ObjectRecord>,
+    mdt: Option<Arc<Connection>>,
 }
 
 /// The OSTs' target of an object placed by a rawstor-mdt.
 fn backing_target(record: &ObjectRecord) -> Result<Target> {
-    if let Layout::Erasure { .. } = record.layout {
-        return Err(Error::new(
-            libc::EOPNOTSUPP,
-            format!(
-                "object {}: layout {} (erasure coding) is not implemented in this version yet",
-                record.uuid, record.layout
-            ),
-        ));
-    }
     let elements: Vec<String> = record
         .placement
         .iter()

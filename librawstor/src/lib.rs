@@ -7,13 +7,16 @@
 
 pub mod client;
 pub mod daemon;
+pub mod erasure;
 pub mod error;
 mod event_loop;
 pub mod ffi;
+mod lease;
 mod log;
 pub mod mdt;
 mod mirror;
 mod net;
+mod pool;
 pub mod queue;
 mod remote;
 pub mod size;

@@ -163,6 +163,48 @@ pub struct ObjectRecord {
     pub layout: Layout,
     /// One per copy (replicas) or shard (ec), in shard order.
     pub placement: Vec<Placed>,
+    /// Copies or shards that missed writes (indexes into `placement`):
+    /// never read until `rawstor repair` rebuilds them.
+    pub stale: Vec<usize>,
+    /// Write intent: regions of [`INTENT_REGION_BYTES`] that a writer may
+    /// have left half-written (data written, parity not, or the reverse).
+    /// Set before the first write to a region, cleared once its writes are
+    /// flushed; a writer that finds some left over resyncs them first.
+    pub dirty: Vec<u64>,
+}
+
+/// Bytes of an object one write-intent mark covers.
+pub const INTENT_REGION_BYTES: u64 = 4 << 20;
+
+/// How long a writer's lease lasts without renewal.
+pub const LEASE_TTL_MS: u64 = 6000;
+
+/// Lease request flags (in the header's `offset`).
+pub const LEASE_BREAK: u64 = 1;
+/// Give the lease back.
+pub const LEASE_RELEASE: u64 = 2;
+/// A renewal of a lease the client held (accepted during the grace
+/// period after an MDT restart, when new leases wait).
+pub const LEASE_RENEW: u64 = 4;
+
+/// Writes a list of numbers as `a,b,c` ("" when empty).
+fn join_numbers<T: ToString>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Reads a list written by [`join_numbers`].
+pub fn parse_numbers<T: FromStr>(text: &str) -> Result<Vec<T>> {
+    text.split(',')
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse()
+                .map_err(|_| Error::new(libc::EUCLEAN, format!("bad number '{t}' in a record")))
+        })
+        .collect()
 }
 
 /// One copy or shard's OST.
@@ -180,7 +222,9 @@ impl ObjectRecord {
             .set("size", self.size)
             .set("chunk_size", self.chunk_size)
             .set("layout", self.layout)
-            .set("shards", self.placement.len());
+            .set("shards", self.placement.len())
+            .set("stale", join_numbers(&self.stale))
+            .set("dirty", join_numbers(&self.dirty));
         for (i, placed) in self.placement.iter().enumerate() {
             record
                 .set(&format!("shard.{i:02}.ost"), placed.ost)
@@ -218,7 +262,14 @@ impl ObjectRecord {
             chunk_size: record.get("chunk_size")?,
             layout,
             placement,
+            stale: parse_numbers(record.get_str("stale").unwrap_or(""))?,
+            dirty: parse_numbers(record.get_str("dirty").unwrap_or(""))?,
         })
+    }
+
+    /// Whether copy or shard `i` is marked stale.
+    pub fn is_stale(&self, i: usize) -> bool {
+        self.stale.contains(&i)
     }
 }
 
@@ -263,6 +314,48 @@ pub fn place(map: &ClusterMap, layout: Layout, size: u64) -> Result<Vec<Placed>>
             addr: o.addr.clone(),
         })
         .collect())
+}
+
+/// A new OST for shard `i` of `record` (whose OST is gone): one that is
+/// up, has room and holds no other shard of the object, in a failure
+/// domain the others do not use when there is one.
+pub fn replacement(map: &ClusterMap, record: &ObjectRecord, i: usize) -> Result<Placed> {
+    let need = record.size / layout_divisor(record.layout);
+    let used: Vec<Uuid> = record.placement.iter().map(|p| p.ost).collect();
+    let domain_of = |id: &Uuid| map.osts.iter().find(|o| o.id == *id).map(|o| &o.domain);
+    let other_domains: Vec<&String> = used
+        .iter()
+        .enumerate()
+        .filter(|&(j, _)| j != i)
+        .filter_map(|(_, id)| domain_of(id))
+        .collect();
+    let mut candidates: Vec<&OstEntry> = map
+        .osts
+        .iter()
+        .filter(|o| o.up && o.free_bytes() >= need && !used.contains(&o.id))
+        .collect();
+    candidates.sort_by_key(|o| {
+        (
+            other_domains.contains(&&o.domain),
+            std::cmp::Reverse(o.free_bytes()),
+            o.id,
+        )
+    });
+    candidates
+        .first()
+        .map(|o| Placed {
+            ost: o.id,
+            addr: o.addr.clone(),
+        })
+        .ok_or_else(|| {
+            Error::new(
+                libc::ENOSPC,
+                format!(
+                    "no OST can take shard {i} of object {}: every OST that is up with room already holds one of its shards",
+                    record.uuid
+                ),
+            )
+        })
 }
 
 /// Share of the object's size one OST stores.
@@ -362,6 +455,8 @@ mod tests {
                     addr: map.osts[1].addr.clone(),
                 },
             ],
+            stale: vec![1],
+            dirty: vec![0, 7],
         };
         assert_eq!(
             ObjectRecord::from_record(&object.to_record()).unwrap(),

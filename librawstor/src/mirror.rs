@@ -142,7 +142,7 @@ pub struct ScrubReport {
 }
 
 impl ScrubReport {
-    fn problem(&mut self, what: String) {
+    pub(crate) fn problem(&mut self, what: String) {
         if self.problems.len() < SCRUB_MAX_PROBLEMS {
             self.problems.push(what);
         } else {
@@ -175,7 +175,12 @@ pub(crate) struct Mirror {
 impl Mirror {
     /// Assembles a mirror from its opened legs (`Err` for those that
     /// could not be opened); at least one must have opened.
-    pub(crate) fn new(uuid: Uuid, legs: Vec<(String, Result<Leg>)>) -> Result<Arc<Self>> {
+    /// `stale` lists legs a rawstor-mdt's record marks stale.
+    pub(crate) fn new(
+        uuid: Uuid,
+        legs: Vec<(String, Result<Leg>)>,
+        stale: &[usize],
+    ) -> Result<Arc<Self>> {
         if legs.iter().all(|(_, l)| l.is_err()) {
             let mut errors = legs.into_iter().map(|(_, l)| l.err().expect("all failed"));
             let first = errors.next().expect("a mirror has legs");
@@ -186,7 +191,7 @@ impl Mirror {
             ));
         }
         let names: Vec<String> = legs.iter().map(|(n, _)| n.clone()).collect();
-        let mut stale = vec![false; legs.len()];
+        let mut stale: Vec<bool> = (0..legs.len()).map(|i| stale.contains(&i)).collect();
         for (i, (_, leg)) in legs.iter().enumerate() {
             let Ok(leg) = leg else { continue };
             let marks = leg.marks();

@@ -114,6 +114,35 @@ pub(crate) fn mdt_lookup(connection: &Connection, uuid: Uuid) -> Result<ObjectRe
     )?)
 }
 
+/// Changes an object's record on the MDT; returns the new record.
+pub(crate) fn mdt_update(
+    connection: &Connection,
+    uuid: Uuid,
+    change: &Record,
+) -> Result<ObjectRecord> {
+    ObjectRecord::from_record(&mdt_call(
+        connection,
+        Opcode::Update,
+        uuid,
+        0,
+        0,
+        change.encode(),
+    )?)
+}
+
+/// Takes, renews, breaks or gives back an object's writer lease
+/// (`flags`: [`crate::mdt::LEASE_BREAK`] and friends).
+pub(crate) fn mdt_lease(connection: &Connection, uuid: Uuid, flags: u64) -> Result<ObjectRecord> {
+    ObjectRecord::from_record(&mdt_call(
+        connection,
+        Opcode::Lease,
+        uuid,
+        flags,
+        0,
+        Vec::new(),
+    )?)
+}
+
 /// Drops an object's record on the MDT.
 pub(crate) fn mdt_forget(connection: &Connection, uuid: Uuid) -> Result<()> {
     call(connection, |done| {

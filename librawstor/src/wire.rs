@@ -108,6 +108,14 @@ pub enum Opcode {
     Lookup = 35,
     /// rawstor-mdt: drop an object's record.
     Forget = 36,
+    /// rawstor-mdt: change an object's record (payload: `stale_add`,
+    /// `dirty_add`, `dirty_clear`, `size`, `replace`, `repaired`); reply
+    /// payload the new record.
+    Update = 37,
+    /// rawstor-mdt: take, renew, break or give back an object's writer
+    /// lease (`offset` = [`crate::mdt::LEASE_BREAK`] and friends); reply
+    /// payload the object's record.
+    Lease = 38,
 }
 
 impl Opcode {
@@ -132,6 +140,8 @@ impl Opcode {
             34 => Self::Place,
             35 => Self::Lookup,
             36 => Self::Forget,
+            37 => Self::Update,
+            38 => Self::Lease,
             _ => return None,
         })
     }

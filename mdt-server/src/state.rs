@@ -10,7 +10,13 @@
 //! request is answered. Capacity, usage and liveness come from heartbeats
 //! and live in memory only: OSTs heartbeat every second, so a restarted
 //! MDT knows them again within seconds.
+//!
+//! Writer leases live in memory too. A restarted MDT has forgotten them,
+//! so for one lease lifetime it grants only renewals (writers that held a
+//! lease take it back) and tells new writers to retry: no second writer
+//! slips in while the first one's renewal is on its way.
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -44,8 +50,13 @@ pub struct Mdt {
     id: Uuid,
     heartbeat_timeout: Duration,
     map: Mutex<MapState>,
-    /// Serialises object record changes (create, forget).
+    /// Serialises object record changes (create, update, forget).
     objects: Mutex<()>,
+    /// Writer leases: object → (client session, expiry).
+    leases: Mutex<HashMap<Uuid, (u64, Instant)>>,
+    started: Instant,
+    /// Objects created since the start: nobody held their lease before.
+    born: Mutex<std::collections::HashSet<Uuid>>,
 }
 
 impl Mdt {
@@ -88,6 +99,9 @@ impl Mdt {
             heartbeat_timeout,
             map: Mutex::new(MapState { version, members }),
             objects: Mutex::new(()),
+            leases: Mutex::new(HashMap::new()),
+            started: Instant::now(),
+            born: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -110,6 +124,11 @@ impl Mdt {
             Opcode::Place => self.place(session, header, payload),
             Opcode::Lookup => Ok(self.lookup(header.uuid())?.to_record().encode()),
             Opcode::Forget => self.forget(header.uuid()).map(|()| Vec::new()),
+            Opcode::Update => Ok(self.update(header.uuid(), payload)?.encode()),
+            Opcode::Lease => Ok(self
+                .lease(session, header.uuid(), header.offset)?
+                .to_record()
+                .encode()),
             _ => Err(Error::new(
                 libc::EOPNOTSUPP,
                 format!("{op:?} is a rawstor-ost request; this is a rawstor-mdt"),
@@ -186,12 +205,6 @@ impl Mdt {
             .get_str("layout")
             .ok_or_else(|| Error::invalid("Place without a layout"))?
             .parse()?;
-        if let Layout::Erasure { .. } = layout {
-            return Err(Error::new(
-                libc::EOPNOTSUPP,
-                format!("layout {layout}: erasure coding is not implemented in this version yet"),
-            ));
-        }
         let creator = format!("{session:016x}.{:016x}", header.request_id);
         let _serial = self.objects.lock();
         let rel = object_file(uuid);
@@ -213,6 +226,8 @@ impl Mdt {
             chunk_size: header.offset,
             layout,
             placement,
+            stale: Vec::new(),
+            dirty: Vec::new(),
         };
         let encoded = record_with_creator(&record, &creator);
         if let Err(err) = control::write(&self.copies, &rel, 1, &encoded) {
@@ -220,6 +235,7 @@ impl Mdt {
             self.unlink_record(uuid);
             return Err(err);
         }
+        self.born.lock().insert(uuid);
         Ok(encoded.encode())
     }
 
@@ -253,7 +269,122 @@ impl Mdt {
         }
     }
 
+    /// Applies a change to an object's record and returns the new one.
+    fn update(&self, uuid: Uuid, payload: &[u8]) -> Result<Record> {
+        let change = Record::decode(payload)?;
+        let numbers = |key: &str| mdt::parse_numbers::<u64>(change.get_str(key).unwrap_or(""));
+        let _serial = self.objects.lock();
+        let rel = object_file(uuid);
+        let Some((version, mut stored)) = control::read(&self.copies, &rel, |_| Ok(()))?.best
+        else {
+            return Err(Error::new(
+                libc::ENOENT,
+                format!("object {uuid} does not exist"),
+            ));
+        };
+        let mut record = ObjectRecord::from_record(&stored)?;
+        let width = record.placement.len();
+        let shard = |i: u64| -> Result<usize> {
+            usize::try_from(i)
+                .ok()
+                .filter(|&i| i < width)
+                .ok_or_else(|| Error::invalid(format!("object {uuid} has no shard {i}")))
+        };
+        for i in numbers("stale_add")? {
+            let i = shard(i)?;
+            if !record.stale.contains(&i) {
+                eprintln!("rawstor-mdt: object {uuid}: shard {i} is stale");
+                record.stale.push(i);
+            }
+        }
+        for i in numbers("repaired")? {
+            let i = shard(i)?;
+            record.stale.retain(|&s| s != i);
+        }
+        if let Some(i) = change.get_str("replace") {
+            let i = shard(
+                i.parse()
+                    .map_err(|_| Error::invalid("bad shard to replace"))?,
+            )?;
+            let replacement = mdt::replacement(&self.cluster_map(), &record, i)?;
+            eprintln!(
+                "rawstor-mdt: object {uuid}: shard {i} moves from OST {} to OST {}",
+                record.placement[i].ost, replacement.ost
+            );
+            record.placement[i] = replacement;
+            if !record.stale.contains(&i) {
+                record.stale.push(i);
+            }
+        }
+        record.dirty.extend(numbers("dirty_add")?);
+        let clear = numbers("dirty_clear")?;
+        record.dirty.retain(|r| !clear.contains(r));
+        record.dirty.sort_unstable();
+        record.dirty.dedup();
+        record.stale.sort_unstable();
+        if change.get_str("size").is_some() {
+            record.size = change.get("size")?;
+        }
+        let creator = stored.get_str("creator").unwrap_or("").to_string();
+        stored = record_with_creator(&record, &creator);
+        control::write(&self.copies, &rel, version + 1, &stored)?;
+        self.refresh_addresses(&mut record);
+        Ok(record.to_record())
+    }
+
+    /// Takes, renews, breaks or gives back the writer lease of an object
+    /// for the client `session`; returns the object's record.
+    fn lease(&self, session: u64, uuid: Uuid, flags: u64) -> Result<ObjectRecord> {
+        let record = self.lookup(uuid)?;
+        let now = Instant::now();
+        let ttl = Duration::from_millis(mdt::LEASE_TTL_MS);
+        let mut leases = self.leases.lock();
+        let holder = leases
+            .get(&uuid)
+            .filter(|(_, expires)| *expires > now)
+            .map(|(s, _)| *s);
+        if flags & mdt::LEASE_RELEASE != 0 {
+            if holder == Some(session) {
+                leases.remove(&uuid);
+            }
+            return Ok(record);
+        }
+        match holder {
+            Some(other) if other != session => {
+                if flags & mdt::LEASE_BREAK == 0 {
+                    return Err(Error::new(
+                        libc::EBUSY,
+                        format!(
+                            "object {uuid} has a writer (client {other:016x}); a second writer must break its lease"
+                        ),
+                    ));
+                }
+                eprintln!(
+                    "rawstor-mdt: object {uuid}: client {session:016x} breaks the lease of client {other:016x}"
+                );
+            }
+            Some(_) => {}
+            None => {
+                let up = now.duration_since(self.started);
+                let new_object = self.born.lock().contains(&uuid);
+                if up < ttl && flags & mdt::LEASE_RENEW == 0 && !new_object {
+                    return Err(Error::new(
+                        libc::EAGAIN,
+                        format!(
+                            "rawstor-mdt restarted {} ms ago: leases held before it are being renewed; new writers may start in {} ms",
+                            up.as_millis(),
+                            (ttl - up).as_millis()
+                        ),
+                    ));
+                }
+            }
+        }
+        leases.insert(uuid, (session, now + ttl));
+        Ok(record)
+    }
+
     fn forget(&self, uuid: Uuid) -> Result<()> {
+        self.leases.lock().remove(&uuid);
         let _serial = self.objects.lock();
         if !self.unlink_record(uuid) {
             return Err(Error::new(

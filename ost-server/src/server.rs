@@ -574,7 +574,9 @@ impl Server {
             | Opcode::ClusterMap
             | Opcode::Place
             | Opcode::Lookup
-            | Opcode::Forget => Err(Error::new(
+            | Opcode::Forget
+            | Opcode::Update
+            | Opcode::Lease => Err(Error::new(
                 libc::EOPNOTSUPP,
                 format!("{op:?} is a rawstor-mdt request; this is a rawstor-ost"),
             )),

@@ -183,7 +183,7 @@ impl Queue {
         };
         let backend = match &object.inner.backend {
             Backend::File(backend) => backend,
-            remote @ (Backend::Ost(_) | Backend::Mirror(_)) => {
+            remote @ (Backend::Ost(_) | Backend::Mirror(_) | Backend::Erasure(_)) => {
                 self.note_driver(remote);
                 let inner = Arc::clone(&object.inner);
                 let queue = Arc::clone(&self.shared);
@@ -217,7 +217,7 @@ impl Queue {
         object.inner.instance.event_loop.execute(Box::new(move |_| {
             let result = match &inner.backend {
                 Backend::File(backend) => backend.flush().map(|()| bytes),
-                Backend::Ost(_) | Backend::Mirror(_) => {
+                Backend::Ost(_) | Backend::Mirror(_) | Backend::Erasure(_) => {
                     unreachable!("remote flushes go to the servers")
                 }
             };
@@ -470,6 +470,7 @@ unsafe fn start_remote(remote: &Backend, sqe: &Sqe, finish: Finish) {
     let simple = |op, offset, len, finish| match remote {
         Backend::Ost(o) => o.simple(op, offset, len, finish),
         Backend::Mirror(m) => m.simple(op, offset, len, finish),
+        Backend::Erasure(e) => e.simple(op, offset, len, finish),
         Backend::File(_) => unreachable!("file:// runs inline"),
     };
     match (sqe.opcode, remote) {
@@ -477,11 +478,17 @@ unsafe fn start_remote(remote: &Backend, sqe: &Sqe, finish: Finish) {
         (RAWSTOR_OP_READ | RAWSTOR_OP_READV, Backend::Mirror(m)) => {
             m.read(sqe.offset, bufs, finish)
         }
+        (RAWSTOR_OP_READ | RAWSTOR_OP_READV, Backend::Erasure(e)) => {
+            e.read(sqe.offset, bufs, finish)
+        }
         (RAWSTOR_OP_WRITE | RAWSTOR_OP_WRITEV, Backend::Ost(o)) => {
             o.write(sqe.offset, &bufs, fua, finish)
         }
         (RAWSTOR_OP_WRITE | RAWSTOR_OP_WRITEV, Backend::Mirror(m)) => {
             m.write(sqe.offset, bufs, fua, finish)
+        }
+        (RAWSTOR_OP_WRITE | RAWSTOR_OP_WRITEV, Backend::Erasure(e)) => {
+            e.write(sqe.offset, bufs, fua, finish)
         }
         (RAWSTOR_OP_READ | RAWSTOR_OP_READV | RAWSTOR_OP_WRITE | RAWSTOR_OP_WRITEV, _) => {
             unreachable!("file:// runs inline")

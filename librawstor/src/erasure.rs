@@ -1,0 +1,1423 @@
+//! Erasure-coded objects: layout `ec:K+M` keeps an object in K data shards
+//! and M parity shards, each a plain object on its own OST, and survives
+//! the loss of any M of them.
+//!
+//! **Striping.** The object is cut into units of [`EC_UNIT`] bytes, dealt
+//! round-robin over the data shards: stripe `s` is units `s*K .. s*K+K`,
+//! and unit `s*K + j` lives in data shard `j` at shard offset `s*U`. Parity
+//! shard `p` holds, at the same shard offset, Reed-Solomon parity of the
+//! stripe's K units (reed-solomon-simd). Because the code works byte
+//! position by byte position, any contiguous range of object bytes is one
+//! contiguous range in each shard, and many stripes are encoded (or
+//! rebuilt) in one call over those ranges. A 4 KiB read is one shard read;
+//! a 1 MiB write is one write per shard.
+//!
+//! **Writes** cover whole stripes. Units the write does not fill are read
+//! first (read-modify-write, with the other data units, not the old
+//! parity: the parity is always computed from data). Writes to one stripe
+//! are serialised by stripe locks. A write goes to every shard it changes;
+//! a shard that misses it is recorded stale in the MDT before the write is
+//! acknowledged, and is never read again until repaired. More than M
+//! shards out fails the write.
+//!
+//! **Reads** go to the data shards. A shard that fails (down, stale,
+//! checksum error) is rebuilt from any K others, under the stripe locks.
+//!
+//! **No write hole.** A client killed between the data and parity writes
+//! of a stripe leaves them disagreeing; if a data shard were then lost,
+//! rebuilding it would produce bytes nobody wrote. The MDT keeps a
+//! write-intent bitmap (`dirty` regions of [`INTENT_REGION_BYTES`]): a
+//! writer marks a region before its first write there and clears it after
+//! a flush once the region has been idle. The next writer resyncs left-over
+//! regions (parity recomputed from data) before writing. Until a region is
+//! resynced, rebuilding in it fails with `EIO` instead of guessing; readers
+//! that are not the writer treat regions dirty at open the same way.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::{Condvar, Mutex};
+use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
+
+use crate::error::{Error, Result};
+use crate::mdt::INTENT_REGION_BYTES;
+use crate::mirror::{Leg, ScrubReport};
+use crate::net::RawBuf;
+use crate::pool::{Pool, wait_all};
+use crate::remote::Finish;
+use crate::store::{BLOCK_SIZE, ObjectInfo};
+use crate::uuid::Uuid;
+use crate::wire::Opcode;
+
+/// Bytes of one stripe unit (per shard, per stripe).
+pub const EC_UNIT: u64 = 4096;
+
+/// Bytes of each shard's size for an object of `size` bytes over `data`
+/// data shards: whole stripes.
+pub fn shard_size(size: u64, data: usize) -> u64 {
+    size.div_ceil(EC_UNIT * data as u64) * EC_UNIT
+}
+
+fn codec_error(err: reed_solomon_simd::Error) -> Error {
+    Error::new(libc::EINVAL, format!("Reed-Solomon: {err}"))
+}
+
+thread_local! {
+    static ENCODER: RefCell<Option<ReedSolomonEncoder>> = const { RefCell::new(None) };
+    static DECODER: RefCell<Option<ReedSolomonDecoder>> = const { RefCell::new(None) };
+}
+
+/// Reed-Solomon over K data and M parity shards of equal, even length.
+/// Encoders and decoders are kept per thread and reused.
+#[derive(Debug, Clone, Copy)]
+pub struct Codec {
+    data: usize,
+    parity: usize,
+}
+
+impl Codec {
+    pub fn new(data: usize, parity: usize) -> Result<Self> {
+        if data == 0 || parity == 0 || !ReedSolomonEncoder::supports(data, parity) {
+            return Err(Error::invalid(format!(
+                "ec:{data}+{parity} is not a supported Reed-Solomon code"
+            )));
+        }
+        Ok(Self { data, parity })
+    }
+
+    /// Encodes the data shards and hands the parity shards to `use_parity`
+    /// (borrowed from the encoder: no copy).
+    pub fn encode_with<R>(
+        &self,
+        data: &[&[u8]],
+        use_parity: impl FnOnce(&[&[u8]]) -> R,
+    ) -> Result<R> {
+        let len = data.first().map_or(0, |d| d.len());
+        ENCODER.with_borrow_mut(|slot| {
+            let encoder = match slot {
+                Some(encoder) => {
+                    encoder
+                        .reset(self.data, self.parity, len)
+                        .map_err(codec_error)?;
+                    encoder
+                }
+                None => slot.insert(
+                    ReedSolomonEncoder::new(self.data, self.parity, len).map_err(codec_error)?,
+                ),
+            };
+            for shard in data {
+                encoder.add_original_shard(shard).map_err(codec_error)?;
+            }
+            let result = encoder.encode().map_err(codec_error)?;
+            let parity: Vec<&[u8]> = result.recovery_iter().collect();
+            Ok(use_parity(&parity))
+        })
+    }
+
+    /// The shards `want` (indexes: data `0..K`, parity `K..K+M`) rebuilt
+    /// from `present` (at least K other shards, each `(index, bytes)`).
+    pub fn rebuild(&self, present: &[(usize, &[u8])], want: &[usize]) -> Result<Vec<Vec<u8>>> {
+        let k = self.data;
+        let len = present.first().map_or(0, |(_, b)| b.len());
+        if present.len() < k {
+            return Err(Error::new(
+                libc::EIO,
+                format!("{} shards to rebuild from, {k} needed", present.len()),
+            ));
+        }
+        let mut data: Vec<Option<Vec<u8>>> = vec![None; k];
+        for &(i, bytes) in present.iter().filter(|(i, _)| *i < k) {
+            data[i] = Some(bytes.to_vec());
+        }
+        if data.iter().any(Option::is_none) {
+            DECODER.with_borrow_mut(|slot| -> Result<()> {
+                let decoder = match slot {
+                    Some(decoder) => {
+                        decoder.reset(k, self.parity, len).map_err(codec_error)?;
+                        decoder
+                    }
+                    None => slot
+                        .insert(ReedSolomonDecoder::new(k, self.parity, len).map_err(codec_error)?),
+                };
+                for &(i, bytes) in present.iter().take(k) {
+                    if i < k {
+                        decoder.add_original_shard(i, bytes).map_err(codec_error)?;
+                    } else {
+                        decoder
+                            .add_recovery_shard(i - k, bytes)
+                            .map_err(codec_error)?;
+                    }
+                }
+                let result = decoder.decode().map_err(codec_error)?;
+                for (i, restored) in result.restored_original_iter() {
+                    data[i] = Some(restored.to_vec());
+                }
+                Ok(())
+            })?;
+        }
+        let data: Vec<Vec<u8>> = data
+            .into_iter()
+            .map(|d| d.ok_or_else(|| Error::new(libc::EIO, "a data shard was not rebuilt")))
+            .collect::<Result<_>>()?;
+        let parity = if want.iter().any(|&i| i >= k) {
+            let refs: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
+            self.encode_with(&refs, |p| p.iter().map(|s| s.to_vec()).collect())?
+        } else {
+            Vec::new()
+        };
+        Ok(want
+            .iter()
+            .map(|&i| {
+                if i < k {
+                    data[i].clone()
+                } else {
+                    parity[i - k].clone()
+                }
+            })
+            .collect())
+    }
+}
+
+/// What an erasure-coded object tells its rawstor-mdt (implemented by the
+/// client for objects with a record).
+pub(crate) trait Journal: Send + Sync {
+    /// Before a change to `len` bytes at `offset`: the writer lease is
+    /// held and their regions are marked in the write-intent bitmap.
+    /// Returns, once, the regions a previous writer left marked.
+    fn before_write(&self, offset: u64, len: u64) -> Result<Vec<u64>>;
+    /// The change started by [`Journal::before_write`] is done.
+    fn after_write(&self, offset: u64, len: u64);
+    /// Shards that missed a write: recorded before it is acknowledged.
+    fn mark_stale(&self, shards: &[usize]) -> Result<()>;
+    /// A flush that started at `started` succeeded: regions idle since
+    /// may be cleared (except `keep`).
+    fn flushed(&self, started: std::time::Instant, keep: &BTreeSet<u64>);
+    /// The object's new size.
+    fn set_size(&self, size: u64) -> Result<()>;
+    /// Repaired shards are no longer stale; resynced regions are clean.
+    fn repaired(&self, shards: &[usize], regions: &[u64]) -> Result<()>;
+    /// The object is closed: flushed regions are cleared, the lease goes.
+    fn release(&self);
+}
+
+/// Locks on ranges of stripes: writes (and rebuilding reads) of
+/// overlapping stripes run one at a time.
+#[derive(Default)]
+struct StripeLocks {
+    held: Mutex<Vec<(u64, u64)>>,
+    freed: Condvar,
+}
+
+struct StripeGuard<'a> {
+    locks: &'a StripeLocks,
+    range: (u64, u64),
+}
+
+impl StripeLocks {
+    fn lock(&self, first: u64, end: u64) -> StripeGuard<'_> {
+        let mut held = self.held.lock();
+        while held.iter().any(|&(a, b)| a < end && first < b) {
+            self.freed.wait(&mut held);
+        }
+        held.push((first, end));
+        StripeGuard {
+            locks: self,
+            range: (first, end),
+        }
+    }
+}
+
+impl Drop for StripeGuard<'_> {
+    fn drop(&mut self) {
+        let mut held = self.locks.held.lock();
+        if let Some(i) = held.iter().position(|&r| r == self.range) {
+            held.swap_remove(i);
+        }
+        self.locks.freed.notify_all();
+    }
+}
+
+/// Object bytes in one data shard: `len` bytes at `shard_offset`, at
+/// `pos` bytes into the operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Piece {
+    shard: usize,
+    shard_offset: u64,
+    pos: u64,
+    len: u64,
+}
+
+/// Errors that another shard would repeat: the caller's, not the shard's.
+fn caller_error(err: &Error) -> bool {
+    matches!(err.errno(), libc::ENXIO | libc::EINVAL | libc::ERANGE)
+}
+
+/// Bytes a scrub or repair handles per shard at a time.
+const STEP_BYTES: u64 = 1 << 20;
+/// Zeros written at a time by discards of partial stripes.
+const ZERO_BYTES: usize = 1 << 20;
+
+/// The RawBufs covering `len` bytes at `pos` into `bufs`.
+fn slice_bufs(bufs: &[RawBuf], mut pos: u64, mut len: u64, out: &mut Vec<RawBuf>) {
+    for b in bufs {
+        if len == 0 {
+            break;
+        }
+        let blen = b.len as u64;
+        if pos >= blen {
+            pos -= blen;
+            continue;
+        }
+        let n = (blen - pos).min(len);
+        out.push(RawBuf {
+            // SAFETY: pos < b.len, so the pointer stays inside the buffer.
+            ptr: unsafe { b.ptr.add(pos as usize) },
+            len: n as usize,
+        });
+        len -= n;
+        pos = 0;
+    }
+}
+
+/// Copies `data` into `bufs` at `pos`.
+fn scatter(bufs: &[RawBuf], pos: u64, data: &[u8]) {
+    let mut parts = Vec::new();
+    slice_bufs(bufs, pos, data.len() as u64, &mut parts);
+    let mut at = 0;
+    for p in parts {
+        // SAFETY: the caller lends `bufs` writable for the operation.
+        unsafe { std::ptr::copy_nonoverlapping(data[at..].as_ptr(), p.ptr, p.len) };
+        at += p.len;
+    }
+}
+
+/// Copies from `bufs` at `pos` into `out`.
+fn gather(bufs: &[RawBuf], pos: u64, out: &mut [u8]) {
+    let mut parts = Vec::new();
+    slice_bufs(bufs, pos, out.len() as u64, &mut parts);
+    let mut at = 0;
+    for p in parts {
+        // SAFETY: the caller lends `bufs` readable for the operation.
+        unsafe { std::ptr::copy_nonoverlapping(p.ptr, out[at..].as_mut_ptr(), p.len) };
+        at += p.len;
+    }
+}
+
+fn total_len(bufs: &[RawBuf]) -> u64 {
+    bufs.iter().map(|b| b.len as u64).sum()
+}
+
+/// An erasure-coded object open in this instance.
+pub(crate) struct Erasure {
+    uuid: Uuid,
+    codec: Codec,
+    chunk_size: u64,
+    size: AtomicU64,
+    /// Shard names (`ost-id:<uuid>`) and their legs; `None` for shards
+    /// that could not be opened. Data shards first, then parity.
+    shards: Vec<(String, Option<Leg>)>,
+    /// Shards that missed writes (from the record, then as seen).
+    stale: Mutex<Vec<bool>>,
+    /// Regions where rebuilding is refused: dirty at open (another writer
+    /// may be mid-stripe) or left by a dead writer and not resyncable.
+    suspect: Mutex<BTreeSet<u64>>,
+    locks: StripeLocks,
+    journal: Arc<dyn Journal>,
+    pool: Arc<Pool>,
+}
+
+impl Erasure {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        uuid: Uuid,
+        codec: Codec,
+        size: u64,
+        chunk_size: u64,
+        shards: Vec<(String, Result<Leg>)>,
+        stale: &[usize],
+        dirty: &[u64],
+        journal: Arc<dyn Journal>,
+        pool: Arc<Pool>,
+    ) -> Result<Arc<Self>> {
+        let mut marks = vec![false; shards.len()];
+        for &i in stale {
+            if let Some(m) = marks.get_mut(i) {
+                *m = true;
+            }
+        }
+        let shards: Vec<(String, Option<Leg>)> = shards
+            .into_iter()
+            .map(|(name, leg)| {
+                if let Err(e) = &leg {
+                    crate::log::warn(&format!(
+                        "shard {name} of object {uuid} is unavailable: {e}"
+                    ));
+                }
+                (name, leg.ok())
+            })
+            .collect();
+        let usable = shards
+            .iter()
+            .zip(&marks)
+            .filter(|((_, leg), st)| leg.is_some() && !**st)
+            .count();
+        if usable < codec.data {
+            return Err(Error::new(
+                libc::EIO,
+                format!(
+                    "object {uuid}: only {usable} of its {} shards are usable, {} are needed (bring OSTs back, then run 'rawstor repair')",
+                    shards.len(),
+                    codec.data
+                ),
+            ));
+        }
+        Ok(Arc::new(Self {
+            uuid,
+            codec,
+            chunk_size,
+            size: AtomicU64::new(size),
+            shards,
+            stale: Mutex::new(marks),
+            suspect: Mutex::new(dirty.iter().copied().collect()),
+            locks: StripeLocks::default(),
+            journal,
+            pool,
+        }))
+    }
+
+    fn k(&self) -> usize {
+        self.codec.data
+    }
+
+    fn stripe_bytes(&self) -> u64 {
+        EC_UNIT * self.k() as u64
+    }
+
+    pub(crate) fn info(&self) -> ObjectInfo {
+        ObjectInfo {
+            uuid: self.uuid,
+            size: self.size.load(Ordering::Acquire),
+            chunk_size: self.chunk_size,
+            block_size: BLOCK_SIZE,
+        }
+    }
+
+    /// Gives back the writer lease (the user closed the object).
+    pub(crate) fn release(&self) {
+        self.journal.release();
+    }
+
+    /// Which shards are stale, as this opening sees it.
+    pub(crate) fn stale_shards(&self) -> Vec<usize> {
+        let stale = self.stale.lock();
+        (0..stale.len()).filter(|&i| stale[i]).collect()
+    }
+
+    fn usable(&self, i: usize) -> Option<&Leg> {
+        if self.stale.lock()[i] {
+            return None;
+        }
+        self.shards[i].1.as_ref()
+    }
+
+    fn check_range(&self, what: &str, offset: u64, len: u64) -> Result<()> {
+        let size = self.size.load(Ordering::Acquire);
+        if offset.checked_add(len).is_none_or(|end| end > size) {
+            return Err(Error::new(
+                libc::ENXIO,
+                format!(
+                    "{what} of {len} bytes at offset {offset} is past the end of object {} ({size} bytes)",
+                    self.uuid
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The pieces of object bytes `offset..offset+len`.
+    fn pieces(&self, offset: u64, len: u64) -> Vec<Piece> {
+        let k = self.k() as u64;
+        let mut pieces = Vec::new();
+        let mut at = offset;
+        let end = offset + len;
+        while at < end {
+            let unit = at / EC_UNIT;
+            let within = at % EC_UNIT;
+            let n = (EC_UNIT - within).min(end - at);
+            pieces.push(Piece {
+                shard: (unit % k) as usize,
+                shard_offset: (unit / k) * EC_UNIT + within,
+                pos: at - offset,
+                len: n,
+            });
+            at += n;
+        }
+        pieces
+    }
+
+    /// Per data shard, the shard range the pieces cover (contiguous).
+    fn spans(&self, pieces: &[Piece]) -> Vec<Option<(u64, u64)>> {
+        let mut spans: Vec<Option<(u64, u64)>> = vec![None; self.k()];
+        for p in pieces {
+            let end = p.shard_offset + p.len;
+            spans[p.shard] = Some(match spans[p.shard] {
+                None => (p.shard_offset, end),
+                Some((a, b)) => (a.min(p.shard_offset), b.max(end)),
+            });
+        }
+        spans
+    }
+
+    fn mark_stale(&self, missed: &[usize]) -> Result<()> {
+        {
+            let mut stale = self.stale.lock();
+            for &i in missed {
+                stale[i] = true;
+            }
+        }
+        for &i in missed {
+            crate::log::warn(&format!(
+                "shard {} of object {} missed a write; it is marked stale until repaired",
+                self.shards[i].0, self.uuid
+            ));
+        }
+        self.journal.mark_stale(missed).map_err(|e| {
+            Error::new(
+                libc::EIO,
+                format!(
+                    "object {}: a shard missed a write and the MDT could not record it: {e}",
+                    self.uuid
+                ),
+            )
+        })
+    }
+
+    // ---- asynchronous entry points (the queue's) ----
+
+    pub(crate) fn read(self: &Arc<Self>, offset: u64, bufs: Vec<RawBuf>, finish: Finish) {
+        let me = Arc::clone(self);
+        self.pool.run(move || finish(me.read_sync(offset, &bufs)));
+    }
+
+    pub(crate) fn write(
+        self: &Arc<Self>,
+        offset: u64,
+        bufs: Vec<RawBuf>,
+        fua: bool,
+        finish: Finish,
+    ) {
+        let me = Arc::clone(self);
+        self.pool
+            .run(move || finish(me.write_sync(offset, &bufs, fua)));
+    }
+
+    pub(crate) fn simple(self: &Arc<Self>, op: Opcode, offset: u64, len: u64, finish: Finish) {
+        let me = Arc::clone(self);
+        self.pool
+            .run(move || finish(me.simple_sync(op, offset, len)));
+    }
+
+    // ---- blocking implementations ----
+
+    pub(crate) fn read_sync(&self, offset: u64, bufs: &[RawBuf]) -> Result<u64> {
+        let len = total_len(bufs);
+        self.check_range("read", offset, len)?;
+        if len == 0 {
+            return Ok(0);
+        }
+        let pieces = self.pieces(offset, len);
+        let spans = self.spans(&pieces);
+        let mut targets: Vec<Vec<RawBuf>> = (0..self.k()).map(|_| Vec::new()).collect();
+        for p in &pieces {
+            slice_bufs(bufs, p.pos, p.len, &mut targets[p.shard]);
+        }
+        let mut failed = Vec::new();
+        let mut starts: Vec<Box<dyn FnOnce(Finish) + '_>> = Vec::new();
+        let mut started = Vec::new();
+        for (j, span) in spans.iter().enumerate() {
+            let Some((lo, _)) = *span else { continue };
+            match self.usable(j) {
+                Some(leg) => {
+                    let target = &targets[j];
+                    starts.push(Box::new(move |f| leg.read(lo, target, f)));
+                    started.push(j);
+                }
+                None => failed.push(j),
+            }
+        }
+        for (j, result) in started.into_iter().zip(wait_all(starts)) {
+            match result {
+                Ok(_) => {}
+                Err(err) if caller_error(&err) => return Err(err),
+                Err(err) => {
+                    crate::log::warn(&format!(
+                        "read of shard {} of object {} failed ({err}); rebuilding it from the others",
+                        self.shards[j].0, self.uuid
+                    ));
+                    if err.errno() == libc::ESTALE {
+                        self.stale.lock()[j] = true;
+                    }
+                    failed.push(j);
+                }
+            }
+        }
+        if failed.is_empty() {
+            return Ok(len);
+        }
+        let lo = failed
+            .iter()
+            .filter_map(|&j| spans[j].map(|s| s.0))
+            .min()
+            .expect("failed shards have spans");
+        let hi = failed
+            .iter()
+            .filter_map(|&j| spans[j].map(|s| s.1))
+            .max()
+            .expect("failed shards have spans");
+        let (lo, hi) = (lo / EC_UNIT * EC_UNIT, hi.div_ceil(EC_UNIT) * EC_UNIT);
+        let _guard = self.locks.lock(lo / EC_UNIT, hi / EC_UNIT);
+        let rebuilt = self.rebuild(&failed, lo, hi)?;
+        for p in pieces.iter() {
+            if let Some(r) = failed.iter().position(|&j| j == p.shard) {
+                let at = (p.shard_offset - lo) as usize;
+                scatter(bufs, p.pos, &rebuilt[r][at..at + p.len as usize]);
+            }
+        }
+        Ok(len)
+    }
+
+    /// Refuses to rebuild shard range `lo..hi` when it touches a suspect
+    /// region (a writer may have left its stripes half-written).
+    fn check_rebuildable(&self, lo: u64, hi: u64) -> Result<()> {
+        let suspect = self.suspect.lock();
+        if suspect.is_empty() {
+            return Ok(());
+        }
+        let first = lo / EC_UNIT * self.stripe_bytes() / INTENT_REGION_BYTES;
+        let last = (hi.max(lo + 1) - 1) / EC_UNIT * self.stripe_bytes() / INTENT_REGION_BYTES;
+        if let Some(region) = suspect.range(first..=last).next() {
+            return Err(Error::new(
+                libc::EIO,
+                format!(
+                    "object {}: bytes from {} on need a shard rebuilt, but a writer may have left those stripes half-written (write-intent region {region} is not resynced): refusing to guess; bring the shard back, then run 'rawstor repair'",
+                    self.uuid,
+                    region * INTENT_REGION_BYTES
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Shards `want` over shard range `lo..hi` (whole units), rebuilt from
+    /// K other usable shards. The caller holds the stripe locks.
+    fn rebuild(&self, want: &[usize], lo: u64, hi: u64) -> Result<Vec<Vec<u8>>> {
+        self.check_rebuildable(lo, hi)?;
+        let len = (hi - lo) as usize;
+        let k = self.k();
+        let mut candidates: Vec<usize> = (0..self.shards.len())
+            .filter(|i| !want.contains(i) && self.usable(*i).is_some())
+            .collect();
+        let mut present: Vec<(usize, Vec<u8>)> = Vec::new();
+        let mut errors = Vec::new();
+        while present.len() < k && !candidates.is_empty() {
+            let take: Vec<usize> = candidates
+                .drain(..(k - present.len()).min(candidates.len()))
+                .collect();
+            let mut bufs: Vec<Vec<u8>> = take.iter().map(|_| vec![0u8; len]).collect();
+            let raws: Vec<[RawBuf; 1]> = bufs
+                .iter_mut()
+                .map(|b| {
+                    [RawBuf {
+                        ptr: b.as_mut_ptr(),
+                        len,
+                    }]
+                })
+                .collect();
+            let starts: Vec<Box<dyn FnOnce(Finish) + '_>> = take
+                .iter()
+                .zip(&raws)
+                .map(|(&i, raw)| -> Box<dyn FnOnce(Finish) + '_> {
+                    let leg = self.shards[i].1.as_ref().expect("usable shards are open");
+                    Box::new(move |f| leg.read(lo, raw, f))
+                })
+                .collect();
+            let results = wait_all(starts);
+            for ((i, buf), result) in take.into_iter().zip(bufs).zip(results) {
+                match result {
+                    Ok(_) => present.push((i, buf)),
+                    Err(err) => {
+                        if err.errno() == libc::ESTALE {
+                            self.stale.lock()[i] = true;
+                        }
+                        errors.push(format!("{}: {err}", self.shards[i].0));
+                    }
+                }
+            }
+        }
+        if present.len() < k {
+            return Err(Error::new(
+                libc::EIO,
+                format!(
+                    "object {}: cannot rebuild shard bytes {lo}..{hi}: {} of the {k} shards needed could be read{}{}",
+                    self.uuid,
+                    present.len(),
+                    if errors.is_empty() { "" } else { " (" },
+                    if errors.is_empty() {
+                        String::new()
+                    } else {
+                        errors.join("; ") + ")"
+                    }
+                ),
+            ));
+        }
+        let refs: Vec<(usize, &[u8])> = present.iter().map(|(i, b)| (*i, b.as_slice())).collect();
+        self.codec.rebuild(&refs, want)
+    }
+
+    /// Fills `data[j][lo-base..hi-base]` for each `(j, lo, hi)` from data
+    /// shard `j`, rebuilding what cannot be read. Stripe locks are held.
+    fn read_ranges(
+        &self,
+        need: &[(usize, u64, u64)],
+        data: &mut [Vec<u8>],
+        base: u64,
+    ) -> Result<()> {
+        let mut failed = Vec::new();
+        {
+            let mut raws: Vec<(usize, u64, u64, [RawBuf; 1])> = Vec::new();
+            for &(j, lo, hi) in need {
+                if self.usable(j).is_none() {
+                    failed.push((j, lo, hi));
+                    continue;
+                }
+                let slice = &mut data[j][(lo - base) as usize..(hi - base) as usize];
+                raws.push((
+                    j,
+                    lo,
+                    hi,
+                    [RawBuf {
+                        ptr: slice.as_mut_ptr(),
+                        len: slice.len(),
+                    }],
+                ));
+            }
+            let starts: Vec<Box<dyn FnOnce(Finish) + '_>> = raws
+                .iter()
+                .map(|(j, lo, _, raw)| -> Box<dyn FnOnce(Finish) + '_> {
+                    let leg = self.shards[*j].1.as_ref().expect("usable shards are open");
+                    Box::new(move |f| leg.read(*lo, raw, f))
+                })
+                .collect();
+            for ((j, lo, hi, _), result) in raws.iter().zip(wait_all(starts)) {
+                match result {
+                    Ok(_) => {}
+                    Err(err) if caller_error(&err) => return Err(err),
+                    Err(err) => {
+                        crate::log::warn(&format!(
+                            "read of shard {} of object {} failed ({err}); rebuilding it from the others",
+                            self.shards[*j].0, self.uuid
+                        ));
+                        if err.errno() == libc::ESTALE {
+                            self.stale.lock()[*j] = true;
+                        }
+                        failed.push((*j, *lo, *hi));
+                    }
+                }
+            }
+        }
+        for (j, lo, hi) in failed {
+            let (alo, ahi) = (lo / EC_UNIT * EC_UNIT, hi.div_ceil(EC_UNIT) * EC_UNIT);
+            let rebuilt = self.rebuild(&[j], alo, ahi)?;
+            data[j][(lo - base) as usize..(hi - base) as usize]
+                .copy_from_slice(&rebuilt[0][(lo - alo) as usize..(hi - alo) as usize]);
+        }
+        Ok(())
+    }
+
+    /// Resyncs regions a previous writer left marked: parity recomputed
+    /// from the data shards. Regions that cannot be (a data shard is out)
+    /// stay suspect. Returns the regions resynced.
+    fn resync(&self, regions: &[u64]) -> Vec<u64> {
+        let mut done = Vec::new();
+        let stripe = self.stripe_bytes();
+        let size = self.size.load(Ordering::Acquire);
+        for &region in regions {
+            let start = region * INTENT_REGION_BYTES;
+            if start >= size {
+                done.push(region);
+                continue;
+            }
+            let end = (start + INTENT_REGION_BYTES).min(size.div_ceil(stripe) * stripe);
+            let (lo, hi) = (start / stripe * EC_UNIT, end / stripe * EC_UNIT);
+            let _guard = self.locks.lock(lo / EC_UNIT, hi / EC_UNIT);
+            let outcome = (0..self.k())
+                .all(|j| self.usable(j).is_some())
+                .then(|| self.rewrite_parity(lo, hi));
+            match outcome {
+                Some(Ok(())) => {
+                    self.suspect.lock().remove(&region);
+                    done.push(region);
+                }
+                Some(Err(err)) => crate::log::warn(&format!(
+                    "object {}: write-intent region {region} could not be resynced: {err}",
+                    self.uuid
+                )),
+                None => {
+                    crate::log::warn(&format!(
+                        "object {}: write-intent region {region} was left by a writer that stopped, and a data shard is out: it stays unrebuildable until 'rawstor repair'",
+                        self.uuid
+                    ));
+                    self.suspect.lock().insert(region);
+                }
+            }
+        }
+        done
+    }
+
+    /// Reads the data shards over `lo..hi` and rewrites the parity from
+    /// them (stripe locks held; every data shard usable).
+    fn rewrite_parity(&self, lo: u64, hi: u64) -> Result<()> {
+        let k = self.k();
+        let mut data: Vec<Vec<u8>> = (0..k).map(|_| vec![0u8; (hi - lo) as usize]).collect();
+        let need: Vec<(usize, u64, u64)> = (0..k).map(|j| (j, lo, hi)).collect();
+        // The stripes are suspect: read, never rebuild.
+        self.read_ranges_strict(&need, &mut data, lo)?;
+        let refs: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
+        let missed = self.codec.encode_with(&refs, |parity| {
+            let parity_shards: Vec<usize> = (k..self.shards.len()).collect();
+            self.write_shards(
+                parity_shards
+                    .iter()
+                    .zip(parity)
+                    .map(|(&i, p)| (i, lo, *p))
+                    .collect(),
+                false,
+            )
+        })??;
+        self.settle(&missed)
+    }
+
+    /// Like [`Erasure::read_ranges`], but fails instead of rebuilding.
+    fn read_ranges_strict(
+        &self,
+        need: &[(usize, u64, u64)],
+        data: &mut [Vec<u8>],
+        base: u64,
+    ) -> Result<()> {
+        let mut raws = Vec::new();
+        for &(j, lo, hi) in need {
+            let slice = &mut data[j][(lo - base) as usize..(hi - base) as usize];
+            raws.push((
+                j,
+                lo,
+                [RawBuf {
+                    ptr: slice.as_mut_ptr(),
+                    len: slice.len(),
+                }],
+            ));
+        }
+        let mut starts: Vec<Box<dyn FnOnce(Finish) + '_>> = Vec::new();
+        for (j, lo, raw) in &raws {
+            let Some(leg) = self.usable(*j) else {
+                return Err(Error::new(
+                    libc::EIO,
+                    format!("shard {} is out", self.shards[*j].0),
+                ));
+            };
+            starts.push(Box::new(move |f| leg.read(*lo, raw, f)));
+        }
+        for result in wait_all(starts) {
+            result?;
+        }
+        Ok(())
+    }
+
+    /// Writes `(shard, shard offset, bytes)` to each usable shard in
+    /// parallel. Returns the shards that missed their write (out, stale
+    /// or failed), or a caller error.
+    fn write_shards(&self, writes: Vec<(usize, u64, &[u8])>, fua: bool) -> Result<Vec<usize>> {
+        let mut missed = Vec::new();
+        let mut raws = Vec::new();
+        for (i, at, bytes) in writes {
+            if self.usable(i).is_none() {
+                missed.push(i);
+                continue;
+            }
+            raws.push((
+                i,
+                at,
+                [RawBuf {
+                    ptr: bytes.as_ptr().cast_mut(),
+                    len: bytes.len(),
+                }],
+            ));
+        }
+        let starts: Vec<Box<dyn FnOnce(Finish) + '_>> = raws
+            .iter()
+            .map(|(i, at, raw)| -> Box<dyn FnOnce(Finish) + '_> {
+                let leg = self.shards[*i].1.as_ref().expect("usable shards are open");
+                Box::new(move |f| leg.write(*at, raw, fua, f))
+            })
+            .collect();
+        for ((i, _, _), result) in raws.iter().zip(wait_all(starts)) {
+            match result {
+                Ok(_) => {}
+                Err(err) if caller_error(&err) => return Err(err),
+                Err(err) => {
+                    crate::log::warn(&format!(
+                        "write to shard {} of object {} failed: {err}",
+                        self.shards[*i].0, self.uuid
+                    ));
+                    missed.push(*i);
+                }
+            }
+        }
+        Ok(missed)
+    }
+
+    /// Resyncs what a previous writer left, once, before this one writes.
+    fn prepare_write(&self, offset: u64, len: u64) -> Result<()> {
+        let left = self.journal.before_write(offset, len)?;
+        if !left.is_empty() {
+            let resynced = self.resync(&left);
+            self.journal.repaired(&[], &resynced)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn write_sync(&self, offset: u64, bufs: &[RawBuf], fua: bool) -> Result<u64> {
+        let len = total_len(bufs);
+        self.check_range("write", offset, len)?;
+        if len == 0 {
+            return Ok(0);
+        }
+        self.prepare_write(offset, len)?;
+        let result = self.write_stripes(offset, len, fua, |pos, out| gather(bufs, pos, out));
+        self.journal.after_write(offset, len);
+        result.map(|()| len)
+    }
+
+    /// Writes `len` bytes at `offset`, taking them from `fill(pos, out)`:
+    /// whole stripes, reading what the write does not cover.
+    fn write_stripes(
+        &self,
+        offset: u64,
+        len: u64,
+        fua: bool,
+        fill: impl Fn(u64, &mut [u8]),
+    ) -> Result<()> {
+        let k = self.k();
+        let stripe = self.stripe_bytes();
+        let (s0, s1) = (offset / stripe, (offset + len - 1) / stripe);
+        let base = s0 * EC_UNIT;
+        let row = (s1 - s0 + 1) * EC_UNIT;
+        let _guard = self.locks.lock(s0, s1 + 1);
+        let pieces = self.pieces(offset, len);
+        let spans = self.spans(&pieces);
+        let mut data: Vec<Vec<u8>> = (0..k).map(|_| vec![0u8; row as usize]).collect();
+        let mut need = Vec::new();
+        for (j, span) in spans.iter().enumerate() {
+            match *span {
+                None => need.push((j, base, base + row)),
+                Some((a, b)) => {
+                    if a > base {
+                        need.push((j, base, a));
+                    }
+                    if b < base + row {
+                        need.push((j, b, base + row));
+                    }
+                }
+            }
+        }
+        self.read_ranges(&need, &mut data, base)?;
+        for p in &pieces {
+            let at = (p.shard_offset - base) as usize;
+            fill(p.pos, &mut data[p.shard][at..at + p.len as usize]);
+        }
+        let refs: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
+        let missed = self.codec.encode_with(&refs, |parity| {
+            let mut writes: Vec<(usize, u64, &[u8])> = Vec::new();
+            for (j, span) in spans.iter().enumerate() {
+                if let Some((a, b)) = *span {
+                    writes.push((j, a, &data[j][(a - base) as usize..(b - base) as usize]));
+                }
+            }
+            for (p, bytes) in parity.iter().enumerate() {
+                writes.push((k + p, base, bytes));
+            }
+            self.write_shards(writes, fua)
+        })??;
+        self.settle(&missed)
+    }
+
+    /// After a change: shards that missed it are marked stale (in the MDT
+    /// first), unless more are out than the layout survives.
+    fn settle(&self, missed: &[usize]) -> Result<()> {
+        if missed.is_empty() {
+            return Ok(());
+        }
+        let mut out: BTreeSet<usize> = self.stale_shards().into_iter().collect();
+        out.extend(missed);
+        if out.len() > self.codec.parity {
+            return Err(Error::new(
+                libc::EIO,
+                format!(
+                    "object {}: {} of its shards are out, more than the {} its layout survives: the change failed",
+                    self.uuid,
+                    out.len(),
+                    self.codec.parity
+                ),
+            ));
+        }
+        self.mark_stale(missed)
+    }
+
+    pub(crate) fn simple_sync(&self, op: Opcode, offset: u64, len: u64) -> Result<u64> {
+        match op {
+            Opcode::Flush => self.flush_sync().map(|()| 0),
+            _ => self.zero_sync(op, offset, len).map(|()| 0),
+        }
+    }
+
+    fn flush_sync(&self) -> Result<()> {
+        let started = std::time::Instant::now();
+        let targets: Vec<usize> = (0..self.shards.len())
+            .filter(|&i| self.usable(i).is_some())
+            .collect();
+        let starts: Vec<Box<dyn FnOnce(Finish) + '_>> = targets
+            .iter()
+            .map(|&i| -> Box<dyn FnOnce(Finish) + '_> {
+                let leg = self.shards[i].1.as_ref().expect("usable shards are open");
+                Box::new(move |f| leg.simple(Opcode::Flush, 0, 0, f))
+            })
+            .collect();
+        let mut missed = Vec::new();
+        for (&i, result) in targets.iter().zip(wait_all(starts)) {
+            if let Err(err) = result {
+                crate::log::warn(&format!(
+                    "flush of shard {} of object {} failed: {err}",
+                    self.shards[i].0, self.uuid
+                ));
+                missed.push(i);
+            }
+        }
+        self.settle(&missed)?;
+        self.journal.flushed(started, &self.suspect.lock());
+        Ok(())
+    }
+
+    /// Discards or zeroes a range: whole stripes are discarded on every
+    /// shard (the parity of zeros is zeros), partial ones written as zeros.
+    fn zero_sync(&self, op: Opcode, offset: u64, len: u64) -> Result<()> {
+        self.check_range("discard", offset, len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        self.prepare_write(offset, len)?;
+        let result = self.zero_range(op, offset, len);
+        self.journal.after_write(offset, len);
+        result
+    }
+
+    fn zero_range(&self, op: Opcode, offset: u64, len: u64) -> Result<()> {
+        let stripe = self.stripe_bytes();
+        let end = offset + len;
+        let (first_full, last_full) = (offset.div_ceil(stripe) * stripe, end / stripe * stripe);
+        let write_zeros = |from: u64, to: u64| -> Result<()> {
+            let mut at = from;
+            while at < to {
+                let n = (to - at).min(ZERO_BYTES as u64);
+                self.write_stripes(at, n, false, |_, out| out.fill(0))?;
+                at += n;
+            }
+            Ok(())
+        };
+        if first_full >= last_full {
+            return write_zeros(offset, end);
+        }
+        write_zeros(offset, first_full)?;
+        write_zeros(last_full, end)?;
+        let (s0, s1) = (first_full / stripe, last_full / stripe);
+        let _guard = self.locks.lock(s0, s1);
+        let targets: Vec<usize> = (0..self.shards.len()).collect();
+        let mut missed: Vec<usize> = targets
+            .iter()
+            .copied()
+            .filter(|&i| self.usable(i).is_none())
+            .collect();
+        let live: Vec<usize> = targets
+            .into_iter()
+            .filter(|i| !missed.contains(i))
+            .collect();
+        let starts: Vec<Box<dyn FnOnce(Finish) + '_>> = live
+            .iter()
+            .map(|&i| -> Box<dyn FnOnce(Finish) + '_> {
+                let leg = self.shards[i].1.as_ref().expect("usable shards are open");
+                Box::new(move |f| leg.simple(op, s0 * EC_UNIT, (s1 - s0) * EC_UNIT, f))
+            })
+            .collect();
+        for (&i, result) in live.iter().zip(wait_all(starts)) {
+            match result {
+                Ok(_) => {}
+                Err(err) if caller_error(&err) => return Err(err),
+                Err(_) => missed.push(i),
+            }
+        }
+        self.settle(&missed)
+    }
+
+    /// Changes the size. Growing adds stripes of zeros (parity zeros too);
+    /// shrinking zeroes the cut part of the last stripe first, so its
+    /// parity stays right.
+    pub(crate) fn resize(&self, new_size: u64, allow_shrink: bool) -> Result<()> {
+        let size = self.size.load(Ordering::Acquire);
+        if new_size < size && !allow_shrink {
+            return Err(Error::invalid(format!(
+                "shrinking object {} from {size} to {new_size} bytes loses data: ask for it explicitly",
+                self.uuid
+            )));
+        }
+        self.prepare_write(0, 0)?;
+        let shard_bytes = shard_size(new_size, self.k());
+        let resize_shards = || -> Result<()> {
+            let mut missed = Vec::new();
+            for i in 0..self.shards.len() {
+                match self.usable(i) {
+                    Some(leg) => {
+                        if let Err(err) = leg.resize(shard_bytes, true) {
+                            if caller_error(&err) {
+                                return Err(err);
+                            }
+                            missed.push(i);
+                        }
+                    }
+                    None => missed.push(i),
+                }
+            }
+            self.settle(&missed)
+        };
+        if new_size < size {
+            let stripe_end = new_size.div_ceil(self.stripe_bytes()) * self.stripe_bytes();
+            let cut_end = stripe_end.min(size);
+            if cut_end > new_size {
+                self.write_stripes(new_size, cut_end - new_size, false, |_, out| out.fill(0))?;
+            }
+            self.journal.set_size(new_size)?;
+            self.size.store(new_size, Ordering::Release);
+            resize_shards()
+        } else {
+            resize_shards()?;
+            self.journal.set_size(new_size)?;
+            self.size.store(new_size, Ordering::Release);
+            Ok(())
+        }
+    }
+
+    /// Block status: erasure-coded objects report data everywhere (the
+    /// shards' holes do not line up with the object's).
+    pub(crate) fn extent(&self, offset: u64, len: u64) -> Result<(bool, u64)> {
+        self.check_range("block status", offset, len)?;
+        Ok((true, len))
+    }
+
+    /// Rebuilds every stale shard from the others and resyncs regions a
+    /// writer left, then tells the MDT. `progress` gets (bytes done,
+    /// bytes to do). Returns the names of the rebuilt shards.
+    pub(crate) fn repair(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<Vec<String>> {
+        let left = self.journal.before_write(0, 0)?;
+        let targets = self.stale_shards();
+        if let Some(i) = (0..self.shards.len()).find(|&i| self.shards[i].1.is_none()) {
+            return Err(Error::new(
+                libc::EHOSTDOWN,
+                format!(
+                    "cannot repair object {}: shard {} is unreachable",
+                    self.uuid, self.shards[i].0
+                ),
+            ));
+        }
+        let shard_bytes = shard_size(self.size.load(Ordering::Acquire), self.k());
+        let total = shard_bytes * targets.len() as u64;
+        // Stale shards are rebuilt from stripes that the previous writer
+        // may have left half-written only after those are resynced,
+        // which needs every data shard: resync what can be first.
+        let resynced = self.resync(&left);
+        if !targets.is_empty() {
+            for &t in &targets {
+                let leg = self.shards[t].1.as_ref().expect("all open");
+                leg.resize(shard_bytes, true)?;
+            }
+            let mut at = 0;
+            while at < shard_bytes {
+                let n = STEP_BYTES.min(shard_bytes - at);
+                let _guard = self.locks.lock(at / EC_UNIT, (at + n) / EC_UNIT);
+                let rebuilt = self.rebuild(&targets, at, at + n)?;
+                for (&t, bytes) in targets.iter().zip(&rebuilt) {
+                    let leg = self.shards[t].1.as_ref().expect("all open");
+                    let raw = [RawBuf {
+                        ptr: bytes.as_ptr().cast_mut(),
+                        len: bytes.len(),
+                    }];
+                    if bytes.iter().all(|&b| b == 0) {
+                        crate::mirror::wait(|f| leg.simple(Opcode::Discard, at, n, f))?;
+                    } else {
+                        crate::mirror::wait(|f| leg.write(at, &raw, false, f))?;
+                    }
+                }
+                at += n;
+                progress(at * targets.len() as u64, total);
+            }
+            for &t in &targets {
+                let leg = self.shards[t].1.as_ref().expect("all open");
+                crate::mirror::wait(|f| leg.simple(Opcode::Flush, 0, 0, f))?;
+            }
+        }
+        // The rebuilt shards now agree with the others: resync the rest.
+        {
+            let mut stale = self.stale.lock();
+            for &t in &targets {
+                stale[t] = false;
+            }
+        }
+        let still: Vec<u64> = left
+            .iter()
+            .copied()
+            .filter(|r| !resynced.contains(r))
+            .collect();
+        let mut clean = resynced;
+        clean.extend(self.resync(&still));
+        self.journal.repaired(&targets, &clean)?;
+        Ok(targets.iter().map(|&t| self.shards[t].0.clone()).collect())
+    }
+
+    /// Reads every shard in full and checks that the parity matches the
+    /// data; reports unreadable blocks (checksums), mismatching stripes,
+    /// stale and unreachable shards. Changes nothing.
+    pub(crate) fn scrub(&self, progress: &mut dyn FnMut(u64, u64)) -> ScrubReport {
+        let mut report = ScrubReport::default();
+        let stale = self.stale.lock().clone();
+        let mut checked = Vec::new();
+        for (i, (name, leg)) in self.shards.iter().enumerate() {
+            report.copies.push(name.clone());
+            match leg {
+                None => report.problem(format!("{name}: unreachable")),
+                Some(_) if stale[i] => report.problem(format!(
+                    "{name}: stale (it missed writes; rawstor repair rebuilds it)"
+                )),
+                Some(leg) => checked.push((i, leg)),
+            }
+        }
+        let size = self.size.load(Ordering::Acquire);
+        let shard_bytes = shard_size(size, self.k());
+        let k = self.k();
+        let mut at = 0;
+        while at < shard_bytes {
+            let n = STEP_BYTES.min(shard_bytes - at);
+            let mut bufs: Vec<Vec<u8>> = checked.iter().map(|_| vec![0u8; n as usize]).collect();
+            let raws: Vec<[RawBuf; 1]> = bufs
+                .iter_mut()
+                .map(|b| {
+                    [RawBuf {
+                        ptr: b.as_mut_ptr(),
+                        len: b.len(),
+                    }]
+                })
+                .collect();
+            let starts: Vec<Box<dyn FnOnce(Finish) + '_>> = checked
+                .iter()
+                .zip(&raws)
+                .map(|((_, leg), raw)| -> Box<dyn FnOnce(Finish) + '_> {
+                    Box::new(move |f| leg.read(at, raw, f))
+                })
+                .collect();
+            let results = wait_all(starts);
+            drop(raws);
+            let mut good: Vec<(usize, Vec<u8>)> = Vec::new();
+            for (((i, _), buf), result) in checked.iter().zip(bufs).zip(results) {
+                match result {
+                    Ok(_) => good.push((*i, buf)),
+                    Err(err) => report.problem(format!(
+                        "{}: shard bytes {at}..{}: {err}",
+                        self.shards[*i].0,
+                        at + n
+                    )),
+                }
+            }
+            if (0..k).all(|j| good.iter().any(|(i, _)| *i == j)) {
+                let data: Vec<&[u8]> = (0..k)
+                    .map(|j| {
+                        good.iter()
+                            .find(|(i, _)| *i == j)
+                            .expect("all data")
+                            .1
+                            .as_slice()
+                    })
+                    .collect();
+                let wrong: Vec<String> = self
+                    .codec
+                    .encode_with(&data, |parity| {
+                        good.iter()
+                            .filter(|(i, _)| *i >= k)
+                            .filter(|(i, bytes)| bytes.as_slice() != parity[*i - k])
+                            .map(|(i, _)| self.shards[*i].0.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if !wrong.is_empty() {
+                    report.problem(format!(
+                        "shard bytes {at}..{}: parity on {} does not match the data",
+                        at + n,
+                        wrong.join(", ")
+                    ));
+                }
+            }
+            report.bytes_checked += n * k as u64;
+            at += n;
+            progress((at * k as u64).min(size), size);
+        }
+        report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pattern(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
+    }
+
+    #[test]
+    fn encoding_is_position_wise_so_stripes_concatenate() {
+        let codec = Codec::new(4, 2).unwrap();
+        let data: Vec<Vec<u8>> = (0..4).map(|j| pattern(8192, j)).collect();
+        let refs: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
+        let whole: Vec<Vec<u8>> = codec
+            .encode_with(&refs, |p| p.iter().map(|s| s.to_vec()).collect())
+            .unwrap();
+        for half in [0..4096, 4096..8192] {
+            let refs: Vec<&[u8]> = data.iter().map(|d| &d[half.clone()]).collect();
+            let part: Vec<Vec<u8>> = codec
+                .encode_with(&refs, |p| p.iter().map(|s| s.to_vec()).collect())
+                .unwrap();
+            for (w, p) in whole.iter().zip(&part) {
+                assert_eq!(&w[half.clone()], p.as_slice());
+            }
+        }
+    }
+
+    #[test]
+    fn rebuilds_any_two_lost_shards_of_four_plus_two() {
+        let codec = Codec::new(4, 2).unwrap();
+        let data: Vec<Vec<u8>> = (0..4).map(|j| pattern(4096, j + 1)).collect();
+        let refs: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
+        let parity: Vec<Vec<u8>> = codec
+            .encode_with(&refs, |p| p.iter().map(|s| s.to_vec()).collect())
+            .unwrap();
+        let all: Vec<&[u8]> = refs
+            .iter()
+            .copied()
+            .chain(parity.iter().map(Vec::as_slice))
+            .collect();
+        for a in 0..6 {
+            for b in a + 1..6 {
+                let present: Vec<(usize, &[u8])> = (0..6)
+                    .filter(|&i| i != a && i != b)
+                    .map(|i| (i, all[i]))
+                    .collect();
+                let rebuilt = codec.rebuild(&present, &[a, b]).unwrap();
+                assert_eq!(rebuilt[0], all[a], "shard {a} of lost {a},{b}");
+                assert_eq!(rebuilt[1], all[b], "shard {b} of lost {a},{b}");
+            }
+        }
+        let three: Vec<(usize, &[u8])> = (3..6).map(|i| (i, all[i])).collect();
+        assert_eq!(codec.rebuild(&three, &[0]).unwrap_err().errno(), libc::EIO);
+        assert!(Codec::new(0, 2).is_err());
+    }
+
+    #[test]
+    fn pieces_map_object_bytes_to_contiguous_shard_ranges() {
+        let codec = Codec::new(2, 1).unwrap();
+        let pool = Arc::new(Pool::new(1, "t").unwrap());
+        struct Nothing;
+        impl Journal for Nothing {
+            fn before_write(&self, _: u64, _: u64) -> Result<Vec<u64>> {
+                Ok(Vec::new())
+            }
+            fn after_write(&self, _: u64, _: u64) {}
+            fn mark_stale(&self, _: &[usize]) -> Result<()> {
+                Ok(())
+            }
+            fn flushed(&self, _: std::time::Instant, _: &BTreeSet<u64>) {}
+            fn release(&self) {}
+            fn set_size(&self, _: u64) -> Result<()> {
+                Ok(())
+            }
+            fn repaired(&self, _: &[usize], _: &[u64]) -> Result<()> {
+                Ok(())
+            }
+        }
+        let legs = (0..3)
+            .map(|i| (format!("s{i}"), Err(Error::new(libc::EIO, "none"))))
+            .collect();
+        // Opening fails (no shard usable), but the geometry is testable
+        // through a hand-built object.
+        assert!(
+            Erasure::new(
+                Uuid::new_v7(),
+                codec,
+                1 << 20,
+                1 << 20,
+                legs,
+                &[],
+                &[],
+                Arc::new(Nothing),
+                Arc::clone(&pool)
+            )
+            .is_err()
+        );
+        let object = Erasure {
+            uuid: Uuid::new_v7(),
+            codec,
+            chunk_size: 1 << 20,
+            size: AtomicU64::new(1 << 20),
+            shards: Vec::new(),
+            stale: Mutex::new(vec![false; 3]),
+            suspect: Mutex::new(BTreeSet::new()),
+            locks: StripeLocks::default(),
+            journal: Arc::new(Nothing),
+            pool,
+        };
+        // 12 KiB from 2 KiB into unit 0: units 0 (shard 0), 1 (shard 1),
+        // 2 (shard 0, stripe 1), 3 (shard 1, stripe 1, first 2 KiB).
+        let pieces = object.pieces(2048, 12288);
+        assert_eq!(
+            pieces
+                .iter()
+                .map(|p| (p.shard, p.shard_offset, p.len))
+                .collect::<Vec<_>>(),
+            vec![
+                (0, 2048, 2048),
+                (1, 0, 4096),
+                (0, 4096, 4096),
+                (1, 4096, 2048)
+            ]
+        );
+        assert_eq!(
+            object.spans(&pieces),
+            vec![Some((2048, 8192)), Some((0, 6144))]
+        );
+        assert_eq!(shard_size(1 << 20, 2), 512 << 10);
+        assert_eq!(shard_size(1, 4), 4096);
+        assert_eq!(
+            object
+                .check_range("read", (1 << 20) - 1, 2)
+                .unwrap_err()
+                .errno(),
+            libc::ENXIO
+        );
+    }
+}

@@ -1,0 +1,353 @@
+//! What a writer of an mdt:// object keeps with its rawstor-mdt: the writer
+//! lease, the write-intent bitmap and stale marks ([`MdtJournal`]), and the
+//! thread that renews the leases of an instance ([`Keeper`]).
+//!
+//! The lease is taken at the first change (reading needs none), renewed
+//! every third of [`LEASE_TTL_MS`], and given back when the object is
+//! closed. A second writer gets `EBUSY` unless it breaks the lease; the
+//! writer whose lease was broken learns it at its next renewal, and its
+//! later changes fail with `EBUSY`. While the MDT is unreachable, writers
+//! go on (their lease cannot be taken from them meanwhile: a restarted
+//! MDT grants only renewals for one lease lifetime).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Weak};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::erasure::Journal;
+use crate::error::{Error, Result};
+use crate::mdt::{
+    INTENT_REGION_BYTES, LEASE_BREAK, LEASE_RELEASE, LEASE_RENEW, LEASE_TTL_MS, ObjectRecord,
+};
+use crate::net::Connection;
+use crate::remote;
+use crate::store::record::Record;
+use crate::uuid::Uuid;
+
+/// A region is cleared from the bitmap after a flush once no write has
+/// touched it for this long (fewer MDT updates under steady writes).
+const INTENT_IDLE: Duration = Duration::from_secs(1);
+
+#[derive(Default)]
+struct State {
+    held: bool,
+    /// Why changes are refused (the lease was broken).
+    lost: Option<Error>,
+    /// Regions marked in the MDT's bitmap by or for this writer.
+    marked: BTreeSet<u64>,
+    /// Per region: writes in flight, and when the last one ended.
+    inflight: HashMap<u64, usize>,
+    last_write: HashMap<u64, Instant>,
+    /// When the last successful flush started.
+    flushed_at: Option<Instant>,
+}
+
+/// One open mdt:// object's lease, write intent and stale marks.
+pub(crate) struct MdtJournal {
+    me: Weak<MdtJournal>,
+    mdt: Arc<Connection>,
+    uuid: Uuid,
+    break_lease: bool,
+    state: Mutex<State>,
+    keeper: Arc<Keeper>,
+}
+
+impl MdtJournal {
+    pub(crate) fn new(
+        mdt: Arc<Connection>,
+        uuid: Uuid,
+        break_lease: bool,
+        keeper: Arc<Keeper>,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
+            me: me.clone(),
+            mdt,
+            uuid,
+            break_lease,
+            state: Mutex::new(State::default()),
+            keeper,
+        })
+    }
+
+    fn update(&self, change: &Record) -> Result<ObjectRecord> {
+        remote::mdt_update(&self.mdt, self.uuid, change)
+    }
+
+    /// Takes the lease (waiting out an MDT's grace period after restart).
+    fn acquire(&self) -> Result<ObjectRecord> {
+        let flags = if self.break_lease { LEASE_BREAK } else { 0 };
+        let deadline = Instant::now() + Duration::from_millis(LEASE_TTL_MS + 2000);
+        loop {
+            match remote::mdt_lease(&self.mdt, self.uuid, flags) {
+                Err(err) if err.errno() == libc::EAGAIN && Instant::now() < deadline => {
+                    thread::sleep(Duration::from_millis(250));
+                }
+                Err(err) if err.errno() == libc::EBUSY => {
+                    return Err(Error::new(
+                        libc::EBUSY,
+                        format!("cannot write: {}", err.context()),
+                    ));
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Renews the lease; `false` once it is gone (broken).
+    fn renew(&self) -> bool {
+        let mut state = self.state.lock();
+        if !state.held || state.lost.is_some() {
+            return state.held;
+        }
+        match remote::mdt_lease(&self.mdt, self.uuid, LEASE_RENEW) {
+            Ok(_) => true,
+            Err(err) if err.errno() == libc::EBUSY || err.errno() == libc::ENOENT => {
+                crate::log::warn(&format!(
+                    "object {}: the writer lease is lost ({err}); changes are refused from now on",
+                    self.uuid
+                ));
+                state.lost = Some(Error::new(
+                    libc::EBUSY,
+                    format!(
+                        "object {}: another client took over writing it ({})",
+                        self.uuid,
+                        err.context()
+                    ),
+                ));
+                false
+            }
+            // The MDT is away: the lease cannot be given to anyone else
+            // before it comes back and this renewal gets through.
+            Err(_) => true,
+        }
+    }
+
+    /// Gives the lease back, clearing the regions flushed since they
+    /// were last written (called when the object is closed).
+    fn release_lease(&self) {
+        let mut state = self.state.lock();
+        if !state.held {
+            return;
+        }
+        let clean: Vec<u64> = state
+            .marked
+            .iter()
+            .copied()
+            .filter(|r| {
+                state.inflight.get(r).copied().unwrap_or(0) == 0
+                    && state
+                        .flushed_at
+                        .is_some_and(|f| state.last_write.get(r).is_none_or(|&w| w < f))
+            })
+            .collect();
+        if !clean.is_empty() {
+            let mut change = Record::new();
+            change.set("dirty_clear", join(&clean));
+            if self.update(&change).is_ok() {
+                for r in &clean {
+                    state.marked.remove(r);
+                }
+            }
+        }
+        let _ = remote::mdt_lease(&self.mdt, self.uuid, LEASE_RELEASE);
+        state.held = false;
+    }
+}
+
+fn regions(offset: u64, len: u64) -> std::ops::RangeInclusive<u64> {
+    if len == 0 {
+        #[allow(clippy::reversed_empty_ranges)]
+        return 1..=0;
+    }
+    offset / INTENT_REGION_BYTES..=(offset + len - 1) / INTENT_REGION_BYTES
+}
+
+fn join(items: &[impl ToString]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl Journal for MdtJournal {
+    fn before_write(&self, offset: u64, len: u64) -> Result<Vec<u64>> {
+        let journal = self;
+        let mut left = Vec::new();
+        let mut state = journal.state.lock();
+        if let Some(lost) = &state.lost {
+            return Err(lost.clone());
+        }
+        if !state.held {
+            let record = journal.acquire()?;
+            state.held = true;
+            left = record.dirty.clone();
+            state.marked.extend(record.dirty);
+            if let Some(me) = self.me.upgrade() {
+                journal.keeper.watch(&me);
+            }
+        }
+        let new: Vec<u64> = regions(offset, len)
+            .filter(|r| !state.marked.contains(r))
+            .collect();
+        if !new.is_empty() {
+            let mut change = Record::new();
+            change.set("dirty_add", join(&new));
+            journal.update(&change).map_err(|e| {
+                Error::new(
+                    e.errno(),
+                    format!("cannot record the write intent on the MDT: {e}"),
+                )
+            })?;
+            state.marked.extend(new);
+        }
+        for r in regions(offset, len) {
+            *state.inflight.entry(r).or_default() += 1;
+        }
+        Ok(left)
+    }
+
+    fn after_write(&self, offset: u64, len: u64) {
+        let mut state = self.state.lock();
+        let now = Instant::now();
+        for r in regions(offset, len) {
+            if let Some(n) = state.inflight.get_mut(&r) {
+                *n = n.saturating_sub(1);
+            }
+            state.last_write.insert(r, now);
+        }
+    }
+
+    fn mark_stale(&self, shards: &[usize]) -> Result<()> {
+        let mut change = Record::new();
+        change.set("stale_add", join(shards));
+        self.update(&change).map(drop)
+    }
+
+    fn flushed(&self, started: Instant, keep: &BTreeSet<u64>) {
+        let journal = self;
+        let mut state = journal.state.lock();
+        state.flushed_at = Some(started);
+        let now = Instant::now();
+        let clean: Vec<u64> = state
+            .marked
+            .iter()
+            .copied()
+            .filter(|r| !keep.contains(r) && state.inflight.get(r).copied().unwrap_or(0) == 0)
+            .filter(|r| {
+                state
+                    .last_write
+                    .get(r)
+                    .is_none_or(|&w| w < started && now.duration_since(w) > INTENT_IDLE)
+            })
+            .collect();
+        if clean.is_empty() {
+            return;
+        }
+        let mut change = Record::new();
+        change.set("dirty_clear", join(&clean));
+        // Best effort: a region left marked costs a resync, not data.
+        if journal.update(&change).is_ok() {
+            for r in &clean {
+                state.marked.remove(r);
+                state.last_write.remove(r);
+            }
+        }
+    }
+
+    fn set_size(&self, size: u64) -> Result<()> {
+        let mut change = Record::new();
+        change.set("size", size);
+        self.update(&change).map(drop)
+    }
+
+    fn release(&self) {
+        self.release_lease();
+    }
+
+    fn repaired(&self, shards: &[usize], regions: &[u64]) -> Result<()> {
+        if shards.is_empty() && regions.is_empty() {
+            return Ok(());
+        }
+        let mut change = Record::new();
+        change
+            .set("repaired", join(shards))
+            .set("dirty_clear", join(regions));
+        self.update(&change)?;
+        let mut state = self.state.lock();
+        for r in regions {
+            state.marked.remove(r);
+        }
+        Ok(())
+    }
+}
+
+/// Renews the leases of an instance's writers from one thread, started
+/// with the first lease and joined when the instance goes.
+pub(crate) struct Keeper {
+    watched: Mutex<Vec<Weak<MdtJournal>>>,
+    stop: Mutex<bool>,
+    wake: Condvar,
+    thread: Mutex<Option<thread::JoinHandle<()>>>,
+}
+
+impl Keeper {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self {
+            watched: Mutex::new(Vec::new()),
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
+            thread: Mutex::new(None),
+        })
+    }
+
+    fn watch(self: &Arc<Self>, journal: &Arc<MdtJournal>) {
+        self.watched.lock().push(Arc::downgrade(journal));
+        let mut thread = self.thread.lock();
+        if thread.is_none() {
+            let keeper = Arc::downgrade(self);
+            *thread = thread::Builder::new()
+                .name("rawstor-lease".into())
+                .spawn(move || Self::run(&keeper))
+                .ok();
+        }
+    }
+
+    fn run(keeper: &Weak<Self>) {
+        let period = Duration::from_millis(LEASE_TTL_MS / 3);
+        loop {
+            let Some(me) = keeper.upgrade() else { return };
+            {
+                let mut stop = me.stop.lock();
+                if !*stop {
+                    me.wake.wait_for(&mut stop, period);
+                }
+                if *stop {
+                    return;
+                }
+            }
+            let live: Vec<Arc<MdtJournal>> = {
+                let mut watched = me.watched.lock();
+                watched.retain(|w| w.strong_count() > 0);
+                watched.iter().filter_map(Weak::upgrade).collect()
+            };
+            for journal in live {
+                journal.renew();
+            }
+        }
+    }
+
+    /// Stops and joins the renewing thread.
+    pub(crate) fn stop(&self) {
+        *self.stop.lock() = true;
+        self.wake.notify_all();
+        if let Some(handle) = self.thread.lock().take() {
+            if handle.thread().id() != thread::current().id() {
+                let _ = handle.join();
+            }
+        }
+    }
+}
