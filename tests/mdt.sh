@@ -80,7 +80,7 @@ assert "and the object still opens and reads" 'cmp -s "$WORK/v2" "$WORK/back"'
 records_before=$(ls "$WORK"/mdt/copy-1/objects | wc -l)
 expect_failure "replicas:5 needs 5 OSTs" "replicas:5 on four OSTs: clear error" \
     "$RAWSTOR" create "mdt://$MDT_ADDR" --size 1M --layout replicas:5
-expect_failure "erasure coding is not implemented" "ec:4+2: says it is not implemented" \
+expect_failure "ec:4\\+2 needs 6 OSTs" "ec:4+2 on four OSTs: clear error" \
     "$RAWSTOR" create "mdt://$MDT_ADDR" --size 1M --layout ec:4+2
 expect_failure "bad layout" "a malformed layout: usage error" \
     "$RAWSTOR" create "mdt://$MDT_ADDR" --size 1M --layout raid5

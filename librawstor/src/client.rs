@@ -667,7 +667,10 @@ impl Instance {
             .as_ref()
             .is_some_and(|r| matches!(r.layout, Layout::Erasure { .. }))
         {
-            return self.open_erasure(&resolved)?.repair(progress);
+            let erasure = self.open_erasure(&resolved)?;
+            let repaired = erasure.repair(progress);
+            erasure.release();
+            return repaired;
         }
         if resolved.target.location.endpoints().len() < 2 {
             self.stat(target)?;

@@ -34,6 +34,8 @@ const INTENT_IDLE: Duration = Duration::from_secs(1);
 #[derive(Default)]
 struct State {
     held: bool,
+    /// The lease's epoch at the MDT (named in renewals).
+    epoch: u64,
     /// Why changes are refused (the lease was broken).
     lost: Option<Error>,
     /// Regions marked in the MDT's bitmap by or for this writer.
@@ -77,11 +79,11 @@ impl MdtJournal {
     }
 
     /// Takes the lease (waiting out an MDT's grace period after restart).
-    fn acquire(&self) -> Result<ObjectRecord> {
+    fn acquire(&self) -> Result<(ObjectRecord, u64)> {
         let flags = if self.break_lease { LEASE_BREAK } else { 0 };
         let deadline = Instant::now() + Duration::from_millis(LEASE_TTL_MS + 2000);
         loop {
-            match remote::mdt_lease(&self.mdt, self.uuid, flags) {
+            match remote::mdt_lease(&self.mdt, self.uuid, flags, 0) {
                 Err(err) if err.errno() == libc::EAGAIN && Instant::now() < deadline => {
                     thread::sleep(Duration::from_millis(250));
                 }
@@ -102,7 +104,7 @@ impl MdtJournal {
         if !state.held || state.lost.is_some() {
             return state.held;
         }
-        match remote::mdt_lease(&self.mdt, self.uuid, LEASE_RENEW) {
+        match remote::mdt_lease(&self.mdt, self.uuid, LEASE_RENEW, state.epoch) {
             Ok(_) => true,
             Err(err) if err.errno() == libc::EBUSY || err.errno() == libc::ENOENT => {
                 crate::log::warn(&format!(
@@ -152,7 +154,7 @@ impl MdtJournal {
                 }
             }
         }
-        let _ = remote::mdt_lease(&self.mdt, self.uuid, LEASE_RELEASE);
+        let _ = remote::mdt_lease(&self.mdt, self.uuid, LEASE_RELEASE, state.epoch);
         state.held = false;
     }
 }
@@ -182,8 +184,9 @@ impl Journal for MdtJournal {
             return Err(lost.clone());
         }
         if !state.held {
-            let record = journal.acquire()?;
+            let (record, epoch) = journal.acquire()?;
             state.held = true;
+            state.epoch = epoch;
             left = record.dirty.clone();
             state.marked.extend(record.dirty);
             if let Some(me) = self.me.upgrade() {

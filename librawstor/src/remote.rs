@@ -132,15 +132,19 @@ pub(crate) fn mdt_update(
 
 /// Takes, renews, breaks or gives back an object's writer lease
 /// (`flags`: [`crate::mdt::LEASE_BREAK`] and friends).
-pub(crate) fn mdt_lease(connection: &Connection, uuid: Uuid, flags: u64) -> Result<ObjectRecord> {
-    ObjectRecord::from_record(&mdt_call(
-        connection,
-        Opcode::Lease,
-        uuid,
-        flags,
-        0,
-        Vec::new(),
-    )?)
+/// `epoch` is the lease's, for renewals; returns the record and the
+/// lease's epoch.
+pub(crate) fn mdt_lease(
+    connection: &Connection,
+    uuid: Uuid,
+    flags: u64,
+    epoch: u64,
+) -> Result<(ObjectRecord, u64)> {
+    let reply = mdt_call(connection, Opcode::Lease, uuid, flags, epoch, Vec::new())?;
+    Ok((
+        ObjectRecord::from_record(&reply)?,
+        reply.get("lease_epoch")?,
+    ))
 }
 
 /// Drops an object's record on the MDT.

@@ -54,6 +54,10 @@ pub struct Mdt {
     objects: Mutex<()>,
     /// Writer leases: object → (client session, expiry).
     leases: Mutex<HashMap<Uuid, (u64, Instant)>>,
+    /// Per object, how many times its lease went to a new writer: a
+    /// renewal names the epoch it was granted in, and is refused once
+    /// another writer took the lease since (even if it gave it back).
+    epochs: Mutex<HashMap<Uuid, u64>>,
     started: Instant,
     /// Objects created since the start: nobody held their lease before.
     born: Mutex<std::collections::HashSet<Uuid>>,
@@ -100,6 +104,7 @@ impl Mdt {
             map: Mutex::new(MapState { version, members }),
             objects: Mutex::new(()),
             leases: Mutex::new(HashMap::new()),
+            epochs: Mutex::new(HashMap::new()),
             started: Instant::now(),
             born: Mutex::new(std::collections::HashSet::new()),
         })
@@ -125,10 +130,13 @@ impl Mdt {
             Opcode::Lookup => Ok(self.lookup(header.uuid())?.to_record().encode()),
             Opcode::Forget => self.forget(header.uuid()).map(|()| Vec::new()),
             Opcode::Update => Ok(self.update(header.uuid(), payload)?.encode()),
-            Opcode::Lease => Ok(self
-                .lease(session, header.uuid(), header.offset)?
-                .to_record()
-                .encode()),
+            Opcode::Lease => {
+                let (record, epoch) =
+                    self.lease(session, header.uuid(), header.offset, header.length)?;
+                let mut reply = record.to_record();
+                reply.set("lease_epoch", epoch);
+                Ok(reply.encode())
+            }
             _ => Err(Error::new(
                 libc::EOPNOTSUPP,
                 format!("{op:?} is a rawstor-ost request; this is a rawstor-mdt"),
@@ -333,8 +341,15 @@ impl Mdt {
     }
 
     /// Takes, renews, breaks or gives back the writer lease of an object
-    /// for the client `session`; returns the object's record.
-    fn lease(&self, session: u64, uuid: Uuid, flags: u64) -> Result<ObjectRecord> {
+    /// for the client `session` (a renewal names the `epoch` it holds);
+    /// returns the object's record and the lease's epoch.
+    fn lease(
+        &self,
+        session: u64,
+        uuid: Uuid,
+        flags: u64,
+        epoch: u64,
+    ) -> Result<(ObjectRecord, u64)> {
         let record = self.lookup(uuid)?;
         let now = Instant::now();
         let ttl = Duration::from_millis(mdt::LEASE_TTL_MS);
@@ -343,11 +358,19 @@ impl Mdt {
             .get(&uuid)
             .filter(|(_, expires)| *expires > now)
             .map(|(s, _)| *s);
+        let mut epochs = self.epochs.lock();
+        let current = epochs.get(&uuid).copied();
         if flags & mdt::LEASE_RELEASE != 0 {
             if holder == Some(session) {
                 leases.remove(&uuid);
             }
-            return Ok(record);
+            return Ok((record, current.unwrap_or(0)));
+        }
+        if flags & mdt::LEASE_RENEW != 0 && current.is_some_and(|c| c != epoch) {
+            return Err(Error::new(
+                libc::EBUSY,
+                format!("object {uuid}: another writer took the lease since"),
+            ));
         }
         match holder {
             Some(other) if other != session => {
@@ -379,12 +402,20 @@ impl Mdt {
                 }
             }
         }
+        let epoch = match (holder, current) {
+            (Some(h), Some(c)) if h == session => c,
+            // After a restart the MDT adopts the renewing writer's epoch.
+            (_, None) if flags & mdt::LEASE_RENEW != 0 => epoch,
+            (_, c) => c.unwrap_or(0) + 1,
+        };
+        epochs.insert(uuid, epoch);
         leases.insert(uuid, (session, now + ttl));
-        Ok(record)
+        Ok((record, epoch))
     }
 
     fn forget(&self, uuid: Uuid) -> Result<()> {
         self.leases.lock().remove(&uuid);
+        self.epochs.lock().remove(&uuid);
         let _serial = self.objects.lock();
         if !self.unlink_record(uuid) {
             return Err(Error::new(
