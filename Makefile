@@ -17,7 +17,7 @@ CACHE       ?= $(HOME)/.cache/rawstor
 FIO_ENGINE  := $(BUILD)/librawstor_fio.so
 
 SHELL       := /bin/bash
-.PHONY: all build demo header check-header cbindgen cargo-fuzz fuzz-smoke lint test test-ec test-rust test-c test-asan \
+.PHONY: all build demo header check-header cbindgen cargo-fuzz fuzz-smoke lint test test-ec bench-redundancy test-rust test-c test-asan \
         test-valgrind test-cli test-mdt test-pkgconfig test-fio test-python python-wheel qemu test-qemu test-qemu-vm bench-qemu fio-engine install \
         bench bench-file bench-python clean
 
@@ -197,6 +197,11 @@ install:
 ## One table: rawstor through fio next to local-file and qemu-nbd baselines.
 bench: build $(FIO_ENGINE) $(BUILD)/pingpong
 	RAWSTOR=$(RAWSTOR) RAWSTOR_FIO=$(FIO_ENGINE) PINGPONG=$(BUILD)/pingpong bench/run
+
+## replicas:3 and ec:4+2 against one ost:// copy, and the Reed-Solomon encoder.
+bench-redundancy: build $(FIO_ENGINE) $(BUILD)/pingpong
+	$(RAWSTOR) bench-ec --layout ec:4+2
+	RAWSTOR=$(RAWSTOR) RAWSTOR_FIO=$(FIO_ENGINE) PINGPONG=$(BUILD)/pingpong bench/run --redundancy
 
 $(BUILD)/pingpong: bench/pingpong.c
 	@mkdir -p $(BUILD)

@@ -2,6 +2,7 @@
 
 mod args;
 mod bench;
+mod codec_bench;
 mod transfer;
 
 use std::process::ExitCode;
@@ -33,6 +34,8 @@ commands:
   export TARGET FILE         copy an object into a file (or - for stdout)
   testio TARGET --block-size 4K --io-depth N --count N
                              write, read back and compare
+  bench-ec [--layout ec:K+M]  Reed-Solomon encode speed: the client's codec
+                             next to reed-solomon-simd on the same buffers
   bench TARGET --rw randread|randwrite|read|write --bs 4K --iodepth N --runtime S
         [--span SIZE] [--plain FILE]
                              measure IOPS, MB/s and latency percentiles
@@ -94,6 +97,7 @@ fn main() -> ExitCode {
         "export" => transfer::export(rest),
         "testio" => testio(rest),
         "bench" => bench_command(rest),
+        "bench-ec" => bench_ec(rest),
         other => Err(Failure::Usage(format!(
             "unknown command '{other}' (see rawstor --help)"
         ))),
@@ -223,6 +227,17 @@ fn list(rest: &[String]) -> CliResult {
             _ => return Ok(()),
         }
     }
+}
+
+fn bench_ec(rest: &[String]) -> CliResult {
+    let args = parse_args("bench-ec", rest, &[value("layout", None)])?;
+    args.at_most(0, "bench-ec")?;
+    let layout: Layout = args.get("layout").unwrap_or("ec:4+2").parse()?;
+    let Layout::Erasure { data, parity } = layout else {
+        return Err(Failure::Usage("bench-ec takes an ec:K+M layout".into()));
+    };
+    codec_bench::run(data, parity)?;
+    Ok(())
 }
 
 fn info(rest: &[String]) -> CliResult {
