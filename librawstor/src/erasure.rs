@@ -185,8 +185,9 @@ impl Codec {
 pub(crate) trait Journal: Send + Sync {
     /// Before a change to `len` bytes at `offset`: the writer lease is
     /// held and their regions are marked in the write-intent bitmap.
-    /// Returns, once, the regions a previous writer left marked.
-    fn before_write(&self, offset: u64, len: u64) -> Result<Vec<u64>>;
+    /// When this takes the lease, returns the regions a previous writer
+    /// left marked.
+    fn before_write(&self, offset: u64, len: u64) -> Result<Option<Vec<u64>>>;
     /// The change started by [`Journal::before_write`] is done.
     fn after_write(&self, offset: u64, len: u64);
     /// Shards that missed a write: recorded before it is acknowledged.
@@ -877,9 +878,20 @@ impl Erasure {
         Ok(missed)
     }
 
+    /// [`Journal::before_write`]; when it took the lease, the regions the
+    /// previous writer left become the only suspect ones (those seen at
+    /// open may have been cleared since), and are returned.
+    fn begin_write(&self, offset: u64, len: u64) -> Result<Vec<u64>> {
+        let Some(left) = self.journal.before_write(offset, len)? else {
+            return Ok(Vec::new());
+        };
+        *self.suspect.lock() = left.iter().copied().collect();
+        Ok(left)
+    }
+
     /// Resyncs what a previous writer left, once, before this one writes.
     fn prepare_write(&self, offset: u64, len: u64) -> Result<()> {
-        let left = self.journal.before_write(offset, len)?;
+        let left = self.begin_write(offset, len)?;
         if !left.is_empty() {
             let resynced = self.resync(&left);
             self.journal.repaired(&[], &resynced)?;
@@ -1126,7 +1138,7 @@ impl Erasure {
     /// writer left, then tells the MDT. `progress` gets (bytes done,
     /// bytes to do). Returns the names of the rebuilt shards.
     pub(crate) fn repair(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<Vec<String>> {
-        let left = self.journal.before_write(0, 0)?;
+        let left = self.begin_write(0, 0)?;
         let targets = self.stale_shards();
         if let Some(i) = (0..self.shards.len()).find(|&i| self.shards[i].1.is_none()) {
             return Err(Error::new(
@@ -1344,8 +1356,8 @@ mod tests {
         let pool = Arc::new(Pool::new(1, "t").unwrap());
         struct Nothing;
         impl Journal for Nothing {
-            fn before_write(&self, _: u64, _: u64) -> Result<Vec<u64>> {
-                Ok(Vec::new())
+            fn before_write(&self, _: u64, _: u64) -> Result<Option<Vec<u64>>> {
+                Ok(None)
             }
             fn after_write(&self, _: u64, _: u64) {}
             fn mark_stale(&self, _: &[usize]) -> Result<()> {

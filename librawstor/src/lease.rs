@@ -176,9 +176,9 @@ fn join(items: &[impl ToString]) -> String {
 }
 
 impl Journal for MdtJournal {
-    fn before_write(&self, offset: u64, len: u64) -> Result<Vec<u64>> {
+    fn before_write(&self, offset: u64, len: u64) -> Result<Option<Vec<u64>>> {
         let journal = self;
-        let mut left = Vec::new();
+        let mut left = None;
         let mut state = journal.state.lock();
         if let Some(lost) = &state.lost {
             return Err(lost.clone());
@@ -187,7 +187,7 @@ impl Journal for MdtJournal {
             let (record, epoch) = journal.acquire()?;
             state.held = true;
             state.epoch = epoch;
-            left = record.dirty.clone();
+            left = Some(record.dirty.clone());
             state.marked.extend(record.dirty);
             if let Some(me) = self.me.upgrade() {
                 journal.keeper.watch(&me);
