@@ -280,17 +280,22 @@ impl Instance {
     /// marks and messages) by their element, or by their OST's id for
     /// objects placed by a rawstor-mdt: an OST may come back elsewhere.
     fn open_mirror(&self, resolved: &Resolved) -> Result<Arc<Mirror>> {
+        let stale = resolved.record.as_ref().map_or(&[][..], |r| &r.stale[..]);
+        Mirror::new(resolved.target.uuid, self.open_legs(resolved), stale)
+    }
+
+    /// Opens every copy or shard of a resolved target, named as in stale
+    /// marks and messages.
+    fn open_legs(&self, resolved: &Resolved) -> Vec<(String, Result<Leg>)> {
         let target = &resolved.target;
-        let legs = target
+        target
             .location
             .endpoints()
             .iter()
             .zip(&resolved.names)
             .zip(&resolved.ids)
             .map(|((e, name), id)| (name.clone(), self.open_leg(e, target.uuid, *id)))
-            .collect();
-        let stale = resolved.record.as_ref().map_or(&[][..], |r| &r.stale[..]);
-        Mirror::new(target.uuid, legs, stale)
+            .collect()
     }
 
     /// Opens the shards of an erasure-coded object.
@@ -301,15 +306,7 @@ impl Instance {
         let Layout::Erasure { data, parity } = record.layout else {
             return Err(Error::invalid("not an erasure-coded object"));
         };
-        let target = &resolved.target;
-        let shards = target
-            .location
-            .endpoints()
-            .iter()
-            .zip(&resolved.names)
-            .zip(&resolved.ids)
-            .map(|((e, name), id)| (name.clone(), self.open_leg(e, target.uuid, *id)))
-            .collect();
+        let shards = self.open_legs(resolved);
         let journal = MdtJournal::new(
             Arc::clone(mdt),
             record.uuid,
@@ -717,7 +714,9 @@ impl Instance {
             let mut change = crate::store::record::Record::new();
             change.set("replace", i);
             let moved = remote::mdt_update(mdt, target.uuid, &change)?;
-            let placed = &moved.placement[i];
+            let placed = moved.placement.get(i).ok_or_else(|| {
+                Error::new(libc::EPROTO, format!("the MDT's record lost copy {i}"))
+            })?;
             crate::log::warn(&format!(
                 "object {}: OST {} is down; copy {i} moves to OST {} at {}",
                 target.uuid, record.placement[i].ost, placed.ost, placed.addr

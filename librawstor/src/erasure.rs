@@ -306,6 +306,22 @@ fn gather(bufs: &[RawBuf], pos: u64, out: &mut [u8]) {
     }
 }
 
+/// A buffer lent to a shard read (it must outlive the read's wait).
+fn raw_mut(bytes: &mut [u8]) -> RawBuf {
+    RawBuf {
+        ptr: bytes.as_mut_ptr(),
+        len: bytes.len(),
+    }
+}
+
+/// A buffer lent to a shard write (only read from).
+fn raw_const(bytes: &[u8]) -> RawBuf {
+    RawBuf {
+        ptr: bytes.as_ptr().cast_mut(),
+        len: bytes.len(),
+    }
+}
+
 fn total_len(bufs: &[RawBuf]) -> u64 {
     bufs.iter().map(|b| b.len as u64).sum()
 }
@@ -534,32 +550,23 @@ impl Erasure {
         for p in &pieces {
             slice_bufs(bufs, p.pos, p.len, &mut targets[p.shard]);
         }
-        let mut failed = Vec::new();
-        let mut starts: Vec<Box<dyn FnOnce(Finish) + '_>> = Vec::new();
-        let mut started = Vec::new();
-        for (j, span) in spans.iter().enumerate() {
-            let Some((lo, _)) = *span else { continue };
-            match self.usable(j) {
-                Some(leg) => {
-                    let target = &targets[j];
-                    starts.push(Box::new(move |f| leg.read(lo, target, f)));
-                    started.push(j);
-                }
-                None => failed.push(j),
-            }
-        }
-        for (j, result) in started.into_iter().zip(wait_all(starts)) {
+        let (started, mut failed): (Vec<usize>, Vec<usize>) = (0..self.k())
+            .filter(|&j| spans[j].is_some())
+            .partition(|&j| self.usable(j).is_some());
+        let results = self.run_on(&started, |k, leg, f| {
+            let j = started[k];
+            leg.read(
+                spans[j].expect("started shards have spans").0,
+                &targets[j],
+                f,
+            )
+        });
+        for (j, result) in started.iter().copied().zip(results) {
             match result {
                 Ok(_) => {}
                 Err(err) if caller_error(&err) => return Err(err),
                 Err(err) => {
-                    crate::log::warn(&format!(
-                        "read of shard {} of object {} failed ({err}); rebuilding it from the others",
-                        self.shards[j].0, self.uuid
-                    ));
-                    if err.errno() == libc::ESTALE {
-                        self.stale.lock()[j] = true;
-                    }
+                    self.read_failed(j, &err);
                     failed.push(j);
                 }
             }
@@ -611,6 +618,49 @@ impl Erasure {
         Ok(())
     }
 
+    /// Starts `start(k, leg, finish)` for the k-th shard of `shards` and
+    /// waits for all of them; results in order. A shard that is not open
+    /// fails with `EHOSTDOWN`.
+    fn run_on(&self, shards: &[usize], start: impl Fn(usize, &Leg, Finish)) -> Vec<Result<u64>> {
+        let start = &start;
+        let starts: Vec<Box<dyn FnOnce(Finish) + '_>> = shards
+            .iter()
+            .enumerate()
+            .map(|(k, &i)| -> Box<dyn FnOnce(Finish) + '_> {
+                match &self.shards[i].1 {
+                    Some(leg) => Box::new(move |f| start(k, leg, f)),
+                    None => Box::new(move |f| {
+                        f(Err(Error::new(
+                            libc::EHOSTDOWN,
+                            format!("shard {} is unreachable", self.shards[i].0),
+                        )))
+                    }),
+                }
+            })
+            .collect();
+        wait_all(starts)
+    }
+
+    /// Reads `(shard, shard offset, into)` from each shard at once.
+    fn read_shards(&self, reads: &[(usize, u64, RawBuf)]) -> Vec<Result<u64>> {
+        let shards: Vec<usize> = reads.iter().map(|r| r.0).collect();
+        self.run_on(&shards, |k, leg, f| {
+            leg.read(reads[k].1, std::slice::from_ref(&reads[k].2), f)
+        })
+    }
+
+    /// A shard read failed for a reason of the shard's: logged, and a
+    /// shard that says it is stale is not read again.
+    fn read_failed(&self, i: usize, err: &Error) {
+        crate::log::warn(&format!(
+            "read of shard {} of object {} failed ({err}); rebuilding it from the others",
+            self.shards[i].0, self.uuid
+        ));
+        if err.errno() == libc::ESTALE {
+            self.stale.lock()[i] = true;
+        }
+    }
+
     /// Shards `want` over shard range `lo..hi` (whole units), rebuilt from
     /// K other usable shards. The caller holds the stripe locks.
     fn rebuild(&self, want: &[usize], lo: u64, hi: u64) -> Result<Vec<Vec<u8>>> {
@@ -627,24 +677,12 @@ impl Erasure {
                 .drain(..(k - present.len()).min(candidates.len()))
                 .collect();
             let mut bufs: Vec<Vec<u8>> = take.iter().map(|_| vec![0u8; len]).collect();
-            let raws: Vec<[RawBuf; 1]> = bufs
-                .iter_mut()
-                .map(|b| {
-                    [RawBuf {
-                        ptr: b.as_mut_ptr(),
-                        len,
-                    }]
-                })
-                .collect();
-            let starts: Vec<Box<dyn FnOnce(Finish) + '_>> = take
+            let reads: Vec<(usize, u64, RawBuf)> = take
                 .iter()
-                .zip(&raws)
-                .map(|(&i, raw)| -> Box<dyn FnOnce(Finish) + '_> {
-                    let leg = self.shards[i].1.as_ref().expect("usable shards are open");
-                    Box::new(move |f| leg.read(lo, raw, f))
-                })
+                .zip(bufs.iter_mut())
+                .map(|(&i, b)| (i, lo, raw_mut(b)))
                 .collect();
-            let results = wait_all(starts);
+            let results = self.read_shards(&reads);
             for ((i, buf), result) in take.into_iter().zip(bufs).zip(results) {
                 match result {
                     Ok(_) => present.push((i, buf)),
@@ -658,18 +696,17 @@ impl Erasure {
             }
         }
         if present.len() < k {
+            let why = if errors.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", errors.join("; "))
+            };
             return Err(Error::new(
                 libc::EIO,
                 format!(
-                    "object {}: cannot rebuild shard bytes {lo}..{hi}: {} of the {k} shards needed could be read{}{}",
+                    "object {}: cannot rebuild shard bytes {lo}..{hi}: {} of the {k} shards needed could be read{why}",
                     self.uuid,
                     present.len(),
-                    if errors.is_empty() { "" } else { " (" },
-                    if errors.is_empty() {
-                        String::new()
-                    } else {
-                        errors.join("; ") + ")"
-                    }
                 ),
             ));
         }
@@ -678,55 +715,48 @@ impl Erasure {
     }
 
     /// Fills `data[j][lo-base..hi-base]` for each `(j, lo, hi)` from data
-    /// shard `j`, rebuilding what cannot be read. Stripe locks are held.
+    /// shard `j`; what cannot be read is rebuilt, or, when `rebuild` is
+    /// false (stripes that may be half-written), fails. Stripe locks are
+    /// held.
     fn read_ranges(
         &self,
         need: &[(usize, u64, u64)],
         data: &mut [Vec<u8>],
         base: u64,
+        rebuild: bool,
     ) -> Result<()> {
-        let mut failed = Vec::new();
-        {
-            let mut raws: Vec<(usize, u64, u64, [RawBuf; 1])> = Vec::new();
-            for &(j, lo, hi) in need {
-                if self.usable(j).is_none() {
-                    failed.push((j, lo, hi));
-                    continue;
-                }
-                let slice = &mut data[j][(lo - base) as usize..(hi - base) as usize];
-                raws.push((
+        let (readable, mut failed): (Vec<_>, Vec<_>) = need
+            .iter()
+            .copied()
+            .partition(|&(j, _, _)| self.usable(j).is_some());
+        let reads: Vec<(usize, u64, RawBuf)> = readable
+            .iter()
+            .map(|&(j, lo, hi)| {
+                (
                     j,
                     lo,
-                    hi,
-                    [RawBuf {
-                        ptr: slice.as_mut_ptr(),
-                        len: slice.len(),
-                    }],
-                ));
-            }
-            let starts: Vec<Box<dyn FnOnce(Finish) + '_>> = raws
-                .iter()
-                .map(|(j, lo, _, raw)| -> Box<dyn FnOnce(Finish) + '_> {
-                    let leg = self.shards[*j].1.as_ref().expect("usable shards are open");
-                    Box::new(move |f| leg.read(*lo, raw, f))
-                })
-                .collect();
-            for ((j, lo, hi, _), result) in raws.iter().zip(wait_all(starts)) {
-                match result {
-                    Ok(_) => {}
-                    Err(err) if caller_error(&err) => return Err(err),
-                    Err(err) => {
-                        crate::log::warn(&format!(
-                            "read of shard {} of object {} failed ({err}); rebuilding it from the others",
-                            self.shards[*j].0, self.uuid
-                        ));
-                        if err.errno() == libc::ESTALE {
-                            self.stale.lock()[*j] = true;
-                        }
-                        failed.push((*j, *lo, *hi));
-                    }
+                    raw_mut(&mut data[j][(lo - base) as usize..(hi - base) as usize]),
+                )
+            })
+            .collect();
+        for (&(j, lo, hi), result) in readable.iter().zip(self.read_shards(&reads)) {
+            match result {
+                Ok(_) => {}
+                Err(err) if caller_error(&err) => return Err(err),
+                Err(err) => {
+                    self.read_failed(j, &err);
+                    failed.push((j, lo, hi));
                 }
             }
+        }
+        if let (false, Some(&(j, lo, _))) = (rebuild, failed.first()) {
+            return Err(Error::new(
+                libc::EIO,
+                format!(
+                    "object {}: shard {} cannot be read at {lo} and these stripes may be half-written",
+                    self.uuid, self.shards[j].0
+                ),
+            ));
         }
         for (j, lo, hi) in failed {
             let (alo, ahi) = (lo / EC_UNIT * EC_UNIT, hi.div_ceil(EC_UNIT) * EC_UNIT);
@@ -784,7 +814,7 @@ impl Erasure {
         let mut data: Vec<Vec<u8>> = (0..k).map(|_| vec![0u8; (hi - lo) as usize]).collect();
         let need: Vec<(usize, u64, u64)> = (0..k).map(|j| (j, lo, hi)).collect();
         // The stripes are suspect: read, never rebuild.
-        self.read_ranges_strict(&need, &mut data, lo)?;
+        self.read_ranges(&need, &mut data, lo, false)?;
         let refs: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
         let missed = self.codec.encode_with(&refs, |parity| {
             let parity_shards: Vec<usize> = (k..self.shards.len()).collect();
@@ -800,78 +830,29 @@ impl Erasure {
         self.settle(&missed)
     }
 
-    /// Like [`Erasure::read_ranges`], but fails instead of rebuilding.
-    fn read_ranges_strict(
-        &self,
-        need: &[(usize, u64, u64)],
-        data: &mut [Vec<u8>],
-        base: u64,
-    ) -> Result<()> {
-        let mut raws = Vec::new();
-        for &(j, lo, hi) in need {
-            let slice = &mut data[j][(lo - base) as usize..(hi - base) as usize];
-            raws.push((
-                j,
-                lo,
-                [RawBuf {
-                    ptr: slice.as_mut_ptr(),
-                    len: slice.len(),
-                }],
-            ));
-        }
-        let mut starts: Vec<Box<dyn FnOnce(Finish) + '_>> = Vec::new();
-        for (j, lo, raw) in &raws {
-            let Some(leg) = self.usable(*j) else {
-                return Err(Error::new(
-                    libc::EIO,
-                    format!("shard {} is out", self.shards[*j].0),
-                ));
-            };
-            starts.push(Box::new(move |f| leg.read(*lo, raw, f)));
-        }
-        for result in wait_all(starts) {
-            result?;
-        }
-        Ok(())
-    }
-
     /// Writes `(shard, shard offset, bytes)` to each usable shard in
     /// parallel. Returns the shards that missed their write (out, stale
     /// or failed), or a caller error.
     fn write_shards(&self, writes: Vec<(usize, u64, &[u8])>, fua: bool) -> Result<Vec<usize>> {
-        let mut missed = Vec::new();
-        let mut raws = Vec::new();
-        for (i, at, bytes) in writes {
-            if self.usable(i).is_none() {
-                missed.push(i);
-                continue;
-            }
-            raws.push((
-                i,
-                at,
-                [RawBuf {
-                    ptr: bytes.as_ptr().cast_mut(),
-                    len: bytes.len(),
-                }],
-            ));
-        }
-        let starts: Vec<Box<dyn FnOnce(Finish) + '_>> = raws
-            .iter()
-            .map(|(i, at, raw)| -> Box<dyn FnOnce(Finish) + '_> {
-                let leg = self.shards[*i].1.as_ref().expect("usable shards are open");
-                Box::new(move |f| leg.write(*at, raw, fua, f))
-            })
-            .collect();
-        for ((i, _, _), result) in raws.iter().zip(wait_all(starts)) {
+        let (live, out): (Vec<_>, Vec<_>) = writes
+            .into_iter()
+            .partition(|(i, _, _)| self.usable(*i).is_some());
+        let mut missed: Vec<usize> = out.iter().map(|w| w.0).collect();
+        let shards: Vec<usize> = live.iter().map(|w| w.0).collect();
+        let raws: Vec<RawBuf> = live.iter().map(|w| raw_const(w.2)).collect();
+        let results = self.run_on(&shards, |k, leg, f| {
+            leg.write(live[k].1, std::slice::from_ref(&raws[k]), fua, f)
+        });
+        for (&i, result) in shards.iter().zip(results) {
             match result {
                 Ok(_) => {}
                 Err(err) if caller_error(&err) => return Err(err),
                 Err(err) => {
                     crate::log::warn(&format!(
                         "write to shard {} of object {} failed: {err}",
-                        self.shards[*i].0, self.uuid
+                        self.shards[i].0, self.uuid
                     ));
-                    missed.push(*i);
+                    missed.push(i);
                 }
             }
         }
@@ -943,7 +924,7 @@ impl Erasure {
                 }
             }
         }
-        self.read_ranges(&need, &mut data, base)?;
+        self.read_ranges(&need, &mut data, base, true)?;
         for p in &pieces {
             let at = (p.shard_offset - base) as usize;
             fill(p.pos, &mut data[p.shard][at..at + p.len as usize]);
@@ -998,15 +979,9 @@ impl Erasure {
         let targets: Vec<usize> = (0..self.shards.len())
             .filter(|&i| self.usable(i).is_some())
             .collect();
-        let starts: Vec<Box<dyn FnOnce(Finish) + '_>> = targets
-            .iter()
-            .map(|&i| -> Box<dyn FnOnce(Finish) + '_> {
-                let leg = self.shards[i].1.as_ref().expect("usable shards are open");
-                Box::new(move |f| leg.simple(Opcode::Flush, 0, 0, f))
-            })
-            .collect();
+        let results = self.run_on(&targets, |_, leg, f| leg.simple(Opcode::Flush, 0, 0, f));
         let mut missed = Vec::new();
-        for (&i, result) in targets.iter().zip(wait_all(starts)) {
+        for (&i, result) in targets.iter().zip(results) {
             if let Err(err) = result {
                 crate::log::warn(&format!(
                     "flush of shard {} of object {} failed: {err}",
@@ -1063,14 +1038,10 @@ impl Erasure {
             .into_iter()
             .filter(|i| !missed.contains(i))
             .collect();
-        let starts: Vec<Box<dyn FnOnce(Finish) + '_>> = live
-            .iter()
-            .map(|&i| -> Box<dyn FnOnce(Finish) + '_> {
-                let leg = self.shards[i].1.as_ref().expect("usable shards are open");
-                Box::new(move |f| leg.simple(op, s0 * EC_UNIT, (s1 - s0) * EC_UNIT, f))
-            })
-            .collect();
-        for (&i, result) in live.iter().zip(wait_all(starts)) {
+        let results = self.run_on(&live, |_, leg, f| {
+            leg.simple(op, s0 * EC_UNIT, (s1 - s0) * EC_UNIT, f)
+        });
+        for (&i, result) in live.iter().zip(results) {
             match result {
                 Ok(_) => {}
                 Err(err) if caller_error(&err) => return Err(err),
@@ -1167,10 +1138,7 @@ impl Erasure {
                 let rebuilt = self.rebuild(&targets, at, at + n)?;
                 for (&t, bytes) in targets.iter().zip(&rebuilt) {
                     let leg = self.shards[t].1.as_ref().expect("all open");
-                    let raw = [RawBuf {
-                        ptr: bytes.as_ptr().cast_mut(),
-                        len: bytes.len(),
-                    }];
+                    let raw = [raw_const(bytes)];
                     if bytes.iter().all(|&b| b == 0) {
                         crate::mirror::wait(|f| leg.simple(Opcode::Discard, at, n, f))?;
                     } else {
@@ -1208,18 +1176,7 @@ impl Erasure {
     /// stale and unreachable shards. Changes nothing.
     pub(crate) fn scrub(&self, progress: &mut dyn FnMut(u64, u64)) -> ScrubReport {
         let mut report = ScrubReport::default();
-        let stale = self.stale.lock().clone();
-        let mut checked = Vec::new();
-        for (i, (name, leg)) in self.shards.iter().enumerate() {
-            report.copies.push(name.clone());
-            match leg {
-                None => report.problem(format!("{name}: unreachable")),
-                Some(_) if stale[i] => report.problem(format!(
-                    "{name}: stale (it missed writes; rawstor repair rebuilds it)"
-                )),
-                Some(leg) => checked.push((i, leg)),
-            }
-        }
+        let checked = report.survey(&self.shards, &self.stale.lock(), "rebuilds");
         let size = self.size.load(Ordering::Acquire);
         let shard_bytes = shard_size(size, self.k());
         let k = self.k();
@@ -1227,31 +1184,19 @@ impl Erasure {
         while at < shard_bytes {
             let n = STEP_BYTES.min(shard_bytes - at);
             let mut bufs: Vec<Vec<u8>> = checked.iter().map(|_| vec![0u8; n as usize]).collect();
-            let raws: Vec<[RawBuf; 1]> = bufs
-                .iter_mut()
-                .map(|b| {
-                    [RawBuf {
-                        ptr: b.as_mut_ptr(),
-                        len: b.len(),
-                    }]
-                })
-                .collect();
-            let starts: Vec<Box<dyn FnOnce(Finish) + '_>> = checked
+            let reads: Vec<(usize, u64, RawBuf)> = checked
                 .iter()
-                .zip(&raws)
-                .map(|((_, leg), raw)| -> Box<dyn FnOnce(Finish) + '_> {
-                    Box::new(move |f| leg.read(at, raw, f))
-                })
+                .zip(bufs.iter_mut())
+                .map(|(&i, b)| (i, at, raw_mut(b)))
                 .collect();
-            let results = wait_all(starts);
-            drop(raws);
+            let results = self.read_shards(&reads);
             let mut good: Vec<(usize, Vec<u8>)> = Vec::new();
-            for (((i, _), buf), result) in checked.iter().zip(bufs).zip(results) {
+            for ((&i, buf), result) in checked.iter().zip(bufs).zip(results) {
                 match result {
-                    Ok(_) => good.push((*i, buf)),
+                    Ok(_) => good.push((i, buf)),
                     Err(err) => report.problem(format!(
                         "{}: shard bytes {at}..{}: {err}",
-                        self.shards[*i].0,
+                        self.shards[i].0,
                         at + n
                     )),
                 }

@@ -31,6 +31,11 @@ use crate::uuid::Uuid;
 /// touched it for this long (fewer MDT updates under steady writes).
 const INTENT_IDLE: Duration = Duration::from_secs(1);
 
+/// While a restarted MDT lets earlier writers renew first, a new writer
+/// asks again this often, for one lease lifetime and this much more.
+const GRACE_RETRY: Duration = Duration::from_millis(250);
+const GRACE_SLACK: Duration = Duration::from_secs(2);
+
 #[derive(Default)]
 struct State {
     held: bool,
@@ -81,11 +86,11 @@ impl MdtJournal {
     /// Takes the lease (waiting out an MDT's grace period after restart).
     fn acquire(&self) -> Result<(ObjectRecord, u64)> {
         let flags = if self.break_lease { LEASE_BREAK } else { 0 };
-        let deadline = Instant::now() + Duration::from_millis(LEASE_TTL_MS + 2000);
+        let deadline = Instant::now() + Duration::from_millis(LEASE_TTL_MS) + GRACE_SLACK;
         loop {
             match remote::mdt_lease(&self.mdt, self.uuid, flags, 0) {
                 Err(err) if err.errno() == libc::EAGAIN && Instant::now() < deadline => {
-                    thread::sleep(Duration::from_millis(250));
+                    thread::sleep(GRACE_RETRY);
                 }
                 Err(err) if err.errno() == libc::EBUSY => {
                     return Err(Error::new(

@@ -434,6 +434,45 @@ mod tests {
     }
 
     #[test]
+    fn replacement_avoids_the_objects_osts_and_their_domains() {
+        let map = ClusterMap {
+            version: 1,
+            osts: vec![
+                ost(1, "a", 100, true),
+                ost(2, "b", 100, true),
+                ost(3, "a", 900, true),
+                ost(4, "c", 50, true),
+                ost(5, "d", 10, false),
+            ],
+        };
+        let placed = |n: usize| Placed {
+            ost: map.osts[n].id,
+            addr: map.osts[n].addr.clone(),
+        };
+        let mut record = ObjectRecord {
+            uuid: Uuid::new_v7(),
+            size: 1 << 20,
+            chunk_size: 1 << 20,
+            layout: Layout::Replicas(2),
+            placement: vec![placed(0), placed(1)],
+            stale: Vec::new(),
+            dirty: Vec::new(),
+        };
+        // Copy 1 (domain b) moves: c is a new domain, a is taken by copy 0
+        // even though OST 3 there has more room; OST 5 is down.
+        assert_eq!(replacement(&map, &record, 1).unwrap().ost, map.osts[3].id);
+        record.placement = vec![placed(0), placed(1), placed(3)];
+        record.layout = Layout::Replicas(3);
+        // Only OST 3 is left: same domain as copy 0, still better than none.
+        assert_eq!(replacement(&map, &record, 2).unwrap().ost, map.osts[2].id);
+        record.placement.push(placed(2));
+        record.layout = Layout::Replicas(4);
+        let err = replacement(&map, &record, 0).unwrap_err();
+        assert_eq!(err.errno(), libc::ENOSPC);
+        assert!(err.to_string().contains("no OST can take shard 0"), "{err}");
+    }
+
+    #[test]
     fn records_round_trip() {
         let map = ClusterMap {
             version: 7,

@@ -150,6 +150,29 @@ impl ScrubReport {
         }
     }
 
+    /// Lists `copies` (name, open copy or `None`) and notes those that
+    /// are unreachable or `stale` (`rawstor repair` then `fix`es them);
+    /// returns the indexes of the others, to be checked.
+    pub(crate) fn survey<T>(
+        &mut self,
+        copies: &[(String, Option<T>)],
+        stale: &[bool],
+        fix: &str,
+    ) -> Vec<usize> {
+        let mut checked = Vec::new();
+        for (i, (name, copy)) in copies.iter().enumerate() {
+            self.copies.push(name.clone());
+            match copy {
+                None => self.problem(format!("{name}: unreachable")),
+                Some(_) if stale[i] => self.problem(format!(
+                    "{name}: stale (it missed writes; rawstor repair {fix} it)"
+                )),
+                Some(_) => checked.push(i),
+            }
+        }
+        checked
+    }
+
     /// Whether every copy was read and they all agree.
     pub fn clean(&self) -> bool {
         self.problems.is_empty()
@@ -510,19 +533,15 @@ impl Mirror {
     /// blocks failing their checksums and ranges where copies differ are
     /// reported, as are unreachable and stale copies. Changes nothing.
     pub(crate) fn scrub(&self, progress: &mut dyn FnMut(u64, u64)) -> ScrubReport {
-        let stale = self.stale.lock().clone();
         let mut report = ScrubReport::default();
-        let mut checked = Vec::new();
-        for (i, (name, leg)) in self.legs.iter().enumerate() {
-            report.copies.push(name.clone());
-            match leg {
-                None => report.problem(format!("{name}: unreachable")),
-                Some(_) if stale[i] => report.problem(format!(
-                    "{name}: stale (it missed writes; rawstor repair resyncs it)"
-                )),
-                Some(leg) => checked.push((name, leg)),
-            }
-        }
+        let checked: Vec<(&String, &Leg)> = report
+            .survey(&self.legs, &self.stale.lock(), "resyncs")
+            .into_iter()
+            .map(|i| {
+                let (name, leg) = &self.legs[i];
+                (name, leg.as_ref().expect("surveyed copies are open"))
+            })
+            .collect();
         let size = self.info().size;
         let mut bufs = vec![vec![0u8; SCRUB_STEP_BYTES]; checked.len()];
         let mut offset = 0;
