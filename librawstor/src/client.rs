@@ -31,6 +31,7 @@ use crate::error::{Error, Result};
 use crate::event_loop::EventLoop;
 use crate::lease::{Keeper, MdtJournal};
 use crate::mdt::{self, ClusterMap, Layout, ObjectRecord};
+use crate::mirror::Recorded;
 pub use crate::mirror::ScrubReport;
 use crate::mirror::{Leg, Mirror};
 use crate::net::{Connection, RawBuf};
@@ -154,6 +155,9 @@ pub(crate) struct Shared {
     pool: OnceLock<Arc<Pool>>,
     /// Renews the writer leases of mdt:// objects.
     keeper: Arc<Keeper>,
+    /// The lease and write intent of each mdt:// object open here: one
+    /// writer per object and instance, whatever the handles.
+    journals: Mutex<HashMap<Uuid, Weak<MdtJournal>>>,
     /// Whether writers break other writers' leases.
     break_lease: AtomicBool,
 }
@@ -192,6 +196,17 @@ pub(crate) enum Backend {
     Erasure(Arc<Erasure>),
 }
 
+impl Backend {
+    /// Gives back the writer lease of an mdt:// object (waits for the MDT).
+    fn release(&self) {
+        match self {
+            Backend::Mirror(mirror) => mirror.release(),
+            Backend::Erasure(erasure) => erasure.release(),
+            Backend::File(_) | Backend::Ost(_) => {}
+        }
+    }
+}
+
 /// A library instance: options, an event loop thread, open stores.
 pub struct Instance {
     shared: Arc<Shared>,
@@ -210,6 +225,7 @@ impl Instance {
                 event_loop: EventLoop::start()?,
                 pool: OnceLock::new(),
                 keeper: Keeper::new(),
+                journals: Mutex::new(HashMap::new()),
                 break_lease: AtomicBool::new(
                     std::env::var("RAWSTOR_OPTS_BREAK_LEASE").is_ok_and(|v| v == "1"),
                 ),
@@ -281,7 +297,45 @@ impl Instance {
     /// objects placed by a rawstor-mdt: an OST may come back elsewhere.
     fn open_mirror(&self, resolved: &Resolved) -> Result<Arc<Mirror>> {
         let stale = resolved.record.as_ref().map_or(&[][..], |r| &r.stale[..]);
-        Mirror::new(resolved.target.uuid, self.open_legs(resolved), stale)
+        let recorded = match &resolved.mdt {
+            Some(mdt) => Some(Recorded::new(
+                self.journal(mdt, resolved.target.uuid),
+                self.shared.pool()?,
+            )),
+            None => None,
+        };
+        Mirror::new(
+            resolved.target.uuid,
+            self.open_legs(resolved),
+            stale,
+            recorded,
+        )
+    }
+
+    /// The lease and write intent of an mdt:// object, shared by the
+    /// instance's handles of it.
+    fn journal(&self, mdt: &Arc<Connection>, uuid: Uuid) -> Arc<MdtJournal> {
+        let mut journals = self.shared.journals.lock();
+        if let Some(journal) = journals.get(&uuid).and_then(Weak::upgrade) {
+            return journal;
+        }
+        journals.retain(|_, j| j.strong_count() > 0);
+        let journal = MdtJournal::new(
+            Arc::clone(mdt),
+            uuid,
+            self.shared.break_lease.load(Ordering::Relaxed),
+            Arc::clone(&self.shared.keeper),
+        );
+        journals.insert(uuid, Arc::downgrade(&journal));
+        journal
+    }
+
+    /// Gives back the lease an operation of its own (repair, scrub) took,
+    /// unless the user has the object open here.
+    fn release_unless_open(&self, uuid: Uuid, backend: &Backend) {
+        if !self.shared.open_objects.lock().contains_key(&uuid) {
+            backend.release();
+        }
     }
 
     /// Opens every copy or shard of a resolved target, named as in stale
@@ -307,12 +361,7 @@ impl Instance {
             return Err(Error::invalid("not an erasure-coded object"));
         };
         let shards = self.open_legs(resolved);
-        let journal = MdtJournal::new(
-            Arc::clone(mdt),
-            record.uuid,
-            self.shared.break_lease.load(Ordering::Relaxed),
-            Arc::clone(&self.shared.keeper),
-        );
+        let journal = self.journal(mdt, record.uuid);
         Erasure::new(
             record.uuid,
             Codec::new(data, parity)?,
@@ -666,31 +715,17 @@ impl Instance {
         {
             let erasure = self.open_erasure(&resolved)?;
             let repaired = erasure.repair(progress);
-            erasure.release();
+            self.release_unless_open(target.uuid, &Backend::Erasure(erasure));
             return repaired;
         }
         if resolved.target.location.endpoints().len() < 2 {
             self.stat(target)?;
             return Ok(Vec::new());
         }
-        let repaired = self.open_mirror(&resolved)?.repair(progress)?;
-        if let (Some(mdt), Some(record)) = (&resolved.mdt, &resolved.record) {
-            // The copies agree again: the record's stale marks go too.
-            if !record.stale.is_empty() {
-                let mut change = crate::store::record::Record::new();
-                change.set(
-                    "repaired",
-                    record
-                        .stale
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(","),
-                );
-                remote::mdt_update(mdt, target.uuid, &change)?;
-            }
-        }
-        Ok(repaired)
+        let mirror = self.open_mirror(&resolved)?;
+        let repaired = mirror.repair(progress);
+        self.release_unless_open(target.uuid, &Backend::Mirror(mirror));
+        repaired
     }
 
     /// Moves the copies or shards of an mdt:// object whose OST the map
@@ -781,14 +816,14 @@ impl Drop for Object {
     fn drop(&mut self) {
         // The writer lease goes back with the user's handle (on the
         // user's thread: it waits for the MDT).
-        if let Backend::Erasure(erasure) = &self.inner.backend {
-            erasure.release();
-        }
         let mut open = self.inner.instance.open_objects.lock();
         if let Some(count) = open.get_mut(&self.inner.target.uuid) {
             *count -= 1;
             if *count == 0 {
                 open.remove(&self.inner.target.uuid);
+                // The instance's last handle: the lease goes.
+                drop(open);
+                self.inner.backend.release();
             }
         }
     }

@@ -188,6 +188,12 @@ pub(crate) trait Journal: Send + Sync {
     /// When this takes the lease, returns the regions a previous writer
     /// left marked.
     fn before_write(&self, offset: u64, len: u64) -> Result<Option<Vec<u64>>>;
+    /// [`Journal::before_write`] when it needs no MDT: `true` (and the
+    /// change counted in) when the lease is held and the regions are
+    /// marked already.
+    fn enter(&self, _offset: u64, _len: u64) -> bool {
+        false
+    }
     /// The change started by [`Journal::before_write`] is done.
     fn after_write(&self, offset: u64, len: u64);
     /// Shards that missed a write: recorded before it is acknowledged.

@@ -53,11 +53,18 @@ struct State {
 }
 
 /// One open mdt:// object's lease, write intent and stale marks.
+///
+/// Two locks: `calls` is held across every call to the MDT (so that the
+/// bitmap's adds and clears reach it in the order they were decided);
+/// `state` is only ever held briefly, never across a call: the event loop
+/// thread takes it when a write completes, and the MDT's answers come
+/// through that thread.
 pub(crate) struct MdtJournal {
     me: Weak<MdtJournal>,
     mdt: Arc<Connection>,
     uuid: Uuid,
     break_lease: bool,
+    calls: Mutex<()>,
     state: Mutex<State>,
     keeper: Arc<Keeper>,
 }
@@ -74,6 +81,7 @@ impl MdtJournal {
             mdt,
             uuid,
             break_lease,
+            calls: Mutex::new(()),
             state: Mutex::new(State::default()),
             keeper,
         })
@@ -105,18 +113,22 @@ impl MdtJournal {
 
     /// Renews the lease; `false` once it is gone (broken).
     fn renew(&self) -> bool {
-        let mut state = self.state.lock();
-        if !state.held || state.lost.is_some() {
-            return state.held;
-        }
-        match remote::mdt_lease(&self.mdt, self.uuid, LEASE_RENEW, state.epoch) {
+        // Not under `calls`: a renewal need not wait for a long acquire.
+        let epoch = {
+            let state = self.state.lock();
+            if !state.held || state.lost.is_some() {
+                return state.held;
+            }
+            state.epoch
+        };
+        match remote::mdt_lease(&self.mdt, self.uuid, LEASE_RENEW, epoch) {
             Ok(_) => true,
             Err(err) if err.errno() == libc::EBUSY || err.errno() == libc::ENOENT => {
                 crate::log::warn(&format!(
                     "object {}: the writer lease is lost ({err}); changes are refused from now on",
                     self.uuid
                 ));
-                state.lost = Some(Error::new(
+                self.state.lock().lost = Some(Error::new(
                     libc::EBUSY,
                     format!(
                         "object {}: another client took over writing it ({})",
@@ -135,32 +147,38 @@ impl MdtJournal {
     /// Gives the lease back, clearing the regions flushed since they
     /// were last written (called when the object is closed).
     fn release_lease(&self) {
-        let mut state = self.state.lock();
-        if !state.held {
-            return;
-        }
-        let clean: Vec<u64> = state
-            .marked
-            .iter()
-            .copied()
-            .filter(|r| {
-                state.inflight.get(r).copied().unwrap_or(0) == 0
-                    && state
-                        .flushed_at
-                        .is_some_and(|f| state.last_write.get(r).is_none_or(|&w| w < f))
-            })
-            .collect();
+        let _calls = self.calls.lock();
+        let (clean, epoch) = {
+            let mut state = self.state.lock();
+            if !state.held {
+                return;
+            }
+            let clean: Vec<u64> = state
+                .marked
+                .iter()
+                .copied()
+                .filter(|r| {
+                    state.inflight.get(r).copied().unwrap_or(0) == 0
+                        && state
+                            .flushed_at
+                            .is_some_and(|f| state.last_write.get(r).is_none_or(|&w| w < f))
+                })
+                .collect();
+            // No write may count on these regions from here on.
+            state.held = false;
+            (clean, state.epoch)
+        };
         if !clean.is_empty() {
             let mut change = Record::new();
             change.set("dirty_clear", join(&clean));
             if self.update(&change).is_ok() {
+                let mut state = self.state.lock();
                 for r in &clean {
                     state.marked.remove(r);
                 }
             }
         }
-        let _ = remote::mdt_lease(&self.mdt, self.uuid, LEASE_RELEASE, state.epoch);
-        state.held = false;
+        let _ = remote::mdt_lease(&self.mdt, self.uuid, LEASE_RELEASE, epoch);
     }
 }
 
@@ -182,40 +200,64 @@ fn join(items: &[impl ToString]) -> String {
 
 impl Journal for MdtJournal {
     fn before_write(&self, offset: u64, len: u64) -> Result<Option<Vec<u64>>> {
-        let journal = self;
+        let _calls = self.calls.lock();
         let mut left = None;
-        let mut state = journal.state.lock();
-        if let Some(lost) = &state.lost {
-            return Err(lost.clone());
-        }
-        if !state.held {
-            let (record, epoch) = journal.acquire()?;
+        let held = {
+            let state = self.state.lock();
+            if let Some(lost) = &state.lost {
+                return Err(lost.clone());
+            }
+            state.held
+        };
+        if !held {
+            let (record, epoch) = self.acquire()?;
+            let mut state = self.state.lock();
             state.held = true;
             state.epoch = epoch;
             left = Some(record.dirty.clone());
             state.marked.extend(record.dirty);
+            drop(state);
             if let Some(me) = self.me.upgrade() {
-                journal.keeper.watch(&me);
+                self.keeper.watch(&me);
             }
         }
-        let new: Vec<u64> = regions(offset, len)
-            .filter(|r| !state.marked.contains(r))
-            .collect();
+        let new: Vec<u64> = {
+            let state = self.state.lock();
+            regions(offset, len)
+                .filter(|r| !state.marked.contains(r))
+                .collect()
+        };
         if !new.is_empty() {
             let mut change = Record::new();
             change.set("dirty_add", join(&new));
-            journal.update(&change).map_err(|e| {
+            self.update(&change).map_err(|e| {
                 Error::new(
                     e.errno(),
                     format!("cannot record the write intent on the MDT: {e}"),
                 )
             })?;
-            state.marked.extend(new);
         }
+        // Marked and counted at once: a flush cannot clear them between.
+        let mut state = self.state.lock();
+        state.marked.extend(new);
         for r in regions(offset, len) {
             *state.inflight.entry(r).or_default() += 1;
         }
         Ok(left)
+    }
+
+    fn enter(&self, offset: u64, len: u64) -> bool {
+        let mut state = self.state.lock();
+        if !state.held
+            || state.lost.is_some()
+            || !regions(offset, len).all(|r| state.marked.contains(&r))
+        {
+            return false;
+        }
+        for r in regions(offset, len) {
+            *state.inflight.entry(r).or_default() += 1;
+        }
+        true
     }
 
     fn after_write(&self, offset: u64, len: u64) {
@@ -230,43 +272,56 @@ impl Journal for MdtJournal {
     }
 
     fn mark_stale(&self, shards: &[usize]) -> Result<()> {
+        let _calls = self.calls.lock();
         let mut change = Record::new();
         change.set("stale_add", join(shards));
         self.update(&change).map(drop)
     }
 
     fn flushed(&self, started: Instant, keep: &BTreeSet<u64>) {
-        let journal = self;
-        let mut state = journal.state.lock();
-        state.flushed_at = Some(started);
-        let now = Instant::now();
-        let clean: Vec<u64> = state
-            .marked
-            .iter()
-            .copied()
-            .filter(|r| !keep.contains(r) && state.inflight.get(r).copied().unwrap_or(0) == 0)
-            .filter(|r| {
-                state
-                    .last_write
-                    .get(r)
-                    .is_none_or(|&w| w < started && now.duration_since(w) > INTENT_IDLE)
-            })
-            .collect();
+        let _calls = self.calls.lock();
+        let clean: Vec<u64> = {
+            let mut state = self.state.lock();
+            state.flushed_at = Some(started);
+            let now = Instant::now();
+            let clean: Vec<u64> = state
+                .marked
+                .iter()
+                .copied()
+                .filter(|r| !keep.contains(r) && state.inflight.get(r).copied().unwrap_or(0) == 0)
+                .filter(|r| {
+                    state
+                        .last_write
+                        .get(r)
+                        .is_none_or(|&w| w < started && now.duration_since(w) > INTENT_IDLE)
+                })
+                .collect();
+            // Unmarked before the MDT hears of it: a write that starts
+            // meanwhile marks its region again (after this clear: `calls`).
+            for r in &clean {
+                state.marked.remove(r);
+            }
+            clean
+        };
         if clean.is_empty() {
             return;
         }
         let mut change = Record::new();
         change.set("dirty_clear", join(&clean));
         // Best effort: a region left marked costs a resync, not data.
-        if journal.update(&change).is_ok() {
-            for r in &clean {
-                state.marked.remove(r);
+        let cleared = self.update(&change).is_ok();
+        let mut state = self.state.lock();
+        for r in &clean {
+            if cleared {
                 state.last_write.remove(r);
+            } else {
+                state.marked.insert(*r);
             }
         }
     }
 
     fn set_size(&self, size: u64) -> Result<()> {
+        let _calls = self.calls.lock();
         let mut change = Record::new();
         change.set("size", size);
         self.update(&change).map(drop)
@@ -280,6 +335,7 @@ impl Journal for MdtJournal {
         if shards.is_empty() && regions.is_empty() {
             return Ok(());
         }
+        let _calls = self.calls.lock();
         let mut change = Record::new();
         change
             .set("repaired", join(shards))

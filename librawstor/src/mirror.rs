@@ -15,18 +15,31 @@
 //!   it, and its server refuses reads of a stale copy with `ESTALE`.
 //! * `repair` copies a good leg onto the stale ones and clears the marks.
 //!
-//! Limits: the marks cover failures the client sees. A client killed
-//! between the legs of one write leaves them different without a mark
-//! (as a RAID-1 without a write-intent bitmap would); issue 4's write-
-//! intent mechanism closes that. Repair assumes no writer is active.
+//! * Objects placed by a rawstor-mdt keep more there ([`Recorded`]): the
+//!   writer lease (one writer per object), the stale marks (recorded in
+//!   the MDT before the change is acknowledged, the legs' own marks are
+//!   then only a hint) and the write-intent bitmap. A writer killed
+//!   between the legs of a write leaves its regions marked; the next
+//!   writer, or `rawstor repair`, copies them from one good leg onto the
+//!   others, so that the copies agree again.
+//!
+//! Limits: the legs' marks of a mirror without an MDT cover failures the
+//! client sees; a client killed between the legs of one write leaves them
+//! different without a mark (as a RAID-1 without a write-intent bitmap
+//! would). Repair assumes no writer is active (with an MDT, it takes the
+//! lease).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
+use crate::erasure::Journal;
 use crate::error::{Error, Result};
+use crate::mdt::INTENT_REGION_BYTES;
 use crate::net::RawBuf;
+use crate::pool::Pool;
 use crate::remote::{Finish, RemoteObject};
 use crate::store::{ObjectInfo, StoreObject};
 use crate::uuid::Uuid;
@@ -184,6 +197,33 @@ fn caller_error(err: &Error) -> bool {
     matches!(err.errno(), libc::ENXIO | libc::EINVAL | libc::ERANGE)
 }
 
+/// What a mirror placed by a rawstor-mdt keeps there: the writer lease,
+/// the write-intent bitmap and the stale marks.
+pub(crate) struct Recorded {
+    pub(crate) journal: Arc<dyn Journal>,
+    /// Runs what waits for the MDT, off the event loop thread.
+    pub(crate) pool: Arc<Pool>,
+    /// Set once this writer holds the lease and resynced what a previous
+    /// one left: a write whose regions are marked then starts at once.
+    ready: AtomicBool,
+    /// Held while a write takes the lease and resyncs.
+    gate: Mutex<()>,
+}
+
+impl Recorded {
+    pub(crate) fn new(journal: Arc<dyn Journal>, pool: Arc<Pool>) -> Self {
+        Self {
+            journal,
+            pool,
+            ready: AtomicBool::new(false),
+            gate: Mutex::new(()),
+        }
+    }
+}
+
+/// Bytes copied from one leg to another at a time (repair, resync).
+const COPY_STEP_BYTES: u64 = 1 << 20;
+
 /// A mirrored object open in this instance.
 pub(crate) struct Mirror {
     uuid: Uuid,
@@ -193,16 +233,20 @@ pub(crate) struct Mirror {
     /// Legs known to have missed writes.
     stale: Mutex<Vec<bool>>,
     cursor: AtomicUsize,
+    /// For objects placed by a rawstor-mdt.
+    recorded: Option<Recorded>,
 }
 
 impl Mirror {
     /// Assembles a mirror from its opened legs (`Err` for those that
     /// could not be opened); at least one must have opened.
-    /// `stale` lists legs a rawstor-mdt's record marks stale.
+    /// `stale` lists legs a rawstor-mdt's record marks stale; `recorded`
+    /// is what the object keeps there.
     pub(crate) fn new(
         uuid: Uuid,
         legs: Vec<(String, Result<Leg>)>,
         stale: &[usize],
+        recorded: Option<Recorded>,
     ) -> Result<Arc<Self>> {
         if legs.iter().all(|(_, l)| l.is_err()) {
             let mut errors = legs.into_iter().map(|(_, l)| l.err().expect("all failed"));
@@ -251,6 +295,7 @@ impl Mirror {
             legs,
             stale: Mutex::new(stale),
             cursor: AtomicUsize::new(0),
+            recorded,
         });
         // Tell reachable stale legs what they are, so that no client (this
         // one or an older one) reads them.
@@ -358,9 +403,152 @@ impl Mirror {
         );
     }
 
-    /// Runs a mutation on every good leg; marks the legs that miss it.
-    pub(crate) fn mutate(self: &Arc<Self>, start: impl Fn(&Leg, Finish), finish: Finish) {
-        self.run_on_good_legs(start, finish, true);
+    /// Runs a change of `len` bytes at `offset` on every good leg and
+    /// marks the legs that miss it. For an object placed by a
+    /// rawstor-mdt, the writer lease is held and the regions are marked
+    /// first (on a worker thread when that needs the MDT).
+    fn change(
+        self: &Arc<Self>,
+        offset: u64,
+        len: u64,
+        start: impl Fn(&Leg, Finish) + Send + 'static,
+        finish: Finish,
+    ) {
+        let Some(rec) = &self.recorded else {
+            return self.run_on_good_legs(start, finish, true);
+        };
+        if rec.ready.load(Ordering::Acquire) && rec.journal.enter(offset, len) {
+            let done = Self::counted(Arc::clone(self), offset, len, finish);
+            return self.run_on_good_legs(start, done, true);
+        }
+        let me = Arc::clone(self);
+        rec.pool.run(move || match me.begin_write(offset, len) {
+            Ok(()) => {
+                let done = Self::counted(Arc::clone(&me), offset, len, finish);
+                me.run_on_good_legs(start, done, true);
+            }
+            Err(err) => finish(Err(err)),
+        });
+    }
+
+    /// `finish`, telling the journal first that the change of `len`
+    /// bytes at `offset` is done.
+    fn counted(self: Arc<Self>, offset: u64, len: u64, finish: Finish) -> Finish {
+        Box::new(move |result| {
+            if let Some(rec) = &self.recorded {
+                rec.journal.after_write(offset, len);
+            }
+            finish(result)
+        })
+    }
+
+    /// Takes the writer lease if this writer does not hold it yet
+    /// (resyncing the regions a previous writer left) and marks the
+    /// regions of `len` bytes at `offset`. Waits for the MDT.
+    fn begin_write(&self, offset: u64, len: u64) -> Result<()> {
+        let rec = self
+            .recorded
+            .as_ref()
+            .expect("only recorded mirrors journal");
+        let _gate = rec.gate.lock();
+        if let Some(left) = rec.journal.before_write(offset, len)? {
+            let resynced = self.resync(&left);
+            if let Err(err) = rec.journal.repaired(&[], &resynced) {
+                rec.journal.after_write(offset, len);
+                return Err(err);
+            }
+        }
+        rec.ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Makes the copies agree again over write-intent `regions` a writer
+    /// left: each is copied from one good leg onto the others. Returns
+    /// the regions resynced (a leg that fails is marked stale).
+    fn resync(&self, regions: &[u64]) -> Vec<u64> {
+        let size = self.info().size;
+        let mut done = Vec::new();
+        for &region in regions {
+            let lo = region * INTENT_REGION_BYTES;
+            if lo >= size {
+                done.push(region);
+                continue;
+            }
+            let hi = (lo + INTENT_REGION_BYTES).min(size);
+            match self.resync_range(lo, hi) {
+                Ok(()) => done.push(region),
+                Err(err) => crate::log::warn(&format!(
+                    "object {}: write-intent region {region} could not be resynced ({err}); 'rawstor repair' retries it",
+                    self.uuid
+                )),
+            }
+        }
+        done
+    }
+
+    fn resync_range(&self, lo: u64, hi: u64) -> Result<()> {
+        let order = self.readable();
+        let mut buf = vec![0u8; COPY_STEP_BYTES as usize];
+        let mut missed = Vec::new();
+        let mut offset = lo;
+        while offset < hi {
+            let n = COPY_STEP_BYTES.min(hi - offset) as usize;
+            let piece = &mut buf[..n];
+            let raw = [raw_buf(piece)];
+            let mut source = None;
+            for &i in &order {
+                let leg = self.legs[i].1.as_ref().expect("readable legs are open");
+                if wait(|f| leg.read(offset, &raw, f)).is_ok() {
+                    source = Some(i);
+                    break;
+                }
+            }
+            let Some(source) = source else {
+                return Err(Error::new(
+                    libc::EIO,
+                    format!(
+                        "no copy of object {} reads bytes {offset}..{}",
+                        self.uuid,
+                        offset + n as u64
+                    ),
+                ));
+            };
+            for &i in &order {
+                if i == source || missed.contains(&i) {
+                    continue;
+                }
+                let leg = self.legs[i].1.as_ref().expect("readable legs are open");
+                if let Err(err) = store_piece(leg, offset, piece) {
+                    crate::log::warn(&format!(
+                        "copy {} of object {} missed a resync ({err}); it is marked stale until repaired",
+                        self.legs[i].0, self.uuid
+                    ));
+                    missed.push(i);
+                }
+            }
+            offset += n as u64;
+        }
+        if missed.is_empty() {
+            return Ok(());
+        }
+        {
+            let mut stale = self.stale.lock();
+            for &i in &missed {
+                stale[i] = true;
+            }
+        }
+        let rec = self
+            .recorded
+            .as_ref()
+            .expect("only recorded mirrors resync");
+        rec.journal.mark_stale(&missed)
+    }
+
+    /// Gives back the writer lease (the object was closed).
+    pub(crate) fn release(&self) {
+        if let Some(rec) = &self.recorded {
+            rec.journal.release();
+        }
     }
 
     /// Runs `start` on every good leg, marking those where it fails, and
@@ -449,10 +637,6 @@ impl Mirror {
                 .map(|i| self.legs[i].0.clone())
                 .collect()
         };
-        let marks = Marks {
-            stale: false,
-            stale_peers: names,
-        };
         // Best effort: a reachable leg that failed learns it is stale.
         for &i in &missed {
             if let Some(leg) = &self.legs[i].1 {
@@ -463,6 +647,24 @@ impl Mirror {
                 leg.set_marks(&own, false, Box::new(|_| {}));
             }
         }
+        if let Some(rec) = &self.recorded {
+            // The MDT's record is where the marks live (waited for on a
+            // worker thread: the event loop never waits).
+            let journal = Arc::clone(&rec.journal);
+            let uuid = self.uuid;
+            return rec.pool.run(move || {
+                finish(journal.mark_stale(&missed).map(|()| bytes).map_err(|e| {
+                    Error::new(
+                        libc::EIO,
+                        format!("object {uuid}: a copy missed a write and the MDT could not record it: {e}"),
+                    )
+                }))
+            });
+        }
+        let marks = Marks {
+            stale: false,
+            stale_peers: names,
+        };
         let recorded = Arc::new(AtomicUsize::new(0));
         let remaining = Arc::new(AtomicUsize::new(ok.len()));
         let finish = Arc::new(Mutex::new(Some(finish)));
@@ -504,31 +706,65 @@ impl Mirror {
         fua: bool,
         finish: Finish,
     ) {
-        self.mutate(move |leg, done| leg.write(offset, &bufs, fua, done), finish);
-    }
-
-    pub(crate) fn simple(self: &Arc<Self>, op: Opcode, offset: u64, len: u64, finish: Finish) {
-        let changes_data = op != Opcode::Flush;
-        self.run_on_good_legs(
-            move |leg, done| leg.simple(op, offset, len, done),
+        let len = bufs.iter().map(|b| b.len as u64).sum();
+        self.change(
+            offset,
+            len,
+            move |leg, done| leg.write(offset, &bufs, fua, done),
             finish,
-            changes_data,
         );
     }
 
+    pub(crate) fn simple(self: &Arc<Self>, op: Opcode, offset: u64, len: u64, finish: Finish) {
+        if op != Opcode::Flush {
+            return self.change(
+                offset,
+                len,
+                move |leg, done| leg.simple(op, offset, len, done),
+                finish,
+            );
+        }
+        let finish = match &self.recorded {
+            None => finish,
+            // Regions idle since before the flush are clean on every leg
+            // that took it: they may leave the bitmap.
+            Some(rec) => {
+                let started = std::time::Instant::now();
+                let journal = Arc::clone(&rec.journal);
+                let pool = Arc::clone(&rec.pool);
+                Box::new(move |result: Result<u64>| match result {
+                    Ok(n) => pool.run(move || {
+                        journal.flushed(started, &BTreeSet::new());
+                        finish(Ok(n))
+                    }),
+                    Err(err) => finish(Err(err)),
+                })
+            }
+        };
+        self.run_on_good_legs(
+            move |leg, done| leg.simple(Opcode::Flush, 0, 0, done),
+            finish,
+            false,
+        );
+    }
+
+    /// Resizes every good leg (and, for an object placed by a rawstor-mdt,
+    /// its record). Waits.
     pub(crate) fn resize(self: &Arc<Self>, size: u64, allow_shrink: bool) -> Result<()> {
-        wait(|finish| {
-            self.mutate(
+        let result = wait(|finish| {
+            self.change(
+                0,
+                0,
                 move |leg, done| done(leg.resize(size, allow_shrink).map(|()| 0)),
                 finish,
             )
-        })
-        .map(drop)
+        });
+        match (&self.recorded, result) {
+            (Some(rec), Ok(_)) => rec.journal.set_size(size),
+            (_, result) => result.map(drop),
+        }
     }
 
-    /// Copies a good leg onto every stale one and clears the marks.
-    /// `progress` gets (bytes done, bytes to do). Returns the names of
-    /// the repaired legs.
     /// Reads every reachable, non-stale copy in full and compares them:
     /// blocks failing their checksums and ranges where copies differ are
     /// reported, as are unreachable and stale copies. Changes nothing.
@@ -579,6 +815,10 @@ impl Mirror {
         report
     }
 
+    /// Copies a good leg onto every stale one and clears the marks; for
+    /// an object placed by a rawstor-mdt, under the writer lease, also
+    /// resyncing the regions a writer left. `progress` gets (bytes done,
+    /// bytes to do). Returns the names of the repaired legs.
     pub(crate) fn repair(
         self: &Arc<Self>,
         progress: &mut dyn FnMut(u64, u64),
@@ -592,6 +832,15 @@ impl Mirror {
                 ),
             ));
         }
+        // The writer lease first: nobody writes while the copies are made
+        // to agree.
+        let left = match &self.recorded {
+            Some(rec) => {
+                let _gate = rec.gate.lock();
+                rec.journal.before_write(0, 0)?.unwrap_or_default()
+            }
+            None => Vec::new(),
+        };
         let stale = self.stale.lock().clone();
         let Some(source) = (0..self.legs.len()).find(|&i| !stale[i]) else {
             return Err(Error::new(libc::ESTALE, "no good copy to repair from"));
@@ -599,27 +848,18 @@ impl Mirror {
         let targets: Vec<usize> = (0..self.legs.len()).filter(|&i| stale[i]).collect();
         let src = self.legs[source].1.as_ref().expect("all open");
         let size = src.info().size;
-        let step: u64 = 1 << 20;
         let total = size * targets.len() as u64;
         let mut done_bytes = 0;
-        let mut buf = vec![0u8; step as usize];
+        let mut buf = vec![0u8; COPY_STEP_BYTES as usize];
         for &t in &targets {
             let dst = self.legs[t].1.as_ref().expect("all open");
             dst.resize(size, true)?;
             let mut offset = 0;
             while offset < size {
-                let n = step.min(size - offset) as usize;
+                let n = COPY_STEP_BYTES.min(size - offset) as usize;
                 let piece = &mut buf[..n];
-                let raw = [RawBuf {
-                    ptr: piece.as_mut_ptr(),
-                    len: n,
-                }];
-                wait(|f| src.read(offset, &raw, f))?;
-                if piece.iter().all(|&b| b == 0) {
-                    wait(|f| dst.simple(Opcode::Discard, offset, n as u64, f))?;
-                } else {
-                    wait(|f| dst.write(offset, &raw, false, f))?;
-                }
+                wait(|f| src.read(offset, &[raw_buf(piece)], f))?;
+                store_piece(dst, offset, piece)?;
                 offset += n as u64;
                 done_bytes += n as u64;
                 progress(done_bytes, total);
@@ -639,8 +879,45 @@ impl Mirror {
             marks.stale = false;
             wait(|f| leg.set_marks(&marks, true, f))?;
         }
-        let mut stale = self.stale.lock();
-        stale.iter_mut().for_each(|s| *s = false);
+        self.stale.lock().iter_mut().for_each(|s| *s = false);
+        if let Some(rec) = &self.recorded {
+            let resynced = self.resync(&left);
+            for (i, (_, leg)) in self.legs.iter().enumerate() {
+                let leg = leg.as_ref().expect("all open");
+                if self.stale.lock()[i] {
+                    continue;
+                }
+                wait(|f| leg.simple(Opcode::Flush, 0, 0, f))?;
+            }
+            rec.journal.repaired(&targets, &resynced)?;
+            if resynced.len() < left.len() {
+                return Err(Error::new(
+                    libc::EIO,
+                    format!(
+                        "object {}: {} write-intent regions could not be resynced",
+                        self.uuid,
+                        left.len() - resynced.len()
+                    ),
+                ));
+            }
+        }
         Ok(repaired)
+    }
+}
+
+fn raw_buf(piece: &mut [u8]) -> RawBuf {
+    RawBuf {
+        ptr: piece.as_mut_ptr(),
+        len: piece.len(),
+    }
+}
+
+/// Writes `piece` at `offset` of `leg`, as a discard when it is all zeros
+/// (copies keep their holes). Waits.
+fn store_piece(leg: &Leg, offset: u64, piece: &mut [u8]) -> Result<u64> {
+    if piece.iter().all(|&b| b == 0) {
+        wait(|f| leg.simple(Opcode::Discard, offset, piece.len() as u64, f))
+    } else {
+        wait(|f| leg.write(offset, &[raw_buf(piece)], false, f))
     }
 }
