@@ -191,8 +191,56 @@ fn write_all_vectored(stream: &mut TcpStream, head: &[u8], body: &[u8]) -> io::R
 }
 
 /// A running server.
+/// Request and reply buffers kept for reuse: a fresh 1 MiB buffer per
+/// request costs a page fault per 4 KiB and a memset (a fifth of a
+/// streaming write's server CPU, measured with perf).
+#[derive(Default)]
+struct Buffers {
+    free: Mutex<Vec<Vec<u8>>>,
+}
+
+impl Buffers {
+    /// Buffers kept, at most.
+    const KEPT: usize = 64;
+
+    /// A buffer of `len` bytes (contents unspecified).
+    fn take(&self, len: usize) -> Vec<u8> {
+        let mut buf = {
+            let mut free = self.free.lock();
+            // The largest last: a big request takes a big buffer.
+            match free.last() {
+                Some(b) if b.capacity() >= len || len > 64 << 10 => free.pop().unwrap_or_default(),
+                _ => Vec::new(),
+            }
+        };
+        if buf.len() < len {
+            buf.resize(len, 0);
+        } else {
+            buf.truncate(len);
+        }
+        buf
+    }
+
+    /// Gives a buffer back; small ones are not worth keeping.
+    fn give(&self, buf: Vec<u8>) {
+        if buf.capacity() < 64 << 10 {
+            return;
+        }
+        let mut free = self.free.lock();
+        if free.len() < Self::KEPT {
+            free.push(buf);
+            // Largest last, so that `take` finds it.
+            let last = free.len() - 1;
+            if last > 0 && free[last - 1].capacity() > free[last].capacity() {
+                free.swap(last - 1, last);
+            }
+        }
+    }
+}
+
 pub struct Server {
     store: Arc<Store>,
+    buffers: Buffers,
     objects: Mutex<HashMap<Uuid, Arc<StoreObject>>>,
     dedup: Dedup,
     jobs: Sender<Job>,
@@ -209,6 +257,7 @@ impl Server {
         let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
         let server = Arc::new(Self {
             store,
+            buffers: Buffers::default(),
             objects: Mutex::new(HashMap::new()),
             dedup: Dedup::new(),
             jobs,
@@ -364,7 +413,7 @@ impl Server {
                     break;
                 }
             };
-            let mut payload = vec![0u8; header.payload_len as usize];
+            let mut payload = self.buffers.take(header.payload_len as usize);
             if read_full(&mut reader, &mut payload).ok() != Some(true) {
                 break; // disconnected mid-frame: nothing of it is applied
             }
@@ -405,18 +454,22 @@ impl Server {
                     break;
                 }
                 (op, Some(session)) if inline(op, &header) => {
-                    let reply = self.execute(session, op, &header, payload);
+                    let reply = self.execute(session, op, &header, &payload);
+                    self.buffers.give(payload);
                     batch.extend_from_slice(&reply.header.encode());
                     batch.extend_from_slice(&reply.payload);
+                    self.buffers.give(reply.payload);
                 }
                 (op, Some(session)) => {
                     replier.begin(self.config.queue_size);
                     let server = Arc::clone(self);
                     let replier = Arc::clone(&replier);
                     let job: Job = Box::new(move || {
-                        let reply = server.execute(session, op, &header, payload);
+                        let reply = server.execute(session, op, &header, &payload);
+                        server.buffers.give(payload);
                         replier.send(&reply);
                         replier.end();
+                        server.buffers.give(reply.payload);
                     });
                     if let Err(err) = self.jobs.send(job) {
                         (err.into_inner())();
@@ -465,7 +518,7 @@ impl Server {
     }
 
     /// Runs one request; mutations go through the session's memory.
-    fn execute(&self, session: u64, op: Opcode, header: &Header, payload: Vec<u8>) -> Reply {
+    fn execute(&self, session: u64, op: Opcode, header: &Header, payload: &[u8]) -> Reply {
         if !op.mutates() || session == 0 {
             return Reply::from_result(header, self.run(op, header, payload));
         }
@@ -482,7 +535,7 @@ impl Server {
         reply
     }
 
-    fn run(&self, op: Opcode, header: &Header, payload: Vec<u8>) -> Result<Vec<u8>, Error> {
+    fn run(&self, op: Opcode, header: &Header, payload: &[u8]) -> Result<Vec<u8>, Error> {
         let uuid = header.uuid();
         match op {
             Opcode::Hello => Err(Error::new(libc::EPROTO, "Hello was already done")),
@@ -494,7 +547,7 @@ impl Server {
                         wire::MAX_IO
                     )));
                 }
-                let mut buf = vec![0u8; header.length as usize];
+                let mut buf = self.buffers.take(header.length as usize);
                 self.object(uuid)?.read(header.offset, &mut buf)?;
                 Ok(buf)
             }
@@ -507,7 +560,7 @@ impl Server {
                     )));
                 }
                 let object = self.object(uuid)?;
-                object.write(header.offset, &payload)?;
+                object.write(header.offset, payload)?;
                 if header.flags & FLAG_FUA != 0 {
                     object.flush()?;
                 }
