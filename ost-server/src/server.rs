@@ -634,7 +634,7 @@ impl Server {
                 format!("{op:?} is a rawstor-mdt request; this is a rawstor-ost"),
             )),
             Opcode::Mark => {
-                let marks = Marks::decode(&payload)
+                let marks = Marks::decode(payload)
                     .map_err(|e| Error::invalid(format!("bad marks: {e}")))?;
                 let replace = header.flags & wire::FLAG_REPLACE != 0;
                 self.object(uuid)?.set_marks(&marks, replace)?;
