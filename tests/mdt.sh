@@ -40,6 +40,7 @@ head -c $((16 << 20)) /dev/urandom >"$WORK/v1"
 $RAWSTOR import "$WORK/v1" "$target"
 $RAWSTOR export "$target" "$WORK/back"
 assert "data written through mdt:// reads back" 'cmp -s "$WORK/v1" "$WORK/back"'
+assert "list shows the object's mdt:// target" '[[ "$($RAWSTOR list "mdt://$MDT_ADDR")" == "$target" ]]'
 
 # Kill an OST that holds a copy: reads fail over, writes go on.
 victim=$(sed -n 's/^copy 0: ost:\/\/\([^ ]*\) .*/\1/p' <<<"$info")
@@ -141,10 +142,15 @@ assert "scrub finds the corrupt block, names the copy, exits non-zero" \
     '[[ $rc -ne 0 && $out =~ "ost-id:$holder" && $out =~ "Input/output error" ]]'
 $RAWSTOR export "$target" "$WORK/back"
 assert "reads of the corrupt range fail over to a good copy" 'cmp -s "$WORK/v2" "$WORK/back"'
+out=$($RAWSTOR scrub --repair "$target" 2>&1) && rc=0 || rc=$?
+assert "scrub --repair rewrites the corrupt range of that copy from the others" \
+    '[[ $rc -eq 0 && $out =~ "repaired: ost-id:$holder" && $out =~ "1 problem(s) repaired" ]] || { echo "$out"; false; }'
+assert "and a scrub after it is clean" '$RAWSTOR scrub "$target" >/dev/null 2>&1'
 
 # remove: the copies and the record.
 $RAWSTOR remove "$target"
 expect_failure "does not exist" "a removed object is gone from the MDT" "$RAWSTOR" info "$target"
+assert "and from the MDT's list" '[[ -z "$($RAWSTOR list "mdt://$MDT_ADDR")" ]]'
 # (Removed objects go to each store's trash, %tr, and are freed there.)
 leftover=$(find "$WORK"/ost[0-9] -path '*%tr' -prune -o -name "$uuid" -print | wc -l)
 assert "and from the OSTs" '[[ $leftover -eq 0 ]]'

@@ -100,6 +100,21 @@ assert "everything reads after the repair" 'cmp -s "$WORK/v2" "$WORK/back"'
 assert "scrub is clean after the repair" '$RAWSTOR scrub "$target" >/dev/null 2>&1'
 addrs=("${moved[@]}")
 
+# --- A copy changed behind the client's back (checksums intact): scrub
+# finds it differs, scrub --repair rewrites it from what the others hold.
+uuid=${target##*/}
+head -c $((1 << 20)) /dev/urandom >"$WORK/rogue"
+$RAWSTOR import "$WORK/rogue" "ost://${addrs[2]}/$uuid"
+out=$($RAWSTOR scrub "$target" 2>&1) && rc=0 || rc=$?
+assert "scrub reports the copy that differs from the other two" \
+    '[[ $rc -ne 0 && $out =~ "bytes 0..1048576: ost-id:" && $out =~ "differ from" ]] || { echo "$out"; false; }'
+out=$($RAWSTOR scrub --repair "$target" 2>&1) && rc=0 || rc=$?
+assert "scrub --repair rewrites it from the copies that agree" \
+    '[[ $rc -eq 0 && $out =~ "differs from" && $out =~ "rewritten from" ]] || { echo "$out"; false; }'
+assert "the copies agree again" '$RAWSTOR scrub "$target" >/dev/null 2>&1'
+$RAWSTOR export "ost://${addrs[2]}/$uuid" "$WORK/back"
+assert "and that copy holds the object's bytes again" 'cmp -s "$WORK/v2" "$WORK/back"'
+
 # --- One writer per object.
 rfio "$target" --rw=randwrite --bs=4k --size=32M --rate=1m --runtime=4 --time_based >/dev/null 2>&1 &
 writer=$!

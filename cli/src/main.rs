@@ -27,7 +27,8 @@ commands:
   cluster mdt://HOST:PORT    print the cluster map: OSTs, state, capacity
   remove TARGET              remove an object
   repair TARGET              resync the stale copies of a mirrored target
-  scrub TARGET               read every copy in full (checksums) and compare
+  scrub [--repair] TARGET    read every copy in full (checksums) and compare;
+                             --repair rewrites what is found wrong
                              them; report what is wrong, change nothing
   resize TARGET --size SIZE [--shrink]
   import FILE TARGET         copy a file (or - for stdin) into an object
@@ -335,11 +336,12 @@ fn repair(rest: &[String]) -> CliResult {
 }
 
 fn scrub(rest: &[String]) -> CliResult {
-    let args = parse_args("scrub", rest, &[])?;
+    let args = parse_args("scrub", rest, &[flag("repair", None)])?;
     args.at_most(1, "scrub")?;
     let target = target_arg(&args, 0, "scrub")?;
+    let repair = args.has("repair");
     let mut bar: Option<transfer::Progress> = None;
-    let report = instance()?.scrub(&target, &mut |done, total| {
+    let report = instance()?.scrub(&target, repair, &mut |done, total| {
         bar.get_or_insert_with(|| transfer::Progress::new(total))
             .update(done)
     })?;
@@ -349,8 +351,19 @@ fn scrub(rest: &[String]) -> CliResult {
         report.copies.len(),
         report.copies.join(", ")
     );
+    for mended in &report.repaired {
+        println!("repaired: {mended}");
+    }
+    if report.more_repaired > 0 {
+        println!("repaired: ... and {} more", report.more_repaired);
+    }
     if report.clean() {
-        println!("scrubbed {what}: every block verified, the copies agree");
+        let mended = report.repaired.len() + report.more_repaired;
+        if mended > 0 {
+            println!("scrubbed {what}: {mended} problem(s) repaired, the copies agree now");
+        } else {
+            println!("scrubbed {what}: every block verified, the copies agree");
+        }
         return Ok(());
     }
     for problem in &report.problems {
@@ -362,8 +375,13 @@ fn scrub(rest: &[String]) -> CliResult {
     Err(Failure::Runtime(rawstor::Error::new(
         libc::EIO,
         format!(
-            "scrub of {what} found {} problem(s); rawstor repair resyncs stale copies",
-            report.problems.len() + report.more_problems
+            "scrub of {what} found {} problem(s){}",
+            report.problems.len() + report.more_problems,
+            if repair {
+                " it could not repair"
+            } else {
+                "; rawstor scrub --repair rewrites them"
+            }
         ),
     )))
 }

@@ -655,13 +655,11 @@ impl Instance {
         } else {
             limit
         };
-        if let [Endpoint::Mdt(_)] = location.endpoints() {
-            return Err(Error::new(
-                libc::EOPNOTSUPP,
-                format!(
-                    "{location}: listing mdt:// objects is not implemented in this version yet"
-                ),
-            ));
+        if let Some(mdt) = self.mdt(location)? {
+            return Ok(remote::list(&mdt, after, limit)?
+                .into_iter()
+                .map(listed)
+                .collect());
         }
         // A mirror lists what its first reachable element holds.
         let mut last = None;
@@ -684,12 +682,7 @@ impl Instance {
             Place::File(store) => store.list_objects(after, limit),
             Place::Ost(connection) => Ok(remote::list(&connection, after, limit)?
                 .into_iter()
-                .map(|e| ObjectInfo {
-                    uuid: e.uuid,
-                    size: e.size,
-                    chunk_size: e.chunk_size,
-                    block_size: BLOCK_SIZE,
-                })
+                .map(listed)
                 .collect()),
         }
     }
@@ -769,22 +762,41 @@ impl Instance {
     }
 
     /// Verifies every copy of an object: reads each in full (checksums
-    /// checked) and compares them. Nothing is changed; `progress` gets
-    /// (bytes compared, object size).
+    /// checked) and compares them (an erasure-coded object's parity is
+    /// checked against its data). `progress` gets (bytes compared, object
+    /// size). Without `repair` nothing is changed. With it, a repair
+    /// ([`Instance::repair`]) runs first, then blocks that fail their
+    /// checksums, copies that differ from what most copies hold, and
+    /// parity that does not match the data are rewritten, under the
+    /// writer lease; the report lists them as repaired.
     pub fn scrub(
         &self,
         target: &Target,
+        repair: bool,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<ScrubReport> {
+        if repair {
+            self.repair(target, &mut |_, _| {})?;
+        }
         let resolved = self.resolve(target)?;
-        if resolved
+        let backend = if resolved
             .record
             .as_ref()
             .is_some_and(|r| matches!(r.layout, Layout::Erasure { .. }))
         {
-            return Ok(self.open_erasure(&resolved)?.scrub(progress));
+            Backend::Erasure(self.open_erasure(&resolved)?)
+        } else {
+            Backend::Mirror(self.open_mirror(&resolved)?)
+        };
+        let report = match &backend {
+            Backend::Erasure(erasure) => erasure.scrub(repair, progress),
+            Backend::Mirror(mirror) => mirror.scrub(repair, progress),
+            Backend::File(_) | Backend::Ost(_) => unreachable!("opened above"),
+        };
+        if repair {
+            self.release_unless_open(target.uuid, &backend);
         }
-        Ok(self.open_mirror(&resolved)?.scrub(progress))
+        report
     }
 
     /// A new queue of `depth` entries (the instance default when 0).
@@ -1011,4 +1023,14 @@ fn backing_target(record: &ObjectRecord) -> Result<Target> {
         .map(|p| format!("ost://{}/{}", p.addr, record.uuid))
         .collect();
     elements.join(",").parse()
+}
+
+/// A listed object, as [`Instance::list`] gives it.
+fn listed(e: crate::wire::ListEntry) -> ObjectInfo {
+    ObjectInfo {
+        uuid: e.uuid,
+        size: e.size,
+        chunk_size: e.chunk_size,
+        block_size: BLOCK_SIZE,
+    }
 }

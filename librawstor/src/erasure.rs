@@ -1183,7 +1183,15 @@ impl Erasure {
     /// Reads every shard in full and checks that the parity matches the
     /// data; reports unreadable blocks (checksums), mismatching stripes,
     /// stale and unreachable shards. Changes nothing.
-    pub(crate) fn scrub(&self, progress: &mut dyn FnMut(u64, u64)) -> ScrubReport {
+    pub(crate) fn scrub(
+        &self,
+        repair: bool,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<ScrubReport> {
+        if repair {
+            // The writer lease, and what a previous writer left resynced.
+            self.prepare_write(0, 0)?;
+        }
         let mut report = ScrubReport::default();
         let checked = report.survey(&self.shards, &self.stale.lock(), "rebuilds");
         let size = self.size.load(Ordering::Acquire);
@@ -1192,6 +1200,8 @@ impl Erasure {
         let mut at = 0;
         while at < shard_bytes {
             let n = STEP_BYTES.min(shard_bytes - at);
+            let range = format!("shard bytes {at}..{}", at + n);
+            let _guard = repair.then(|| self.locks.lock(at / EC_UNIT, (at + n).div_ceil(EC_UNIT)));
             let mut bufs: Vec<Vec<u8>> = checked.iter().map(|_| vec![0u8; n as usize]).collect();
             let reads: Vec<(usize, u64, RawBuf)> = checked
                 .iter()
@@ -1200,15 +1210,16 @@ impl Erasure {
                 .collect();
             let results = self.read_shards(&reads);
             let mut good: Vec<(usize, Vec<u8>)> = Vec::new();
+            let mut failed = Vec::new();
             for ((&i, buf), result) in checked.iter().zip(bufs).zip(results) {
                 match result {
                     Ok(_) => good.push((i, buf)),
-                    Err(err) => report.problem(format!(
-                        "{}: shard bytes {at}..{}: {err}",
-                        self.shards[i].0,
-                        at + n
-                    )),
+                    Err(err) if repair => failed.push((i, err)),
+                    Err(err) => report.problem(format!("{}: {range}: {err}", self.shards[i].0)),
                 }
+            }
+            if !failed.is_empty() {
+                self.scrub_rebuild(&mut report, &range, failed, at, at + n);
             }
             if (0..k).all(|j| good.iter().any(|(i, _)| *i == j)) {
                 let data: Vec<&[u8]> = (0..k)
@@ -1231,18 +1242,62 @@ impl Erasure {
                     })
                     .unwrap_or_default();
                 if !wrong.is_empty() {
-                    report.problem(format!(
-                        "shard bytes {at}..{}: parity on {} does not match the data",
-                        at + n,
+                    let what = format!(
+                        "{range}: parity on {} does not match the data",
                         wrong.join(", ")
-                    ));
+                    );
+                    match repair.then(|| self.rewrite_parity(at, at + n)) {
+                        Some(Ok(())) => report.mended(format!("{what}: rewritten from the data")),
+                        Some(Err(err)) => {
+                            report.problem(format!("{what}: cannot rewrite it: {err}"))
+                        }
+                        None => report.problem(what),
+                    }
                 }
             }
             report.bytes_checked += n * k as u64;
             at += n;
             progress((at * k as u64).min(size), size);
         }
-        report
+        if !report.repaired.is_empty() {
+            self.flush_sync()?;
+        }
+        Ok(report)
+    }
+
+    /// Scrub with repair: shards whose range `lo..hi` failed to read
+    /// (checksums) are rebuilt from the others and rewritten.
+    fn scrub_rebuild(
+        &self,
+        report: &mut ScrubReport,
+        range: &str,
+        failed: Vec<(usize, Error)>,
+        lo: u64,
+        hi: u64,
+    ) {
+        let want: Vec<usize> = failed.iter().map(|(i, _)| *i).collect();
+        let outcome = self.rebuild(&want, lo, hi).and_then(|rows| {
+            let writes = want
+                .iter()
+                .zip(&rows)
+                .map(|(&i, row)| (i, lo, row.as_slice()))
+                .collect();
+            let missed = self.write_shards(writes, false)?;
+            self.settle(&missed)?;
+            Ok(missed)
+        });
+        for (i, err) in failed {
+            let name = &self.shards[i].0;
+            match &outcome {
+                Ok(missed) if !missed.contains(&i) => {
+                    report.mended(format!("{name}: {range} ({err}) rebuilt from the others"));
+                }
+                Ok(_) => report.problem(format!(
+                    "{name}: {range} ({err}): the rebuilt bytes could not be written; it is stale now"
+                )),
+                Err(e) => report.problem(format!("{name}: {range} ({err}): cannot rebuild: {e}")),
+            }
+        }
     }
 }
 

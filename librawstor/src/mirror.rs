@@ -152,6 +152,11 @@ pub struct ScrubReport {
     pub problems: Vec<String>,
     /// Problems found beyond those listed.
     pub more_problems: usize,
+    /// What a scrub with repair mended (no longer among the problems), at
+    /// most [`SCRUB_MAX_PROBLEMS`] lines.
+    pub repaired: Vec<String>,
+    /// Mended beyond those listed.
+    pub more_repaired: usize,
 }
 
 impl ScrubReport {
@@ -160,6 +165,14 @@ impl ScrubReport {
             self.problems.push(what);
         } else {
             self.more_problems += 1;
+        }
+    }
+
+    pub(crate) fn mended(&mut self, what: String) {
+        if self.repaired.len() < SCRUB_MAX_PROBLEMS {
+            self.repaired.push(what);
+        } else {
+            self.more_repaired += 1;
         }
     }
 
@@ -186,9 +199,9 @@ impl ScrubReport {
         checked
     }
 
-    /// Whether every copy was read and they all agree.
+    /// Whether every copy was read and they all agree (after repairs).
     pub fn clean(&self) -> bool {
-        self.problems.is_empty()
+        self.problems.is_empty() && self.more_problems == 0
     }
 }
 
@@ -767,52 +780,94 @@ impl Mirror {
 
     /// Reads every reachable, non-stale copy in full and compares them:
     /// blocks failing their checksums and ranges where copies differ are
-    /// reported, as are unreachable and stale copies. Changes nothing.
-    pub(crate) fn scrub(&self, progress: &mut dyn FnMut(u64, u64)) -> ScrubReport {
+    /// reported, as are unreachable and stale copies. With `repair`, such
+    /// ranges are rewritten on the copies that failed or differ, from what
+    /// most copies hold (under the writer lease, for an object placed by a
+    /// rawstor-mdt); otherwise nothing changes.
+    pub(crate) fn scrub(
+        &self,
+        repair: bool,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<ScrubReport> {
+        if repair && self.recorded.is_some() {
+            self.begin_write(0, 0)?;
+        }
         let mut report = ScrubReport::default();
-        let checked: Vec<(&String, &Leg)> = report
-            .survey(&self.legs, &self.stale.lock(), "resyncs")
-            .into_iter()
-            .map(|i| {
-                let (name, leg) = &self.legs[i];
-                (name, leg.as_ref().expect("surveyed copies are open"))
-            })
-            .collect();
+        let checked: Vec<usize> = report.survey(&self.legs, &self.stale.lock(), "resyncs");
         let size = self.info().size;
         let mut bufs = vec![vec![0u8; SCRUB_STEP_BYTES]; checked.len()];
         let mut offset = 0;
         while offset < size {
             let n = (SCRUB_STEP_BYTES as u64).min(size - offset) as usize;
+            let range = format!("bytes {offset}..{}", offset + n as u64);
             let mut read_ok = Vec::new();
-            for ((name, leg), buf) in checked.iter().zip(bufs.iter_mut()) {
-                let raw = [RawBuf {
-                    ptr: buf.as_mut_ptr(),
-                    len: n,
-                }];
-                match wait(|f| leg.read(offset, &raw, f)) {
-                    Ok(_) => read_ok.push((*name, &buf[..n])),
-                    Err(err) => report.problem(format!("{name}: {err}")),
+            let mut failed = Vec::new();
+            for (&i, buf) in checked.iter().zip(bufs.iter_mut()) {
+                let (name, leg) = &self.legs[i];
+                let leg = leg.as_ref().expect("surveyed copies are open");
+                match wait(|f| leg.read(offset, &[raw_buf(&mut buf[..n])], f)) {
+                    Ok(_) => read_ok.push((i, &buf[..n])),
+                    Err(err) if repair => failed.push((i, err)),
+                    Err(err) => report.problem(format!("{name}: {range}: {err}")),
                 }
             }
-            if let Some((first, data)) = read_ok.first() {
-                let differ: Vec<&str> = read_ok
+            // The bytes most copies hold (the first copy's on a tie).
+            let reference = read_ok
+                .iter()
+                .max_by_key(|(i, data)| {
+                    let votes = read_ok.iter().filter(|(_, d)| d == data).count();
+                    (votes, std::cmp::Reverse(*i))
+                })
+                .map(|&(i, data)| (i, data.to_vec()));
+            if let Some((source, data)) = reference {
+                let differ: Vec<usize> = read_ok
                     .iter()
-                    .filter(|(_, other)| other != data)
-                    .map(|(name, _)| name.as_str())
+                    .filter(|(_, d)| *d != data.as_slice())
+                    .map(|(i, _)| *i)
                     .collect();
-                if !differ.is_empty() {
+                if repair {
+                    let mut data = data;
+                    let from = &self.legs[source].0;
+                    let bad = failed
+                        .iter()
+                        .map(|(i, err)| (*i, err.to_string()))
+                        .chain(differ.iter().map(|&i| (i, format!("differs from {from}"))));
+                    for (i, why) in bad.collect::<Vec<_>>() {
+                        let (name, leg) = &self.legs[i];
+                        let leg = leg.as_ref().expect("surveyed copies are open");
+                        match store_piece(leg, offset, &mut data) {
+                            Ok(_) => report
+                                .mended(format!("{name}: {range} ({why}) rewritten from {from}")),
+                            Err(err) => report.problem(format!(
+                                "{name}: {range} ({why}) could not be rewritten: {err}"
+                            )),
+                        }
+                    }
+                } else if !differ.is_empty() {
+                    let names: Vec<&str> =
+                        differ.iter().map(|&i| self.legs[i].0.as_str()).collect();
                     report.problem(format!(
-                        "bytes {offset}..{}: {} differ from {first}",
-                        offset + n as u64,
-                        differ.join(", ")
+                        "{range}: {} differ from {}",
+                        names.join(", "),
+                        self.legs[source].0
                     ));
+                }
+            } else {
+                for (i, err) in failed {
+                    report.problem(format!("{}: {range}: {err}", self.legs[i].0));
                 }
             }
             report.bytes_checked += n as u64;
             offset += n as u64;
             progress(offset, size);
         }
-        report
+        if repair && !report.repaired.is_empty() {
+            for &i in &checked {
+                let leg = self.legs[i].1.as_ref().expect("surveyed copies are open");
+                wait(|f| leg.simple(Opcode::Flush, 0, 0, f))?;
+            }
+        }
+        Ok(report)
     }
 
     /// Copies a good leg onto every stale one and clears the marks; for

@@ -16,7 +16,7 @@
 //! lease take it back) and tells new writers to retry: no second writer
 //! slips in while the first one's renewal is on its way.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -28,7 +28,7 @@ use rawstor::mdt::{self, ClusterMap, Layout, ObjectRecord, OstEntry};
 use rawstor::store::WORK_DIR;
 use rawstor::store::control;
 use rawstor::store::record::Record;
-use rawstor::wire::{Header, Opcode};
+use rawstor::wire::{self, Header, ListEntry, Opcode};
 
 const ID_FILE: &str = "mdt-id";
 const MAP_FILE: &str = "cluster-map";
@@ -129,6 +129,12 @@ impl Mdt {
             Opcode::Place => self.place(session, header, payload),
             Opcode::Lookup => Ok(self.lookup(header.uuid())?.to_record().encode()),
             Opcode::Forget => self.forget(header.uuid()).map(|()| Vec::new()),
+            Opcode::List => {
+                let uuid = header.uuid();
+                let after = (uuid != Uuid::from_bytes([0; 16])).then_some(uuid);
+                let limit = header.length.clamp(1, wire::MAX_LIST) as usize;
+                Ok(wire::encode_list(&self.list(after, limit)?))
+            }
             Opcode::Update => Ok(self.update(header.uuid(), payload)?.encode()),
             Opcode::Lease => {
                 let (record, epoch) =
@@ -264,6 +270,48 @@ impl Mdt {
         let mut record = ObjectRecord::from_record(&record)?;
         self.refresh_addresses(&mut record);
         Ok(record)
+    }
+
+    /// One page of the objects, by UUID, after `after`: their records'
+    /// sizes and chunk sizes (an ec object's size is its data's).
+    fn list(&self, after: Option<Uuid>, limit: usize) -> Result<Vec<ListEntry>> {
+        let mut uuids = BTreeSet::new();
+        let mut readable = false;
+        for copy in &self.copies {
+            let Ok(dir) = fs::read_dir(copy.join(OBJECTS_DIR)) else {
+                continue;
+            };
+            readable = true;
+            // Names that are not UUIDs are replacements in progress.
+            uuids.extend(
+                dir.flatten()
+                    .filter_map(|e| e.file_name().to_str()?.parse::<Uuid>().ok())
+                    .filter(|&u| after.is_none_or(|a| u > a)),
+            );
+        }
+        if !readable {
+            return Err(Error::new(
+                libc::EIO,
+                "no copy of the MDT's object directory can be read",
+            ));
+        }
+        let mut entries = Vec::new();
+        for uuid in uuids {
+            if entries.len() == limit {
+                break;
+            }
+            match self.lookup(uuid) {
+                Ok(record) => entries.push(ListEntry {
+                    uuid,
+                    size: record.size,
+                    chunk_size: record.chunk_size,
+                }),
+                // Removed meanwhile.
+                Err(err) if err.errno() == libc::ENOENT => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(entries)
     }
 
     /// Each OST's address as the map has it now (an OST that restarted

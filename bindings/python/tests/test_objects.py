@@ -1,7 +1,6 @@
 """The blocking API against each kind of location: create, open, read,
 write, flush, discard, resize, list, remove."""
 
-import errno
 import os
 
 import pytest
@@ -77,15 +76,7 @@ def test_resize_grows_with_zeros_and_shrinks_only_when_asked(obj):
     assert obj.read(0, 4096) == b"\xab" * 4096
 
 
-def test_listing_mdt_is_refused_clearly(client, module_cluster):
-    with pytest.raises(OSError, match="listing mdt:// objects is not implemented") as caught:
-        list(client.list(module_cluster.location))
-    assert caught.value.errno == errno.EOPNOTSUPP
-
-
 def test_list_pages_through_every_object_in_uuid_order(client, location):
-    if location.startswith("mdt://"):
-        pytest.skip("listing mdt:// is not implemented (test_listing_mdt_is_refused_clearly)")
     targets = sorted(client.create(location, 4096) for _ in range(5))
     pages = list(client.list_pages(location, page_size=2))
     assert [len(page) for page in pages] == [2, 2, 1]
@@ -102,8 +93,6 @@ def test_list_pages_through_every_object_in_uuid_order(client, location):
 
 
 def test_list_is_lazy(client, location):
-    if location.startswith("mdt://"):
-        pytest.skip("listing mdt:// is not implemented (test_listing_mdt_is_refused_clearly)")
     for _ in range(3):
         client.create(location, 4096)
     listing = client.list(location, page_size=1)
