@@ -179,8 +179,11 @@ impl Shared {
 }
 
 /// Worker threads for erasure-coded operations: each blocks on the
-/// reads or writes of one operation, so this many run at once.
-const POOL_THREADS: usize = 32;
+/// reads or writes of one operation, so this many run at once. Eight, not
+/// more: with 32, 1 MiB ec:4+2 writes at QD16 ran 8-15% slower on two
+/// cores (threads switching, each with cold caches), and 4 KiB reads at
+/// QD16 gained nothing (BENCHMARKS.md).
+const POOL_THREADS: usize = 8;
 
 /// Where a location's objects live.
 enum Place {
