@@ -328,7 +328,11 @@ impl Mdt {
     /// Applies a change to an object's record and returns the new one.
     fn update(&self, uuid: Uuid, payload: &[u8]) -> Result<Record> {
         let change = Record::decode(payload)?;
-        let numbers = |key: &str| mdt::parse_numbers::<u64>(change.get_str(key).unwrap_or(""));
+        // A bad number here is the client's mistake, not a corrupt record.
+        let numbers = |key: &str| {
+            mdt::parse_numbers::<u64>(change.get_str(key).unwrap_or(""))
+                .map_err(|e| Error::invalid(format!("bad Update {key}: {}", e.context())))
+        };
         let _serial = self.objects.lock();
         let rel = object_file(uuid);
         let Some((version, mut stored)) = control::read(&self.copies, &rel, |_| Ok(()))?.best
@@ -499,4 +503,99 @@ fn record_with_creator(record: &ObjectRecord, creator: &str) -> Record {
     let mut encoded = record.to_record();
     encoded.set("creator", creator);
     encoded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An MDT in a fresh directory with `osts` OSTs registered.
+    fn mdt_with(tag: &str, osts: usize) -> (Mdt, PathBuf) {
+        let dir =
+            std::env::temp_dir().join(format!("rawstor-mdt-state-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let mdt = Mdt::open(vec![dir.clone()], Duration::from_secs(3)).unwrap();
+        for i in 0..osts {
+            let mut record = Record::new();
+            OstEntry {
+                id: Uuid::new_v7(),
+                addr: format!("127.0.0.1:{}", 7000 + i),
+                domain: format!("d{i}"),
+                capacity_bytes: 1 << 40,
+                used_bytes: 0,
+                up: true,
+            }
+            .put(&mut record, "");
+            mdt.register(&record.encode()).unwrap();
+        }
+        (mdt, dir)
+    }
+
+    fn place(mdt: &Mdt, layout: &str) -> Uuid {
+        let uuid = Uuid::new_v7();
+        let header = Header::request(Opcode::Place, 1, uuid, 1 << 20, 16 << 20);
+        let mut request = Record::new();
+        request.set("layout", layout);
+        mdt.place(1, &header, &request.encode()).unwrap();
+        uuid
+    }
+
+    fn change(pairs: &[(&str, &str)]) -> Vec<u8> {
+        let mut record = Record::new();
+        for (key, value) in pairs {
+            record.set(key, *value);
+        }
+        record.encode()
+    }
+
+    #[test]
+    fn update_refuses_shards_the_object_does_not_have_and_changes_nothing() {
+        let (mdt, dir) = mdt_with("bad-shard", 3);
+        let uuid = place(&mdt, "replicas:3");
+        for key in ["stale_add", "repaired", "replace"] {
+            let err = mdt.update(uuid, &change(&[(key, "3")])).unwrap_err();
+            assert_eq!(err.errno(), libc::EINVAL, "{key}");
+            assert!(err.to_string().contains("has no shard 3"), "{err}");
+        }
+        let err = mdt
+            .update(uuid, &change(&[("stale_add", "x")]))
+            .unwrap_err();
+        assert_eq!(err.errno(), libc::EINVAL);
+        // A change with one bad part is refused whole.
+        let err = mdt
+            .update(uuid, &change(&[("dirty_add", "5"), ("stale_add", "9")]))
+            .unwrap_err();
+        assert_eq!(err.errno(), libc::EINVAL);
+        let record = mdt.lookup(uuid).unwrap();
+        assert!(record.stale.is_empty() && record.dirty.is_empty());
+        let err = mdt
+            .update(Uuid::new_v7(), &change(&[("stale_add", "0")]))
+            .unwrap_err();
+        assert_eq!(err.errno(), libc::ENOENT);
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn update_marks_and_clears_stale_shards_and_write_intent() {
+        let (mdt, dir) = mdt_with("marks", 3);
+        let uuid = place(&mdt, "replicas:3");
+        mdt.update(
+            uuid,
+            &change(&[("stale_add", "2,0"), ("dirty_add", "7,3,7")]),
+        )
+        .unwrap();
+        let record = mdt.lookup(uuid).unwrap();
+        assert_eq!(record.stale, vec![0, 2]);
+        assert_eq!(record.dirty, vec![3, 7]);
+        mdt.update(uuid, &change(&[("repaired", "0"), ("dirty_clear", "3")]))
+            .unwrap();
+        let record = mdt.lookup(uuid).unwrap();
+        assert_eq!(record.stale, vec![2]);
+        assert_eq!(record.dirty, vec![7]);
+        // No spare OST: a copy cannot move, and the record stays as it was.
+        let err = mdt.update(uuid, &change(&[("replace", "1")])).unwrap_err();
+        assert_ne!(err.errno(), 0);
+        assert_eq!(mdt.lookup(uuid).unwrap().placement, record.placement);
+        let _ = fs::remove_dir_all(dir);
+    }
 }
