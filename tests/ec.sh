@@ -17,34 +17,13 @@ export RAWSTOR_LOG=quiet RAWSTOR_OPTS_TIMEOUT_MS=1000 RAWSTOR_OPTS_IO_ATTEMPTS=2
 LIB=$(dirname "$RAWSTOR")/librawstor.so
 PY=(env PYTHONPATH="$(dirname "$0")/../bindings/python" RAWSTOR_LIBRARY="$LIB" python3)
 
-rfio() {
-    local target=$1; shift
-    timeout 120 fio --name=t --ioengine="external:$ENGINE" --filename="${target//:/\\:}" \
-        --verify_state_save=0 "$@"
-}
-
 start_mdt mdt 127.0.0.1:0 --heartbeat-timeout-ms 1500
 mdt_addr=$MDT_ADDR
-declare -A ost_pid ost_name
-for i in 1 2 3 4 5 6 7; do
-    start_ost "ost$i" 127.0.0.1:0 --mdt "mdt://$MDT_ADDR" --domain "host-$i"
-    ost_pid[$OST_ADDR]=$OST_PID ost_name[$OST_ADDR]=ost$i
-done
+start_mdt_osts 7
 assert "seven OSTs register" 'await_up 7'
 
 # Addresses of an object's shards, in shard order (data 0-3, parity 0-1).
 shards() { "$RAWSTOR" info "$1" | sed -n 's/^\(data\|parity\) shard [0-9]: ost:\/\/\([^ ]*\) .*/\2/p'; }
-kill_ost() { # ADDR
-    local pid=${ost_pid[$1]}
-    kill -KILL "$pid"
-    wait "$pid" 2>/dev/null || true
-}
-# Restarts the OST that listened at ADDR (same store) on a new port.
-restart_ost() { # ADDR
-    local name=${ost_name[$1]}
-    start_ost "$name" 127.0.0.1:0 --mdt "mdt://$MDT_ADDR" --domain "host-${name#ost}"
-    ost_pid[$OST_ADDR]=$OST_PID ost_name[$OST_ADDR]=$name
-}
 
 target=$($RAWSTOR create "mdt://$MDT_ADDR" --size 32M --chunk-size 4M --layout ec:4+2)
 info=$($RAWSTOR info "$target")

@@ -12,12 +12,8 @@ source "$(dirname "$0")/lib.sh"
 export RAWSTOR_LOG=quiet
 
 esc() { printf '%s' "${1//:/\\:}"; }
-# fio on a target with the engine; extra arguments follow. No --size: the
-# engine takes it from the object.
-rfio() {
-    local target=$1; shift
-    timeout 120 fio --name=t --ioengine="external:$ENGINE" --filename="$(esc "$target")" --verify_state_save=0 "$@"
-}
+# rfio (lib.sh) runs fio with the engine; without --size the engine takes
+# it from the object.
 # A field of fio's JSON output (python expression over job j).
 jfield() { python3 -c "import json,sys; s=sys.stdin.read(); j=json.loads(s[s.index('{'):])['jobs'][0]; print($1)"; }
 

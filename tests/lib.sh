@@ -86,3 +86,32 @@ expect_failure() { # PATTERN WHAT COMMAND...
         fail "$what (exit $rc: $(head -n2 <<<"$out"))"
     fi
 }
+
+# fio through the rawstor engine ($ENGINE) on TARGET; extra arguments follow.
+rfio() { # TARGET [FIO_OPTION...]
+    local target=$1; shift
+    timeout 120 fio --name=t --ioengine="external:$ENGINE" --filename="${target//:/\\:}" \
+        --verify_state_save=0 "$@"
+}
+
+# OSTs registered with MDT_ADDR, each in failure domain host-N, remembered
+# by address so that a test can kill one and restart it.
+declare -A ost_pid ost_name
+start_mdt_osts() { # COUNT
+    local i
+    for i in $(seq "$1"); do
+        start_ost "ost$i" 127.0.0.1:0 --mdt "mdt://$MDT_ADDR" --domain "host-$i"
+        ost_pid[$OST_ADDR]=$OST_PID ost_name[$OST_ADDR]=ost$i
+    done
+}
+kill_ost() { # ADDR
+    local pid=${ost_pid[$1]}
+    kill -KILL "$pid"
+    wait "$pid" 2>/dev/null || true
+}
+# Restarts the OST that listened at ADDR (same store) on a new port.
+restart_ost() { # ADDR
+    local name=${ost_name[$1]}
+    start_ost "$name" 127.0.0.1:0 --mdt "mdt://$MDT_ADDR" --domain "host-${name#ost}"
+    ost_pid[$OST_ADDR]=$OST_PID ost_name[$OST_ADDR]=$name
+}

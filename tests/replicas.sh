@@ -15,33 +15,12 @@ WORK_TAG=replicas
 source "$(dirname "$0")/lib.sh"
 export RAWSTOR_LOG=quiet RAWSTOR_OPTS_TIMEOUT_MS=1000 RAWSTOR_OPTS_IO_ATTEMPTS=2
 
-rfio() {
-    local target=$1; shift
-    timeout 120 fio --name=t --ioengine="external:$ENGINE" --filename="${target//:/\\:}" \
-        --verify_state_save=0 "$@"
-}
-
 start_mdt mdt 127.0.0.1:0 --heartbeat-timeout-ms 1500
-declare -A ost_pid ost_name
-for i in 1 2 3 4; do
-    start_ost "ost$i" 127.0.0.1:0 --mdt "mdt://$MDT_ADDR" --domain "host-$i"
-    ost_pid[$OST_ADDR]=$OST_PID ost_name[$OST_ADDR]=ost$i
-done
+start_mdt_osts 4
 assert "four OSTs register" 'await_up 4'
 
 # Addresses of an object's copies, in placement order.
 copies() { "$RAWSTOR" info "$1" | sed -n 's/^copy [0-9]: ost:\/\/\([^ ]*\) .*/\1/p'; }
-kill_ost() { # ADDR
-    local pid=${ost_pid[$1]}
-    kill -KILL "$pid"
-    wait "$pid" 2>/dev/null || true
-}
-# Restarts the OST that listened at ADDR (same store) on a new port.
-restart_ost() { # ADDR
-    local name=${ost_name[$1]}
-    start_ost "$name" 127.0.0.1:0 --mdt "mdt://$MDT_ADDR" --domain "host-${name#ost}"
-    ost_pid[$OST_ADDR]=$OST_PID ost_name[$OST_ADDR]=$name
-}
 
 target=$($RAWSTOR create "mdt://$MDT_ADDR" --size 32M --chunk-size 4M --layout replicas:3)
 mapfile -t addrs < <(copies "$target")
