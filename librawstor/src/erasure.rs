@@ -869,6 +869,9 @@ impl Erasure {
     /// previous writer left become the only suspect ones (those seen at
     /// open may have been cleared since), and are returned.
     fn begin_write(&self, offset: u64, len: u64) -> Result<Vec<u64>> {
+        if self.journal.enter(offset, len) {
+            return Ok(Vec::new());
+        }
         let Some(left) = self.journal.before_write(offset, len)? else {
             return Ok(Vec::new());
         };
