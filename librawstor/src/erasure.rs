@@ -1112,9 +1112,43 @@ impl Erasure {
 
     /// Block status: erasure-coded objects report data everywhere (the
     /// shards' holes do not line up with the object's).
+    /// Block status from the data shards: stripes where every data shard
+    /// holds a hole read as zeros (the parity of zeros is zeros). Whatever
+    /// cannot be told (a shard out or failing) counts as data, which is
+    /// never wrong. Returns whether the run at `offset` is data, and its
+    /// length (at most `len`).
     pub(crate) fn extent(&self, offset: u64, len: u64) -> Result<(bool, u64)> {
         self.check_range("block status", offset, len)?;
-        Ok((true, len))
+        if len == 0 {
+            return Ok((true, 0));
+        }
+        let stripe = self.stripe_bytes();
+        let first = offset / stripe;
+        let end_stripe = (offset + len).div_ceil(stripe);
+        let (lo, hi) = (first * EC_UNIT, end_stripe * EC_UNIT);
+        // Shard bytes from `lo` over which every data shard says the same.
+        let mut run = hi - lo;
+        let mut data = false;
+        for j in 0..self.k() {
+            let answer = match self.usable(j) {
+                Some(leg) => leg.extent(lo, hi - lo),
+                None => Err(Error::new(libc::EIO, "shard out")),
+            };
+            match answer {
+                Ok((shard_data, n)) => {
+                    data |= shard_data;
+                    run = run.min(n);
+                }
+                Err(_) => return Ok((true, len)),
+            }
+        }
+        // Whole units only: a shorter run is one stripe of data.
+        let (data, stripes) = match run / EC_UNIT {
+            0 => (true, 1),
+            units => (data, units),
+        };
+        let end = ((first + stripes) * stripe).min(offset + len);
+        Ok((data, end - offset))
     }
 
     /// Rebuilds every stale shard from the others and resyncs regions a
@@ -1308,6 +1342,27 @@ impl Erasure {
 mod tests {
     use super::*;
 
+    /// A journal that records nothing (no MDT in unit tests).
+    struct NoJournal;
+
+    impl Journal for NoJournal {
+        fn before_write(&self, _: u64, _: u64) -> Result<Option<Vec<u64>>> {
+            Ok(None)
+        }
+        fn after_write(&self, _: u64, _: u64) {}
+        fn mark_stale(&self, _: &[usize]) -> Result<()> {
+            Ok(())
+        }
+        fn flushed(&self, _: std::time::Instant, _: &BTreeSet<u64>) {}
+        fn release(&self) {}
+        fn set_size(&self, _: u64) -> Result<()> {
+            Ok(())
+        }
+        fn repaired(&self, _: &[usize], _: &[u64]) -> Result<()> {
+            Ok(())
+        }
+    }
+
     fn pattern(len: usize, seed: u8) -> Vec<u8> {
         (0..len)
             .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
@@ -1366,24 +1421,6 @@ mod tests {
     fn pieces_map_object_bytes_to_contiguous_shard_ranges() {
         let codec = Codec::new(2, 1).unwrap();
         let pool = Arc::new(Pool::new(1, "t").unwrap());
-        struct Nothing;
-        impl Journal for Nothing {
-            fn before_write(&self, _: u64, _: u64) -> Result<Option<Vec<u64>>> {
-                Ok(None)
-            }
-            fn after_write(&self, _: u64, _: u64) {}
-            fn mark_stale(&self, _: &[usize]) -> Result<()> {
-                Ok(())
-            }
-            fn flushed(&self, _: std::time::Instant, _: &BTreeSet<u64>) {}
-            fn release(&self) {}
-            fn set_size(&self, _: u64) -> Result<()> {
-                Ok(())
-            }
-            fn repaired(&self, _: &[usize], _: &[u64]) -> Result<()> {
-                Ok(())
-            }
-        }
         let legs = (0..3)
             .map(|i| (format!("s{i}"), Err(Error::new(libc::EIO, "none"))))
             .collect();
@@ -1398,7 +1435,7 @@ mod tests {
                 legs,
                 &[],
                 &[],
-                Arc::new(Nothing),
+                Arc::new(NoJournal),
                 Arc::clone(&pool)
             )
             .is_err()
@@ -1412,7 +1449,7 @@ mod tests {
             stale: Mutex::new(vec![false; 3]),
             suspect: Mutex::new(BTreeSet::new()),
             locks: StripeLocks::default(),
-            journal: Arc::new(Nothing),
+            journal: Arc::new(NoJournal),
             pool,
         };
         // 12 KiB from 2 KiB into unit 0: units 0 (shard 0), 1 (shard 1),
@@ -1443,6 +1480,54 @@ mod tests {
                 .errno(),
             libc::ENXIO
         );
+    }
+
+    #[test]
+    fn block_status_is_a_hole_only_where_every_data_shard_has_one() {
+        let dir = std::env::temp_dir().join(format!("rawstor-ec-extent-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = crate::store::Store::open(vec![dir.clone()], true).unwrap();
+        // ec:2+1 over 1 MiB: stripes of 8 KiB, shards of 512 KiB.
+        let legs: Vec<(String, Result<Leg>)> = (0..3)
+            .map(|i| {
+                let uuid = Uuid::new_v7();
+                store.create_object(uuid, 512 << 10, 64 << 10).unwrap();
+                (
+                    format!("s{i}"),
+                    Ok(Leg::File(store.open_object(uuid).unwrap())),
+                )
+            })
+            .collect();
+        let object = Erasure::new(
+            Uuid::new_v7(),
+            Codec::new(2, 1).unwrap(),
+            1 << 20,
+            64 << 10,
+            legs,
+            &[],
+            &[],
+            Arc::new(NoJournal),
+            Arc::new(Pool::new(1, "t").unwrap()),
+        )
+        .unwrap();
+        assert_eq!(object.extent(0, 1 << 20).unwrap(), (false, 1 << 20));
+        // 4 KiB in stripe 8 (object bytes 64 KiB..72 KiB): unit 16, shard 0.
+        let block = pattern(4096, 3);
+        object
+            .write_sync(64 << 10, &[raw_const(&block)], false)
+            .unwrap();
+        assert_eq!(object.extent(0, 1 << 20).unwrap(), (false, 64 << 10));
+        assert_eq!(
+            object.extent(64 << 10, (1 << 20) - (64 << 10)).unwrap(),
+            (true, 8 << 10)
+        );
+        // From inside the stripe: the rest of it.
+        assert_eq!(object.extent(70 << 10, 100 << 10).unwrap(), (true, 2 << 10));
+        assert_eq!(object.extent(72 << 10, 8 << 10).unwrap(), (false, 8 << 10));
+        // A data shard out: everything counts as data.
+        object.stale.lock()[1] = true;
+        assert_eq!(object.extent(0, 1 << 20).unwrap(), (true, 1 << 20));
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
 
