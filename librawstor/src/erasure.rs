@@ -1524,8 +1524,20 @@ mod tests {
         // From inside the stripe: the rest of it.
         assert_eq!(object.extent(70 << 10, 100 << 10).unwrap(), (true, 2 << 10));
         assert_eq!(object.extent(72 << 10, 8 << 10).unwrap(), (false, 8 << 10));
-        // A data shard out: everything counts as data.
+        // Whole stripes read back, also with a data shard rebuilt from
+        // parity.
+        let stripes = pattern(5 * 8192, 9);
+        object
+            .write_sync(8 << 10, &[raw_const(&stripes)], false)
+            .unwrap();
+        let mut back = vec![0u8; stripes.len()];
+        object.read_sync(8 << 10, &[raw_mut(&mut back)]).unwrap();
+        assert_eq!(back, stripes);
+        // A data shard out: reads rebuild it, everything counts as data.
         object.stale.lock()[1] = true;
+        back.fill(0);
+        object.read_sync(8 << 10, &[raw_mut(&mut back)]).unwrap();
+        assert_eq!(back, stripes);
         assert_eq!(object.extent(0, 1 << 20).unwrap(), (true, 1 << 20));
         let _ = std::fs::remove_dir_all(dir);
     }
