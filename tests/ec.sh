@@ -154,12 +154,7 @@ EOF'
 
 # --- No write hole: a client killed mid-write, then a lost data shard.
 $RAWSTOR import "$WORK/v1" "$target"
-setsid fio --name=t --ioengine="external:$ENGINE" --filename="${target//:/\\:}" --rw=write --bs=64k \
-    --size=32M --rate=4m --buffer_pattern=0xbb --verify_state_save=0 >/dev/null 2>&1 &
-fio_pid=$!
-sleep 2.5
-kill -KILL -- -"$fio_pid"
-wait "$fio_pid" 2>/dev/null || true
+kill_writer_mid_write "$target" 0xbb
 assert "the killed writer left its write intent in the MDT" '[[ $($RAWSTOR info "$target") =~ "write intent:" ]]'
 kill_ost "${addrs[0]}"
 # Every 4 KiB block reads as what was there (v1) or what fio wrote (0xbb),
@@ -188,8 +183,7 @@ assert "with a shard lost after the crash, no block reads back bytes nobody wrot
     '[[ $rc -eq 0 && $(cut -d" " -f2 <<<"$out") -gt 0 ]]'
 restart_ost "${addrs[0]}"
 assert "the lost OST comes back" 'await_up 6'
-# The killed writer's lease runs out within one lease lifetime.
-for _ in $(seq 40); do $RAWSTOR repair "$target" >/dev/null 2>&1 && break; sleep 0.25; done
+after_lease "$RAWSTOR" repair "$target" >/dev/null 2>&1
 assert "repair resyncs the left-over write intent" '[[ ! $($RAWSTOR info "$target") =~ "write intent:" ]]'
 assert "scrub is clean after the resync" '$RAWSTOR scrub "$target" >/dev/null 2>&1'
 out=$(check_blocks 2>&1) && rc=0 || rc=$?

@@ -115,3 +115,22 @@ restart_ost() { # ADDR
     start_ost "$name" 127.0.0.1:0 --mdt "mdt://$MDT_ADDR" --domain "host-${name#ost}"
     ost_pid[$OST_ADDR]=$OST_PID ost_name[$OST_ADDR]=$name
 }
+
+# A writer (fio filling TARGET with byte PATTERN) SIGKILLed mid-write, with
+# its writes partly done and its lease and write intent left behind.
+kill_writer_mid_write() { # TARGET PATTERN
+    setsid fio --name=t --ioengine="external:$ENGINE" --filename="${1//:/\\:}" --rw=write --bs=64k \
+        --size=32M --rate=4m --buffer_pattern="$2" --verify_state_save=0 >/dev/null 2>&1 &
+    local pid=$!
+    sleep 2.5
+    kill -KILL -- -"$pid"
+    wait "$pid" 2>/dev/null || true
+}
+
+# Runs COMMAND until it succeeds, for up to 10 s: a killed writer's lease
+# runs out within one lease lifetime (6 s).
+after_lease() { # COMMAND...
+    local _
+    for _ in $(seq 40); do "$@" && return 0; sleep 0.25; done
+    return 1
+}

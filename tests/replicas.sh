@@ -15,7 +15,10 @@ WORK_TAG=replicas
 source "$(dirname "$0")/lib.sh"
 export RAWSTOR_LOG=quiet RAWSTOR_OPTS_TIMEOUT_MS=1000 RAWSTOR_OPTS_IO_ATTEMPTS=2
 
+PY=(env PYTHONPATH="$(dirname "$0")/../bindings/python" RAWSTOR_LIBRARY="$(dirname "$RAWSTOR")/librawstor.so" python3)
+
 start_mdt mdt 127.0.0.1:0 --heartbeat-timeout-ms 1500
+mdt_addr=$MDT_ADDR
 start_mdt_osts 4
 assert "four OSTs register" 'await_up 4'
 
@@ -107,15 +110,9 @@ assert "the writer whose lease was broken is refused further writes" '[[ $rc -ne
 
 # --- A writer killed mid-write: the copies are made to agree again.
 $RAWSTOR import "$WORK/v2" "$target"
-setsid fio --name=t --ioengine="external:$ENGINE" --filename="${target//:/\\:}" --rw=write --bs=64k \
-    --size=32M --rate=4m --buffer_pattern=0xbb --verify_state_save=0 >/dev/null 2>&1 &
-fio_pid=$!
-sleep 2.5
-kill -KILL -- -"$fio_pid"
-wait "$fio_pid" 2>/dev/null || true
+kill_writer_mid_write "$target" 0xbb
 assert "the killed writer left its write intent in the MDT" '[[ $($RAWSTOR info "$target") =~ "write intent:" ]]'
-# The killed writer's lease runs out within one lease lifetime.
-for _ in $(seq 40); do $RAWSTOR repair "$target" >/dev/null 2>&1 && break; sleep 0.25; done
+after_lease "$RAWSTOR" repair "$target" >/dev/null 2>&1
 assert "repair resyncs the left-over write intent" '[[ ! $($RAWSTOR info "$target") =~ "write intent:" ]]'
 out=$($RAWSTOR scrub "$target" 2>&1) && rc=0 || rc=$?
 assert "the three copies agree after the resync" '[[ $rc -eq 0 ]] || { echo "$out"; false; }'
@@ -131,21 +128,44 @@ assert back[:4096] == new, "the writer wrote nothing"
 EOF'
 
 # The next writer (instead of repair) resyncs what a killed one left.
-setsid fio --name=t --ioengine="external:$ENGINE" --filename="${target//:/\\:}" --rw=write --bs=64k \
-    --size=32M --rate=4m --buffer_pattern=0xcc --verify_state_save=0 >/dev/null 2>&1 &
-fio_pid=$!
-sleep 2.5
-kill -KILL -- -"$fio_pid"
-wait "$fio_pid" 2>/dev/null || true
-for _ in $(seq 40); do
-    RAWSTOR_LOG= $RAWSTOR import "$WORK/v2" "$target" 2>"$WORK/next.err" && break
-    sleep 0.25
-done
+kill_writer_mid_write "$target" 0xcc
+after_lease "$RAWSTOR" import "$WORK/v2" "$target" 2>/dev/null
 assert "the next writer gets the lease once the killed one's runs out, and writes" \
     '$RAWSTOR export "$target" "$WORK/back" && cmp -s "$WORK/v2" "$WORK/back"'
 assert "it resynced the left-over regions (none left after it closed)" \
     '[[ ! $($RAWSTOR info "$target") =~ "write intent:" ]]'
 assert "the copies agree" '$RAWSTOR scrub "$target" >/dev/null 2>&1'
+
+# --- A copy misses a write while the MDT is down: the miss cannot be
+# recorded, so the write is not acknowledged (EIO); its region stays in
+# the write intent, and a repair makes the copies agree again.
+mapfile -t addrs < <(copies "$target")
+victim=${addrs[2]}
+out=$("${PY[@]}" - "$target" "$MDT_PID" "${ost_pid[$victim]}" <<'EOF' 2>&1
+import os, signal, sys, rawstor
+target, mdt, ost = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with rawstor.Client() as client, client.open(target) as obj:
+    obj.write(0, b"a" * 65536)  # the lease, and the region marked
+    os.kill(mdt, signal.SIGTERM)
+    os.kill(ost, signal.SIGKILL)
+    try:
+        obj.write(0, b"b" * 65536)
+        print("acknowledged")
+    except OSError as e:
+        print("refused", e.errno, e)
+EOF
+)
+wait "$MDT_PID" "${ost_pid[$victim]}" 2>/dev/null || true
+assert "a write that a copy missed is refused (EIO) when the MDT cannot record the miss" \
+    '[[ $out =~ "refused 5" && $out =~ "the MDT could not record it" ]] || { echo "$out"; false; }'
+start_mdt mdt "$mdt_addr" --heartbeat-timeout-ms 1500
+restart_ost "$victim"
+assert "the MDT and the OST come back" 'await_up 3'
+assert "the unacknowledged write's region is still in the write intent" \
+    '[[ $($RAWSTOR info "$target") =~ "write intent:" ]]'
+after_lease "$RAWSTOR" repair "$target" >/dev/null 2>&1
+assert "repair makes the copies agree again" \
+    '[[ ! $($RAWSTOR info "$target") =~ "write intent:" ]] && $RAWSTOR scrub "$target" >/dev/null 2>&1'
 
 $RAWSTOR remove "$target"
 expect_failure "does not exist" "a removed object is gone" "$RAWSTOR" info "$target"

@@ -202,38 +202,29 @@ struct Buffers {
 impl Buffers {
     /// Buffers kept, at most.
     const KEPT: usize = 64;
+    /// Smaller buffers are allocated afresh (cheap) and not kept.
+    const MIN_BYTES: usize = 64 << 10;
 
     /// A buffer of `len` bytes (contents unspecified).
     fn take(&self, len: usize) -> Vec<u8> {
-        let mut buf = {
-            let mut free = self.free.lock();
-            // The largest last: a big request takes a big buffer.
-            match free.last() {
-                Some(b) if b.capacity() >= len || len > 64 << 10 => free.pop().unwrap_or_default(),
-                _ => Vec::new(),
-            }
-        };
-        if buf.len() < len {
-            buf.resize(len, 0);
+        let mut buf = if len >= Self::MIN_BYTES {
+            self.free.lock().pop().unwrap_or_default()
         } else {
-            buf.truncate(len);
-        }
+            Vec::new()
+        };
+        // Only bytes beyond what the buffer held before are zeroed.
+        buf.resize(len, 0);
         buf
     }
 
-    /// Gives a buffer back; small ones are not worth keeping.
+    /// Gives a buffer back.
     fn give(&self, buf: Vec<u8>) {
-        if buf.capacity() < 64 << 10 {
+        if buf.capacity() < Self::MIN_BYTES {
             return;
         }
         let mut free = self.free.lock();
         if free.len() < Self::KEPT {
             free.push(buf);
-            // Largest last, so that `take` finds it.
-            let last = free.len() - 1;
-            if last > 0 && free[last - 1].capacity() > free[last].capacity() {
-                free.swap(last - 1, last);
-            }
         }
     }
 }
