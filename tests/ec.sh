@@ -43,6 +43,11 @@ assert "fio: unaligned and mixed-size writes (read-modify-write) verify" \
         --verify=crc32c --verify_fatal=1 >/dev/null'
 assert "fio: QD32 4K random writes verify" \
     'rfio "$target" --rw=randwrite --bs=4k --iodepth=32 --size=32M --io_size=4M --verify=crc32c --verify_fatal=1 >/dev/null'
+# Whole-stripe writes start without a worker waiting for them; partial ones
+# in the same stripes wait for them (stripe locks), and the other way round.
+assert "fio: whole-stripe writes mixed with partial ones in the same stripes verify" \
+    'rfio "$target" --rw=randwrite --bssplit=4k/40:16k/30:64k/20:1m/10 --blockalign=4k --iodepth=32 --size=32M \
+        --io_size=16M --verify=crc32c --verify_fatal=1 >/dev/null'
 
 # --- SIGKILL a data shard's OST during verified writes.
 job=(--rw=randwrite --bs=16k --iodepth=8 --size=32M --rate=8m --verify=crc32c --verify_fatal=1 --randseed=7)

@@ -36,7 +36,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::{Condvar, Mutex};
 use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
@@ -186,8 +186,9 @@ pub(crate) trait Journal: Send + Sync {
     /// Before a change to `len` bytes at `offset`: the writer lease is
     /// held and their regions are marked in the write-intent bitmap.
     /// When this takes the lease, returns the regions a previous writer
-    /// left marked.
-    fn before_write(&self, offset: u64, len: u64) -> Result<Option<Vec<u64>>>;
+    /// left marked. `size` is the object's: regions marked ahead of a
+    /// streaming writer stop there.
+    fn before_write(&self, offset: u64, len: u64, size: u64) -> Result<Option<Vec<u64>>>;
     /// [`Journal::before_write`] when it needs no MDT: `true` (and the
     /// change counted in) when the lease is held and the regions are
     /// marked already.
@@ -234,15 +235,30 @@ impl StripeLocks {
             range: (first, end),
         }
     }
+
+    /// Locks `first..end` if no other holder overlaps it, without waiting;
+    /// the caller unlocks it with [`StripeLocks::unlock`].
+    fn try_lock(&self, first: u64, end: u64) -> bool {
+        let mut held = self.held.lock();
+        if held.iter().any(|&(a, b)| a < end && first < b) {
+            return false;
+        }
+        held.push((first, end));
+        true
+    }
+
+    fn unlock(&self, range: (u64, u64)) {
+        let mut held = self.held.lock();
+        if let Some(i) = held.iter().position(|&r| r == range) {
+            held.swap_remove(i);
+        }
+        self.freed.notify_all();
+    }
 }
 
 impl Drop for StripeGuard<'_> {
     fn drop(&mut self) {
-        let mut held = self.locks.held.lock();
-        if let Some(i) = held.iter().position(|&r| r == self.range) {
-            held.swap_remove(i);
-        }
-        self.locks.freed.notify_all();
+        self.locks.unlock(self.range);
     }
 }
 
@@ -347,6 +363,9 @@ pub(crate) struct Erasure {
     /// may be mid-stripe) or left by a dead writer and not resyncable.
     suspect: Mutex<BTreeSet<u64>>,
     locks: StripeLocks,
+    /// Shard rows of writes started by [`Erasure::write_now`], kept for
+    /// the next ones.
+    spare: SpareRows,
     journal: Arc<dyn Journal>,
     pool: Arc<Pool>,
 }
@@ -405,6 +424,7 @@ impl Erasure {
             stale: Mutex::new(marks),
             suspect: Mutex::new(dirty.iter().copied().collect()),
             locks: StripeLocks::default(),
+            spare: SpareRows::default(),
             journal,
             pool,
         }))
@@ -531,9 +551,108 @@ impl Erasure {
         fua: bool,
         finish: Finish,
     ) {
+        let Err(finish) = self.write_now(offset, &bufs, fua, finish) else {
+            return;
+        };
         let me = Arc::clone(self);
         self.pool
             .run(move || finish(me.write_sync(offset, &bufs, fua)));
+    }
+
+    /// The common case of a streaming write, started without a worker
+    /// waiting for it: whole stripes, every shard up, the lease held, the
+    /// regions marked and the stripes free (all checked here, on the
+    /// caller's thread). A worker deals the data out, encodes it and
+    /// starts the shard writes, and is free again; the last shard's
+    /// completion finishes the write on the event loop thread. Anything
+    /// else gives `finish` back, for [`Erasure::write_sync`] on a worker,
+    /// which waits for each step.
+    fn write_now(
+        self: &Arc<Self>,
+        offset: u64,
+        bufs: &[RawBuf],
+        fua: bool,
+        finish: Finish,
+    ) -> std::result::Result<(), Finish> {
+        let len = total_len(bufs);
+        let stripe = self.stripe_bytes();
+        let whole = len > 0 && offset % stripe == 0 && len % stripe == 0;
+        if !whole
+            || self.check_range("write", offset, len).is_err()
+            || (0..self.shards.len()).any(|i| self.usable(i).is_none())
+        {
+            return Err(finish);
+        }
+        let stripes = (offset / stripe, (offset + len) / stripe);
+        if !self.locks.try_lock(stripes.0, stripes.1) {
+            return Err(finish);
+        }
+        if !self.journal.enter(offset, len) {
+            self.locks.unlock(stripes);
+            return Err(finish);
+        }
+        let me = Arc::clone(self);
+        let bufs = bufs.to_vec();
+        self.pool
+            .run(move || me.write_stripes_now(offset, len, stripes, &bufs, fua, finish));
+        Ok(())
+    }
+
+    /// [`Erasure::write_now`]'s work on a worker thread, which does not
+    /// wait for the shards: deals the data out, encodes it and starts the
+    /// shard writes.
+    fn write_stripes_now(
+        self: &Arc<Self>,
+        offset: u64,
+        len: u64,
+        stripes: (u64, u64),
+        bufs: &[RawBuf],
+        fua: bool,
+        finish: Finish,
+    ) {
+        let k = self.k();
+        let base = stripes.0 * EC_UNIT;
+        let mut rows = self.spare.take(
+            self.shards.len(),
+            ((stripes.1 - stripes.0) * EC_UNIT) as usize,
+        );
+        for p in self.pieces(offset, len) {
+            let at = (p.shard_offset - base) as usize;
+            gather(bufs, p.pos, &mut rows[p.shard][at..at + p.len as usize]);
+        }
+        let (data, parity) = rows.split_at_mut(k);
+        let refs: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
+        let encoded = self.codec.encode_with(&refs, |computed| {
+            for (row, bytes) in parity.iter_mut().zip(computed) {
+                row.copy_from_slice(bytes);
+            }
+        });
+        let raws: Vec<RawBuf> = rows.iter().map(|r| raw_const(r)).collect();
+        let write = Arc::new(StripeWrite {
+            erasure: Arc::clone(self),
+            offset,
+            len,
+            stripes,
+            rows: Mutex::new(rows),
+            left: AtomicUsize::new(raws.len()),
+            outcome: Mutex::new((Vec::new(), None)),
+            finish: Mutex::new(Some(finish)),
+        });
+        if let Err(err) = encoded {
+            return write.complete(Err(err));
+        }
+        for (i, raw) in raws.into_iter().enumerate() {
+            let shard = Arc::clone(&write);
+            let done: Finish = Box::new(move |result| shard.shard_done(i, result));
+            match self.usable(i) {
+                // The rows stay untouched in `write` until every shard is done.
+                Some(leg) => leg.write(base, std::slice::from_ref(&raw), fua, done),
+                None => done(Err(Error::new(
+                    libc::EHOSTDOWN,
+                    format!("shard {} went stale", self.shards[i].0),
+                ))),
+            }
+        }
     }
 
     pub(crate) fn simple(self: &Arc<Self>, op: Opcode, offset: u64, len: u64, finish: Finish) {
@@ -872,7 +991,8 @@ impl Erasure {
         if self.journal.enter(offset, len) {
             return Ok(Vec::new());
         }
-        let Some(left) = self.journal.before_write(offset, len)? else {
+        let size = self.size.load(Ordering::Acquire);
+        let Some(left) = self.journal.before_write(offset, len, size)? else {
             return Ok(Vec::new());
         };
         *self.suspect.lock() = left.iter().copied().collect();
@@ -1346,7 +1466,7 @@ mod tests {
     struct NoJournal;
 
     impl Journal for NoJournal {
-        fn before_write(&self, _: u64, _: u64) -> Result<Option<Vec<u64>>> {
+        fn before_write(&self, _: u64, _: u64, _: u64) -> Result<Option<Vec<u64>>> {
             Ok(None)
         }
         fn after_write(&self, _: u64, _: u64) {}
@@ -1449,6 +1569,7 @@ mod tests {
             stale: Mutex::new(vec![false; 3]),
             suspect: Mutex::new(BTreeSet::new()),
             locks: StripeLocks::default(),
+            spare: SpareRows::default(),
             journal: Arc::new(NoJournal),
             pool,
         };
@@ -1571,5 +1692,120 @@ fn take_rows(n: usize, len: usize) -> Vec<Vec<u8>> {
 fn give_rows(rows: Vec<Vec<u8>>) {
     if rows.iter().all(|r| r.len() <= KEPT_ROW_BYTES) {
         ROWS.with(|r| *r.borrow_mut() = rows);
+    }
+}
+
+/// A write started by [`Erasure::write_now`], until its last shard is done.
+struct StripeWrite {
+    erasure: Arc<Erasure>,
+    offset: u64,
+    len: u64,
+    /// The locked stripes, `first..end`.
+    stripes: (u64, u64),
+    /// Data rows then parity rows, lent to the shard writes.
+    rows: Mutex<Vec<Vec<u8>>>,
+    /// Shard writes not yet done.
+    left: AtomicUsize,
+    /// Shards that missed the write, and a caller error if one came.
+    outcome: Mutex<(Vec<usize>, Option<Error>)>,
+    finish: Mutex<Option<Finish>>,
+}
+
+impl StripeWrite {
+    fn shard_done(self: Arc<Self>, i: usize, result: Result<u64>) {
+        if let Err(err) = result {
+            let mut outcome = self.outcome.lock();
+            if caller_error(&err) {
+                outcome.1.get_or_insert(err);
+            } else {
+                let erasure = &self.erasure;
+                crate::log::warn(&format!(
+                    "write to shard {} of object {} failed: {err}",
+                    erasure.shards[i].0, erasure.uuid
+                ));
+                outcome.0.push(i);
+            }
+        }
+        if self.left.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        let (missed, error) = std::mem::take(&mut *self.outcome.lock());
+        match error {
+            Some(err) => self.complete(Err(err)),
+            None if missed.is_empty() => {
+                let len = self.len;
+                self.complete(Ok(len));
+            }
+            None => {
+                // Recording the missed shards waits for the MDT, whose
+                // answer comes through this (the loop) thread: on a thread
+                // of its own, not a worker, as workers may be waiting for
+                // these stripes. Rare: the first write to miss a shard
+                // marks it stale, and later ones skip it.
+                let me = Arc::clone(&self);
+                let spawned = std::thread::Builder::new()
+                    .name("rawstor-settle".into())
+                    .spawn(move || {
+                        let result = me.erasure.settle(&missed).map(|()| me.len);
+                        me.complete(result);
+                    });
+                if let Err(err) = spawned {
+                    self.complete(Err(Error::io(
+                        "a shard missed the write, and no thread could be started to record it",
+                        err,
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Hands the rows back, unlocks the stripes and finishes the write.
+    fn complete(&self, result: Result<u64>) {
+        let erasure = &self.erasure;
+        erasure.spare.give(std::mem::take(&mut *self.rows.lock()));
+        erasure.locks.unlock(self.stripes);
+        erasure.journal.after_write(self.offset, self.len);
+        if let Some(finish) = self.finish.lock().take() {
+            finish(result);
+        }
+    }
+}
+
+/// Rows kept for reuse, by any thread, up to [`SPARE_ROW_BYTES`] in all.
+#[derive(Default)]
+struct SpareRows(Mutex<Vec<Vec<u8>>>);
+
+/// What [`SpareRows`] keeps: enough for sixteen 1 MiB writes of ec:4+2.
+const SPARE_ROW_BYTES: usize = 24 << 20;
+
+impl SpareRows {
+    /// `n` rows of `len` bytes each; their contents are unspecified.
+    fn take(&self, n: usize, len: usize) -> Vec<Vec<u8>> {
+        let mut rows = Vec::with_capacity(n);
+        {
+            let mut spare = self.0.lock();
+            while rows.len() < n {
+                match spare.pop() {
+                    Some(row) => rows.push(row),
+                    None => break,
+                }
+            }
+        }
+        rows.resize_with(n, Vec::new);
+        for row in &mut rows {
+            row.resize(len, 0);
+        }
+        rows
+    }
+
+    fn give(&self, rows: Vec<Vec<u8>>) {
+        let mut spare = self.0.lock();
+        let mut kept: usize = spare.iter().map(Vec::capacity).sum();
+        for row in rows {
+            if kept + row.capacity() <= SPARE_ROW_BYTES {
+                kept += row.capacity();
+                spare.push(row);
+            }
+        }
     }
 }

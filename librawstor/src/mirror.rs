@@ -464,7 +464,7 @@ impl Mirror {
             .as_ref()
             .expect("only recorded mirrors journal");
         let _gate = rec.gate.lock();
-        if let Some(left) = rec.journal.before_write(offset, len)? {
+        if let Some(left) = rec.journal.before_write(offset, len, self.info().size)? {
             let resynced = self.resync(&left);
             if let Err(err) = rec.journal.repaired(&[], &resynced) {
                 rec.journal.after_write(offset, len);
@@ -892,7 +892,7 @@ impl Mirror {
         let left = match &self.recorded {
             Some(rec) => {
                 let _gate = rec.gate.lock();
-                rec.journal.before_write(0, 0)?.unwrap_or_default()
+                rec.journal.before_write(0, 0, 0)?.unwrap_or_default()
             }
             None => Vec::new(),
         };
