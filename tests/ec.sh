@@ -161,6 +161,11 @@ EOF'
 $RAWSTOR import "$WORK/v1" "$target"
 kill_writer_mid_write "$target" 0xbb
 assert "the killed writer left its write intent in the MDT" '[[ $($RAWSTOR info "$target") =~ "write intent:" ]]'
+# It streamed about 10 MiB (three 4 MiB regions) of the 32 MiB object; the
+# regions it headed for were marked ahead of it, up to the object's end.
+marked=$($RAWSTOR info "$target" | sed -n 's/^write intent: \([0-9]*\) regions.*/\1/p')
+assert "the regions ahead of a streaming writer were marked before it got there ($marked of 8)" \
+    '[[ ${marked:-0} -ge 6 ]]'
 kill_ost "${addrs[0]}"
 # Every 4 KiB block reads as what was there (v1) or what fio wrote (0xbb),
 # or fails with EIO where a rebuild would have to guess.

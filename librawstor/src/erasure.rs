@@ -195,6 +195,15 @@ pub(crate) trait Journal: Send + Sync {
     fn enter(&self, _offset: u64, _len: u64) -> bool {
         false
     }
+    /// After [`Journal::enter`]: whether this write streams on from the
+    /// last one towards regions not marked yet, with nobody marking them.
+    /// If so, the caller runs [`Journal::mark_ahead`] on a worker, so that
+    /// the writer need not stop for the MDT when it gets there.
+    fn wants_ahead(&self, _offset: u64, _len: u64, _size: u64) -> bool {
+        false
+    }
+    /// Marks the regions a streaming writer heads for, after `end`.
+    fn mark_ahead(&self, _end: u64, _size: u64) {}
     /// The change started by [`Journal::before_write`] is done.
     fn after_write(&self, offset: u64, len: u64);
     /// Shards that missed a write: recorded before it is acknowledged.
@@ -595,6 +604,12 @@ impl Erasure {
         let bufs = bufs.to_vec();
         self.pool
             .run(move || me.write_stripes_now(offset, len, stripes, &bufs, fua, finish));
+        let size = self.size.load(Ordering::Acquire);
+        if self.journal.wants_ahead(offset, len, size) {
+            let journal = Arc::clone(&self.journal);
+            self.pool
+                .run(move || journal.mark_ahead(offset + len, size));
+        }
         Ok(())
     }
 

@@ -31,13 +31,15 @@ use crate::uuid::Uuid;
 /// touched it for this long (fewer MDT updates under steady writes).
 const INTENT_IDLE: Duration = Duration::from_secs(1);
 
-/// A write whose first new region follows a marked one (a writer
-/// streaming through the object) marks this many regions after its own
-/// with them: a sequential writer then waits for the MDT once per 32 MiB,
-/// not once per 4 MiB region, and a writer killed mid-stream leaves at
-/// most 28 MiB more to resync. (Unwritten regions are cleared at the next
-/// flush like idle ones.)
-const MARK_AHEAD: u64 = 7;
+/// A writer streaming through the object has up to this many regions
+/// after its write marked ahead of it: when its write has to mark a
+/// region, those after it are marked in the same MDT update, and once it
+/// comes within half of this of an unmarked region, they are marked in
+/// the background (the MDT fsyncs every update: a writer that waited for
+/// each 4 MiB region ran at half speed). A writer killed mid-stream
+/// leaves at most 32 MiB more to resync; regions marked ahead but not
+/// written are cleared by flushes like idle ones.
+const MARK_AHEAD: u64 = 8;
 
 /// While a restarted MDT lets earlier writers renew first, a new writer
 /// asks again this often, for one lease lifetime and this much more.
@@ -58,6 +60,10 @@ struct State {
     last_write: HashMap<u64, Instant>,
     /// When the last successful flush started.
     flushed_at: Option<Instant>,
+    /// Where the last write seen by `wants_ahead` ended (a write starting
+    /// there is streaming), and whether regions ahead are being marked.
+    stream_end: u64,
+    marking_ahead: bool,
 }
 
 /// One open mdt:// object's lease, write intent and stale marks.
@@ -278,6 +284,55 @@ impl Journal for MdtJournal {
             *state.inflight.entry(r).or_default() += 1;
         }
         true
+    }
+
+    fn wants_ahead(&self, offset: u64, len: u64, size: u64) -> bool {
+        let mut state = self.state.lock();
+        let streaming = len > 0 && offset == state.stream_end;
+        state.stream_end = offset + len;
+        if !streaming || state.marking_ahead || !state.held || state.lost.is_some() {
+            return false;
+        }
+        let last = (offset + len - 1) / INTENT_REGION_BYTES;
+        let regions_in_size = size.div_ceil(INTENT_REGION_BYTES);
+        let wanted = (last + 1..=last + MARK_AHEAD / 2)
+            .any(|r| r < regions_in_size && !state.marked.contains(&r));
+        state.marking_ahead = wanted;
+        wanted
+    }
+
+    fn mark_ahead(&self, end: u64, size: u64) {
+        let _calls = self.calls.lock();
+        let first = end.div_ceil(INTENT_REGION_BYTES);
+        let regions_in_size = size.div_ceil(INTENT_REGION_BYTES);
+        let new: Vec<u64> = {
+            let mut state = self.state.lock();
+            if !state.held || state.lost.is_some() {
+                state.marking_ahead = false;
+                return;
+            }
+            (first..first + MARK_AHEAD)
+                .filter(|r| *r < regions_in_size && !state.marked.contains(r))
+                .collect()
+        };
+        let mut marked = new.is_empty();
+        if !marked {
+            let mut change = Record::new();
+            change.set("dirty_add", join(&new));
+            // Best effort: the write that needs a region marks it itself.
+            marked = self.update(&change).is_ok();
+        }
+        let mut state = self.state.lock();
+        if marked {
+            // Marked once the MDT has them, and kept through one idle
+            // period: the writer is on its way.
+            let now = Instant::now();
+            for &r in &new {
+                state.marked.insert(r);
+                state.last_write.insert(r, now);
+            }
+        }
+        state.marking_ahead = false;
     }
 
     fn after_write(&self, offset: u64, len: u64) {
