@@ -1757,14 +1757,21 @@ impl StripeWrite {
                 // of its own, not a worker, as workers may be waiting for
                 // these stripes. Rare: the first write to miss a shard
                 // marks it stale, and later ones skip it.
-                let me = Arc::clone(&self);
+                let (me, shards) = (Arc::clone(&self), missed.clone());
                 let spawned = std::thread::Builder::new()
                     .name("rawstor-settle".into())
                     .spawn(move || {
-                        let result = me.erasure.settle(&missed).map(|()| me.len);
+                        let result = me.erasure.settle(&shards).map(|()| me.len);
                         me.complete(result);
                     });
                 if let Err(err) = spawned {
+                    // As when the MDT cannot record it: the write fails,
+                    // and this opening reads the shards no more.
+                    let mut stale = self.erasure.stale.lock();
+                    for &i in &missed {
+                        stale[i] = true;
+                    }
+                    drop(stale);
                     self.complete(Err(Error::io(
                         "a shard missed the write, and no thread could be started to record it",
                         err,
