@@ -68,6 +68,20 @@ out=$($RAWSTOR repair "$target" 2>&1)
 assert "repair resyncs the copy that missed writes (named by its OST's id)" '[[ -n $victim_id && $out =~ $victim_id ]]'
 $RAWSTOR export "$target" "$WORK/back"
 assert "after repair every copy serves the new data" 'cmp -s "$WORK/v2" "$WORK/back"'
+# A copy of the restarted OST's store started as another OST (the same id)
+# while the first is up: the MDT refuses it, and the map keeps the first
+# one's address.
+cp -a "$WORK/ost$((victim_index + 1))" "$WORK/ost-copy"
+start_ost ost-copy 127.0.0.1:0 --mdt "mdt://$MDT_ADDR" --domain rack-z
+copy_pid=$OST_PID copy_addr=$OST_ADDR
+for _ in $(seq 50); do grep -q "cannot join" "$WORK/ost-copy.log" && break; sleep 0.1; done
+assert "an OST with the store id of one that is up is refused by the MDT (EEXIST)" \
+    'grep -q "is up at ${osts[victim_index]}: another OST with the same id cannot join" "$WORK/ost-copy.log"'
+copy_map=$($RAWSTOR cluster "mdt://$MDT_ADDR")
+assert "and the map keeps the first one's address" \
+    '[[ $copy_map =~ "ost://${osts[victim_index]} " && ! $copy_map =~ "ost://$copy_addr " ]]'
+kill -TERM "$copy_pid"
+wait "$copy_pid" 2>/dev/null || true
 
 # A second create of an existing UUID is refused and leaves the object whole
 # (the record is not the second creator's to drop).

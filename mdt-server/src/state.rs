@@ -179,6 +179,32 @@ impl Mdt {
             ));
         }
         let mut state = self.map.lock();
+        let holder = state
+            .members
+            .iter()
+            .find(|m| m.entry.id == entry.id && m.entry.addr != entry.addr)
+            .filter(|m| {
+                m.last_seen
+                    .is_some_and(|t| t.elapsed() < self.heartbeat_timeout)
+            })
+            .map(|m| m.entry.addr.clone());
+        if let Some(old) = holder {
+            // An OST restarted on a new port, or a second OST with the
+            // same store id (a copied store): the first is gone when
+            // nothing answers at its address any more. Asked without the
+            // lock, as the answer may take a moment.
+            drop(state);
+            if answers(&old) {
+                return Err(Error::new(
+                    libc::EEXIST,
+                    format!(
+                        "OST {} is up at {old}: another OST with the same id cannot join at {} (a copy of its store?); an OST restarted on a new address takes its place once nothing answers at {old}",
+                        entry.id, entry.addr
+                    ),
+                ));
+            }
+            state = self.map.lock();
+        }
         let changed = match state.members.iter_mut().find(|m| m.entry.id == entry.id) {
             Some(member) => {
                 let moved = member.entry.addr != entry.addr || member.entry.domain != entry.domain;
@@ -505,6 +531,19 @@ fn record_with_creator(record: &ObjectRecord, creator: &str) -> Record {
     encoded
 }
 
+/// How long the MDT waits for an OST's old address to answer, when an OST
+/// with the same id registers from elsewhere.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// Whether something accepts connections at `addr`.
+fn answers(addr: &str) -> bool {
+    use std::net::{TcpStream, ToSocketAddrs};
+    addr.to_socket_addrs()
+        .ok()
+        .and_then(|mut all| all.next())
+        .is_some_and(|at| TcpStream::connect_timeout(&at, PROBE_TIMEOUT).is_ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -546,6 +585,47 @@ mod tests {
             record.set(key, *value);
         }
         record.encode()
+    }
+
+    fn registration(id: Uuid, addr: &str) -> Vec<u8> {
+        let mut record = Record::new();
+        OstEntry {
+            id,
+            addr: addr.to_string(),
+            domain: "d0".to_string(),
+            capacity_bytes: 1 << 40,
+            used_bytes: 0,
+            up: true,
+        }
+        .put(&mut record, "");
+        record.encode()
+    }
+
+    #[test]
+    fn a_second_ost_with_a_live_ones_id_is_refused_and_a_restarted_one_moves() {
+        let (mdt, dir) = mdt_with("same-id", 0);
+        let id = Uuid::new_v7();
+        let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let first_addr = first.local_addr().unwrap().to_string();
+        let second = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let second_addr = second.local_addr().unwrap().to_string();
+        mdt.register(&registration(id, &first_addr)).unwrap();
+        // The first still answers: the second is refused, the map keeps
+        // the first, and the first's heartbeats go on.
+        let err = mdt.register(&registration(id, &second_addr)).unwrap_err();
+        assert_eq!(err.errno(), libc::EEXIST, "{err}");
+        assert!(err.to_string().contains(&first_addr), "{err}");
+        mdt.register(&registration(id, &first_addr)).unwrap();
+        assert_eq!(mdt.cluster_map().osts[0].addr, first_addr);
+        // The first is gone (a restart on a new port): the entry moves.
+        drop(first);
+        mdt.register(&registration(id, &second_addr)).unwrap();
+        let map = mdt.cluster_map();
+        assert_eq!(
+            (map.osts.len(), map.osts[0].addr.as_str()),
+            (1, second_addr.as_str())
+        );
+        let _ = fs::remove_dir_all(dir);
     }
 
     #[test]
