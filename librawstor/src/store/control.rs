@@ -205,8 +205,14 @@ pub fn read(
                     mp.join(rel).display()
                 ));
             }
-            write_file_atomic(mp, rel, &encode(version, payload))?;
-            repaired.push(mp.clone());
+            // Best effort: a copy that cannot be rewritten (its disk
+            // failing) must not stop the good copies from being read.
+            match write_file_atomic(mp, rel, &encode(version, payload)) {
+                Ok(()) => repaired.push(mp.clone()),
+                Err(err) => crate::log::warn(&format!(
+                    "{err}; control file {rel} is served from the other copies"
+                )),
+            }
         }
     }
     Ok(ControlRead {
@@ -234,6 +240,29 @@ mod tests {
             let bytes = encode(7, &payload);
             assert_eq!(decode(&bytes).unwrap(), (7, payload));
         }
+    }
+
+    #[test]
+    fn a_copy_that_cannot_be_read_or_rewritten_leaves_the_others_readable() {
+        let root = std::env::temp_dir().join(format!("rawstor-control-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let mountpaths: Vec<PathBuf> = (1..=3).map(|i| root.join(format!("copy-{i}"))).collect();
+        for mp in &mountpaths {
+            fs::create_dir_all(mp.join(WORK_DIR)).unwrap();
+        }
+        let mut record = Record::new();
+        record.set("size", 42u64);
+        write(&mountpaths, "rec", 1, &record).unwrap();
+        // Copy 2's file becomes a non-empty directory: unreadable, and the
+        // rewrite from a good copy fails too.
+        let broken = mountpaths[1].join("rec");
+        fs::remove_file(&broken).unwrap();
+        fs::create_dir_all(broken.join("in-the-way")).unwrap();
+        let read = read(&mountpaths, "rec", |_| Ok(())).unwrap();
+        let (version, got) = read.best.expect("the good copies are read");
+        assert_eq!((version, got.get::<u64>("size").unwrap()), (1, 42));
+        assert!(read.repaired.is_empty(), "{:?}", read.repaired);
+        let _ = fs::remove_dir_all(&root);
     }
 
     #[test]
