@@ -124,6 +124,19 @@ printf '\xa5\x5a\xa5\x5a' | dd of="$chunk" bs=1 seek=8192 conv=notrunc status=no
 sync
 $RAWSTOR export "$target" "$WORK/back"
 assert "a corrupted shard block reads back right (rebuilt from the others)" 'cmp -s "$WORK/v23" "$WORK/back"'
+# The same through the queue (fio), whose reads go straight to the data
+# shards: the shard read that fails its checksum is done again, rebuilt.
+t2=$($RAWSTOR create "mdt://$MDT_ADDR" --size 8M --layout ec:4+2)
+rfio "$t2" --rw=write --bs=64k --size=8M --verify=crc32c --do_verify=0 >/dev/null 2>&1
+t2_dir=$WORK/${ost_name[$(shards "$t2" | sed -n 1p)]}
+t2_chunk=$(find "$t2_dir" -path "*%ob/${t2##*/}/*" -type f ! -name '*.crc' | sort | sed -n 1p)
+printf '\xa5\x5a\xa5\x5a' | dd of="$t2_chunk" bs=1 seek=8192 conv=notrunc status=none
+sync
+RAWSTOR_LOG= rfio "$t2" --rw=write --bs=64k --iodepth=8 --size=8M --verify=crc32c --verify_only=1 >"$WORK/t2.out" 2>&1 \
+    && rc=0 || rc=$?
+assert "fio's reads verify with a corrupted data shard block (queue reads fall back to a rebuild)" \
+    '[[ $rc -eq 0 ]] && grep -q "failed (.*checksum.*); rebuilding it from the others" "$WORK/t2.out"'
+$RAWSTOR remove "$t2"
 out=$($RAWSTOR scrub "$target" 2>&1) && rc=0 || rc=$?
 assert "scrub reports the corrupt shard block and fails" \
     '[[ $rc -ne 0 && $out =~ "${addrs[0]}"|"Input/output error"|checksum ]]'

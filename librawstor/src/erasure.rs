@@ -549,8 +549,63 @@ impl Erasure {
     // ---- asynchronous entry points (the queue's) ----
 
     pub(crate) fn read(self: &Arc<Self>, offset: u64, bufs: Vec<RawBuf>, finish: Finish) {
+        let Err(finish) = self.read_now(offset, &bufs, finish) else {
+            return;
+        };
         let me = Arc::clone(self);
         self.pool.run(move || finish(me.read_sync(offset, &bufs)));
+    }
+
+    /// The common case of a read, started without a worker: every data
+    /// shard it needs is up, and each reads straight into the caller's
+    /// buffers; the last shard's completion finishes it on the event loop
+    /// thread. When a shard fails, the read is done again on a worker by
+    /// [`Erasure::read_sync`], without that shard (rebuilt from the
+    /// others). Anything else gives `finish` back.
+    fn read_now(
+        self: &Arc<Self>,
+        offset: u64,
+        bufs: &[RawBuf],
+        finish: Finish,
+    ) -> std::result::Result<(), Finish> {
+        let len = total_len(bufs);
+        if len == 0 || self.check_range("read", offset, len).is_err() {
+            return Err(finish);
+        }
+        let pieces = self.pieces(offset, len);
+        let spans = self.spans(&pieces);
+        let shards: Vec<usize> = (0..self.k()).filter(|&j| spans[j].is_some()).collect();
+        if shards.iter().any(|&j| self.usable(j).is_none()) {
+            return Err(finish);
+        }
+        let mut targets: Vec<Vec<RawBuf>> = (0..self.k()).map(|_| Vec::new()).collect();
+        for p in &pieces {
+            slice_bufs(bufs, p.pos, p.len, &mut targets[p.shard]);
+        }
+        let read = Arc::new(ShardRead {
+            erasure: Arc::clone(self),
+            offset,
+            bufs: Mutex::new(bufs.to_vec()),
+            left: AtomicUsize::new(shards.len()),
+            outcome: Mutex::new((Vec::new(), None)),
+            finish: Mutex::new(Some(finish)),
+        });
+        for j in shards {
+            let shard = Arc::clone(&read);
+            let done: Finish = Box::new(move |result| shard.shard_done(j, result));
+            match self.usable(j) {
+                Some(leg) => leg.read(
+                    spans[j].expect("read shards have spans").0,
+                    &targets[j],
+                    done,
+                ),
+                None => done(Err(Error::new(
+                    libc::EHOSTDOWN,
+                    format!("shard {} went stale", self.shards[j].0),
+                ))),
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn write(
@@ -679,6 +734,12 @@ impl Erasure {
     // ---- blocking implementations ----
 
     pub(crate) fn read_sync(&self, offset: u64, bufs: &[RawBuf]) -> Result<u64> {
+        self.read_sync_without(offset, bufs, &[])
+    }
+
+    /// [`Erasure::read_sync`], rebuilding the data shards `failed` (seen
+    /// to fail already) rather than reading them.
+    fn read_sync_without(&self, offset: u64, bufs: &[RawBuf], failed: &[usize]) -> Result<u64> {
         let len = total_len(bufs);
         self.check_range("read", offset, len)?;
         if len == 0 {
@@ -692,7 +753,7 @@ impl Erasure {
         }
         let (started, mut failed): (Vec<usize>, Vec<usize>) = (0..self.k())
             .filter(|&j| spans[j].is_some())
-            .partition(|&j| self.usable(j).is_some());
+            .partition(|&j| self.usable(j).is_some() && !failed.contains(&j));
         let results = self.run_on(&started, |k, leg, f| {
             let j = started[k];
             leg.read(
@@ -1827,6 +1888,52 @@ impl SpareRows {
             if kept + row.capacity() <= SPARE_ROW_BYTES {
                 kept += row.capacity();
                 spare.push(row);
+            }
+        }
+    }
+}
+
+/// A read started by [`Erasure::read_now`], until its last shard is done.
+struct ShardRead {
+    erasure: Arc<Erasure>,
+    offset: u64,
+    /// The caller's buffers, for reading again on a worker.
+    bufs: Mutex<Vec<RawBuf>>,
+    /// Shard reads not yet done.
+    left: AtomicUsize,
+    /// Shards whose read failed, and a caller error if one came.
+    outcome: Mutex<(Vec<usize>, Option<Error>)>,
+    finish: Mutex<Option<Finish>>,
+}
+
+impl ShardRead {
+    fn shard_done(self: Arc<Self>, j: usize, result: Result<u64>) {
+        if let Err(err) = result {
+            let mut outcome = self.outcome.lock();
+            if caller_error(&err) {
+                outcome.1.get_or_insert(err);
+            } else {
+                self.erasure.read_failed(j, &err);
+                outcome.0.push(j);
+            }
+        }
+        if self.left.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        let Some(finish) = self.finish.lock().take() else {
+            return;
+        };
+        let (failed, error) = std::mem::take(&mut *self.outcome.lock());
+        let bufs = std::mem::take(&mut *self.bufs.lock());
+        match error {
+            Some(err) => finish(Err(err)),
+            None if failed.is_empty() => finish(Ok(total_len(&bufs))),
+            None => {
+                // Rebuilding waits for other shards and stripe locks.
+                let pool = Arc::clone(&self.erasure.pool);
+                pool.run(move || {
+                    finish(self.erasure.read_sync_without(self.offset, &bufs, &failed))
+                });
             }
         }
     }
