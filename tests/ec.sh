@@ -136,6 +136,21 @@ RAWSTOR_LOG= rfio "$t2" --rw=write --bs=64k --iodepth=8 --size=8M --verify=crc32
     && rc=0 || rc=$?
 assert "fio's reads verify with a corrupted data shard block (queue reads fall back to a rebuild)" \
     '[[ $rc -eq 0 ]] && grep -q "failed (.*checksum.*); rebuilding it from the others" "$WORK/t2.out"'
+# A 4 KiB write into that stripe reads the units it does not cover; the
+# corrupted one fails its checksum, and the write is done again with it
+# rebuilt from the others: the stripe's parity stays right.
+$RAWSTOR export "$t2" "$WORK/t2.before"
+RAWSTOR_LOG= rfio "$t2" --rw=write --bs=4k --offset=36k --size=4k --buffer_pattern=0xcc >"$WORK/t2w.out" 2>&1 \
+    && rc=0 || rc=$?
+python3 - "$WORK/t2.before" "$WORK/t2.want" <<'PYEOF'
+import sys
+data = bytearray(open(sys.argv[1], "rb").read())
+data[36864:40960] = b"\xcc" * 4096
+open(sys.argv[2], "wb").write(data)
+PYEOF
+$RAWSTOR export "$t2" "$WORK/t2.after"
+assert "a 4 KiB write next to the corrupted block rebuilds it to compute parity, and the object reads as written" \
+    '[[ $rc -eq 0 ]] && grep -q "read of shard .* failed" "$WORK/t2w.out" && cmp -s "$WORK/t2.want" "$WORK/t2.after"'
 $RAWSTOR remove "$t2"
 out=$($RAWSTOR scrub "$target" 2>&1) && rc=0 || rc=$?
 assert "scrub reports the corrupt shard block and fails" \

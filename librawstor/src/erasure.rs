@@ -623,14 +623,17 @@ impl Erasure {
             .run(move || finish(me.write_sync(offset, &bufs, fua)));
     }
 
-    /// The common case of a streaming write, started without a worker
-    /// waiting for it: whole stripes, every shard up, the lease held, the
-    /// regions marked and the stripes free (all checked here, on the
-    /// caller's thread). A worker deals the data out, encodes it and
-    /// starts the shard writes, and is free again; the last shard's
-    /// completion finishes the write on the event loop thread. Anything
-    /// else gives `finish` back, for [`Erasure::write_sync`] on a worker,
-    /// which waits for each step.
+    /// The common case of a write, started without a worker waiting for
+    /// it: every shard up, the lease held, the regions marked and the
+    /// stripes free (all checked here, on the caller's thread). What the
+    /// write does not cover of its stripes is read from the data shards
+    /// first, without a worker waiting (a write of whole stripes reads
+    /// nothing); then a worker deals the data out, encodes it and starts
+    /// the shard writes, and is free again; the last shard's completion
+    /// finishes the write on the event loop thread. When one of those
+    /// reads fails, the write is done by [`Erasure::write_sync`] instead,
+    /// which rebuilds what it cannot read. Anything else gives `finish`
+    /// back, for [`Erasure::write_sync`] on a worker.
     fn write_now(
         self: &Arc<Self>,
         offset: u64,
@@ -639,15 +642,14 @@ impl Erasure {
         finish: Finish,
     ) -> std::result::Result<(), Finish> {
         let len = total_len(bufs);
-        let stripe = self.stripe_bytes();
-        let whole = len > 0 && offset % stripe == 0 && len % stripe == 0;
-        if !whole
+        if len == 0
             || self.check_range("write", offset, len).is_err()
             || (0..self.shards.len()).any(|i| self.usable(i).is_none())
         {
             return Err(finish);
         }
-        let stripes = (offset / stripe, (offset + len) / stripe);
+        let stripe = self.stripe_bytes();
+        let stripes = (offset / stripe, (offset + len).div_ceil(stripe));
         if !self.locks.try_lock(stripes.0, stripes.1) {
             return Err(finish);
         }
@@ -655,10 +657,62 @@ impl Erasure {
             self.locks.unlock(stripes);
             return Err(finish);
         }
-        let me = Arc::clone(self);
-        let bufs = bufs.to_vec();
-        self.pool
-            .run(move || me.write_stripes_now(offset, len, stripes, &bufs, fua, finish));
+        let base = stripes.0 * EC_UNIT;
+        let row = (stripes.1 - stripes.0) * EC_UNIT;
+        let pieces = self.pieces(offset, len);
+        let spans = self.spans(&pieces);
+        let write = Arc::new(StripeWrite {
+            erasure: Arc::clone(self),
+            offset,
+            len,
+            stripes,
+            bufs: Mutex::new(bufs.to_vec()),
+            fua,
+            rows: Mutex::new(self.spare.take(self.shards.len(), row as usize)),
+            left: AtomicUsize::new(0),
+            outcome: Mutex::new((Vec::new(), None)),
+            finish: Mutex::new(Some(finish)),
+        });
+        // Units of the stripes the write does not fill, read first.
+        let mut need: Vec<(usize, u64, u64)> = Vec::new();
+        for (j, span) in spans.iter().enumerate() {
+            match *span {
+                None => need.push((j, base, base + row)),
+                Some((a, b)) => {
+                    if a > base {
+                        need.push((j, base, a));
+                    }
+                    if b < base + row {
+                        need.push((j, b, base + row));
+                    }
+                }
+            }
+        }
+        if need.is_empty() {
+            self.pool.run(move || write.encode_and_send());
+        } else {
+            write.left.store(need.len(), Ordering::Release);
+            let targets: Vec<RawBuf> = {
+                let mut rows = write.rows.lock();
+                need.iter()
+                    .map(|&(j, a, b)| {
+                        raw_mut(&mut rows[j][(a - base) as usize..(b - base) as usize])
+                    })
+                    .collect()
+            };
+            for (&(j, a, _), target) in need.iter().zip(targets) {
+                let shard = Arc::clone(&write);
+                let done: Finish = Box::new(move |result| shard.unit_read(j, result));
+                match self.usable(j) {
+                    // The rows stay in `write`, untouched but by these reads.
+                    Some(leg) => leg.read(a, std::slice::from_ref(&target), done),
+                    None => done(Err(Error::new(
+                        libc::EHOSTDOWN,
+                        format!("shard {} went stale", self.shards[j].0),
+                    ))),
+                }
+            }
+        }
         let size = self.size.load(Ordering::Acquire);
         if self.journal.wants_ahead(offset, len, size) {
             let journal = Arc::clone(&self.journal);
@@ -666,63 +720,6 @@ impl Erasure {
                 .run(move || journal.mark_ahead(offset + len, size));
         }
         Ok(())
-    }
-
-    /// [`Erasure::write_now`]'s work on a worker thread, which does not
-    /// wait for the shards: deals the data out, encodes it and starts the
-    /// shard writes.
-    fn write_stripes_now(
-        self: &Arc<Self>,
-        offset: u64,
-        len: u64,
-        stripes: (u64, u64),
-        bufs: &[RawBuf],
-        fua: bool,
-        finish: Finish,
-    ) {
-        let k = self.k();
-        let base = stripes.0 * EC_UNIT;
-        let mut rows = self.spare.take(
-            self.shards.len(),
-            ((stripes.1 - stripes.0) * EC_UNIT) as usize,
-        );
-        for p in self.pieces(offset, len) {
-            let at = (p.shard_offset - base) as usize;
-            gather(bufs, p.pos, &mut rows[p.shard][at..at + p.len as usize]);
-        }
-        let (data, parity) = rows.split_at_mut(k);
-        let refs: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
-        let encoded = self.codec.encode_with(&refs, |computed| {
-            for (row, bytes) in parity.iter_mut().zip(computed) {
-                row.copy_from_slice(bytes);
-            }
-        });
-        let raws: Vec<RawBuf> = rows.iter().map(|r| raw_const(r)).collect();
-        let write = Arc::new(StripeWrite {
-            erasure: Arc::clone(self),
-            offset,
-            len,
-            stripes,
-            rows: Mutex::new(rows),
-            left: AtomicUsize::new(raws.len()),
-            outcome: Mutex::new((Vec::new(), None)),
-            finish: Mutex::new(Some(finish)),
-        });
-        if let Err(err) = encoded {
-            return write.complete(Err(err));
-        }
-        for (i, raw) in raws.into_iter().enumerate() {
-            let shard = Arc::clone(&write);
-            let done: Finish = Box::new(move |result| shard.shard_done(i, result));
-            match self.usable(i) {
-                // The rows stay untouched in `write` until every shard is done.
-                Some(leg) => leg.write(base, std::slice::from_ref(&raw), fua, done),
-                None => done(Err(Error::new(
-                    libc::EHOSTDOWN,
-                    format!("shard {} went stale", self.shards[i].0),
-                ))),
-            }
-        }
     }
 
     pub(crate) fn simple(self: &Arc<Self>, op: Opcode, offset: u64, len: u64, finish: Finish) {
@@ -1778,17 +1775,23 @@ struct StripeWrite {
     len: u64,
     /// The locked stripes, `first..end`.
     stripes: (u64, u64),
-    /// Data rows then parity rows, lent to the shard writes.
+    /// The caller's buffers.
+    bufs: Mutex<Vec<RawBuf>>,
+    fua: bool,
+    /// Data rows then parity rows of the stripes, lent to the unit reads
+    /// and then to the shard writes.
     rows: Mutex<Vec<Vec<u8>>>,
-    /// Shard writes not yet done.
+    /// Unit reads, then shard writes, not yet done.
     left: AtomicUsize,
-    /// Shards that missed the write, and a caller error if one came.
+    /// Shards that missed the write (or failed a read), and a caller
+    /// error if one came.
     outcome: Mutex<(Vec<usize>, Option<Error>)>,
     finish: Mutex<Option<Finish>>,
 }
 
 impl StripeWrite {
-    fn shard_done(self: Arc<Self>, i: usize, result: Result<u64>) {
+    /// Notes a failed unit read or shard write; true for the last one.
+    fn note(&self, i: usize, result: Result<u64>, what: &str) -> bool {
         if let Err(err) = result {
             let mut outcome = self.outcome.lock();
             if caller_error(&err) {
@@ -1796,13 +1799,93 @@ impl StripeWrite {
             } else {
                 let erasure = &self.erasure;
                 crate::log::warn(&format!(
-                    "write to shard {} of object {} failed: {err}",
+                    "{what} shard {} of object {} failed: {err}",
                     erasure.shards[i].0, erasure.uuid
                 ));
                 outcome.0.push(i);
             }
         }
-        if self.left.fetch_sub(1, Ordering::AcqRel) != 1 {
+        self.left.fetch_sub(1, Ordering::AcqRel) == 1
+    }
+
+    /// A read of units the write does not cover is done.
+    fn unit_read(self: Arc<Self>, j: usize, result: Result<u64>) {
+        if !self.note(j, result, "read of") {
+            return;
+        }
+        let (failed, error) = std::mem::take(&mut *self.outcome.lock());
+        let pool = Arc::clone(&self.erasure.pool);
+        match error {
+            Some(err) => self.complete(Err(err)),
+            None if failed.is_empty() => pool.run(move || self.encode_and_send()),
+            None => {
+                // Rebuilding waits for other shards: the blocking path
+                // does it all again, once this write has let go.
+                let finish = self.release();
+                let bufs = std::mem::take(&mut *self.bufs.lock());
+                let (erasure, offset, fua) = (Arc::clone(&self.erasure), self.offset, self.fua);
+                if let Some(finish) = finish {
+                    pool.run(move || finish(erasure.write_sync(offset, &bufs, fua)));
+                }
+            }
+        }
+    }
+
+    /// On a worker: deals the data out into the rows, encodes the parity
+    /// and starts the shard writes (the data shards' written ranges and
+    /// the parity rows).
+    fn encode_and_send(self: Arc<Self>) {
+        let erasure = Arc::clone(&self.erasure);
+        let k = erasure.k();
+        let base = self.stripes.0 * EC_UNIT;
+        let pieces = erasure.pieces(self.offset, self.len);
+        let spans = erasure.spans(&pieces);
+        let mut writes: Vec<(usize, u64, RawBuf)> = Vec::new();
+        let encoded = {
+            let bufs = self.bufs.lock();
+            let mut rows = self.rows.lock();
+            for p in &pieces {
+                let at = (p.shard_offset - base) as usize;
+                gather(&bufs, p.pos, &mut rows[p.shard][at..at + p.len as usize]);
+            }
+            let (data, parity) = rows.split_at_mut(k);
+            let refs: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
+            let encoded = erasure.codec.encode_with(&refs, |computed| {
+                for (row, bytes) in parity.iter_mut().zip(computed) {
+                    row.copy_from_slice(bytes);
+                }
+            });
+            for (j, span) in spans.iter().enumerate() {
+                if let Some((a, b)) = *span {
+                    let bytes = &rows[j][(a - base) as usize..(b - base) as usize];
+                    writes.push((j, a, raw_const(bytes)));
+                }
+            }
+            for (p, row) in rows[k..].iter().enumerate() {
+                writes.push((k + p, base, raw_const(row)));
+            }
+            encoded
+        };
+        if let Err(err) = encoded {
+            return self.complete(Err(err));
+        }
+        self.left.store(writes.len(), Ordering::Release);
+        for (i, at, raw) in writes {
+            let shard = Arc::clone(&self);
+            let done: Finish = Box::new(move |result| shard.shard_done(i, result));
+            match erasure.usable(i) {
+                // The rows stay untouched in `self` until every shard is done.
+                Some(leg) => leg.write(at, std::slice::from_ref(&raw), self.fua, done),
+                None => done(Err(Error::new(
+                    libc::EHOSTDOWN,
+                    format!("shard {} went stale", erasure.shards[i].0),
+                ))),
+            }
+        }
+    }
+
+    fn shard_done(self: Arc<Self>, i: usize, result: Result<u64>) {
+        if !self.note(i, result, "write to") {
             return;
         }
         let (missed, error) = std::mem::take(&mut *self.outcome.lock());
@@ -1842,13 +1925,19 @@ impl StripeWrite {
         }
     }
 
-    /// Hands the rows back, unlocks the stripes and finishes the write.
-    fn complete(&self, result: Result<u64>) {
+    /// Hands the rows back, unlocks the stripes and ends the journal's
+    /// count of the write; returns the caller's completion.
+    fn release(&self) -> Option<Finish> {
         let erasure = &self.erasure;
         erasure.spare.give(std::mem::take(&mut *self.rows.lock()));
         erasure.locks.unlock(self.stripes);
         erasure.journal.after_write(self.offset, self.len);
-        if let Some(finish) = self.finish.lock().take() {
+        self.finish.lock().take()
+    }
+
+    /// [`StripeWrite::release`], then finishes the write with `result`.
+    fn complete(&self, result: Result<u64>) {
+        if let Some(finish) = self.release() {
             finish(result);
         }
     }
