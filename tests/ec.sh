@@ -116,22 +116,35 @@ wait "$writer" && rc=0 || rc=$?
 assert "the writer whose lease was broken is refused further writes" '[[ $rc -ne 0 ]]'
 
 # --- Corrupt one shard's bytes on disk.
+# Flips 4 bytes of block 2 (object bytes 32-36 KiB) in data shard 0's first
+# chunk on its OST's disk, checksums left as they were.
+corrupt_data_shard() { # TARGET
+    local dir=$WORK/${ost_name[$(shards "$1" | sed -n 1p)]} chunk
+    chunk=$(find "$dir" -path "*%ob/${1##*/}/*" -type f ! -name '*.crc' | sort | sed -n 1p)
+    printf '\xa5\x5a\xa5\x5a' | dd of="$chunk" bs=1 seek=8192 conv=notrunc status=none
+    sync
+}
 $RAWSTOR import "$WORK/v23" "$target"
-dir=$WORK/${ost_name[${addrs[0]}]}
 uuid=${target##*/}
-chunk=$(find "$dir" -path "*%ob/$uuid/*" -type f ! -name '*.crc' | sort | sed -n 1p)
-printf '\xa5\x5a\xa5\x5a' | dd of="$chunk" bs=1 seek=8192 conv=notrunc status=none
-sync
+corrupt_data_shard "$target"
 $RAWSTOR export "$target" "$WORK/back"
 assert "a corrupted shard block reads back right (rebuilt from the others)" 'cmp -s "$WORK/v23" "$WORK/back"'
-# The same through the queue (fio), whose reads go straight to the data
-# shards: the shard read that fails its checksum is done again, rebuilt.
+out=$($RAWSTOR scrub "$target" 2>&1) && rc=0 || rc=$?
+assert "scrub reports the corrupt shard block and fails" \
+    '[[ $rc -ne 0 && $out =~ "${addrs[0]}"|"Input/output error"|checksum ]]'
+out=$($RAWSTOR scrub --repair "$target" 2>&1) && rc=0 || rc=$?
+assert "scrub --repair rebuilds the corrupt shard range from the others" \
+    '[[ $rc -eq 0 && $out =~ "rebuilt from the others" ]] || { echo "$out"; false; }'
+assert "and a scrub after it is clean" '$RAWSTOR scrub "$target" >/dev/null 2>&1'
+$RAWSTOR export "$target" "$WORK/back"
+assert "the data is unchanged" 'cmp -s "$WORK/v23" "$WORK/back"'
+
+# A corrupted block read through the queue (fio), whose reads go straight
+# to the data shards: the read that fails its checksum is done again, with
+# that shard rebuilt from the others.
 t2=$($RAWSTOR create "mdt://$MDT_ADDR" --size 8M --layout ec:4+2)
 rfio "$t2" --rw=write --bs=64k --size=8M --verify=crc32c --do_verify=0 >/dev/null 2>&1
-t2_dir=$WORK/${ost_name[$(shards "$t2" | sed -n 1p)]}
-t2_chunk=$(find "$t2_dir" -path "*%ob/${t2##*/}/*" -type f ! -name '*.crc' | sort | sed -n 1p)
-printf '\xa5\x5a\xa5\x5a' | dd of="$t2_chunk" bs=1 seek=8192 conv=notrunc status=none
-sync
+corrupt_data_shard "$t2"
 RAWSTOR_LOG= rfio "$t2" --rw=write --bs=64k --iodepth=8 --size=8M --verify=crc32c --verify_only=1 >"$WORK/t2.out" 2>&1 \
     && rc=0 || rc=$?
 assert "fio's reads verify with a corrupted data shard block (queue reads fall back to a rebuild)" \
@@ -152,15 +165,6 @@ $RAWSTOR export "$t2" "$WORK/t2.after"
 assert "a 4 KiB write next to the corrupted block rebuilds it to compute parity, and the object reads as written" \
     '[[ $rc -eq 0 ]] && grep -q "read of shard .* failed" "$WORK/t2w.out" && cmp -s "$WORK/t2.want" "$WORK/t2.after"'
 $RAWSTOR remove "$t2"
-out=$($RAWSTOR scrub "$target" 2>&1) && rc=0 || rc=$?
-assert "scrub reports the corrupt shard block and fails" \
-    '[[ $rc -ne 0 && $out =~ "${addrs[0]}"|"Input/output error"|checksum ]]'
-out=$($RAWSTOR scrub --repair "$target" 2>&1) && rc=0 || rc=$?
-assert "scrub --repair rebuilds the corrupt shard range from the others" \
-    '[[ $rc -eq 0 && $out =~ "rebuilt from the others" ]] || { echo "$out"; false; }'
-assert "and a scrub after it is clean" '$RAWSTOR scrub "$target" >/dev/null 2>&1'
-$RAWSTOR export "$target" "$WORK/back"
-assert "the data is unchanged" 'cmp -s "$WORK/v23" "$WORK/back"'
 
 # --- A data shard changed behind the client's back (checksums intact):
 # its parity no longer matches; scrub --repair recomputes parity from data.

@@ -372,8 +372,7 @@ pub(crate) struct Erasure {
     /// may be mid-stripe) or left by a dead writer and not resyncable.
     suspect: Mutex<BTreeSet<u64>>,
     locks: StripeLocks,
-    /// Shard rows of writes started by [`Erasure::write_now`], kept for
-    /// the next ones.
+    /// Shard rows of finished writes, kept for the next ones.
     spare: SpareRows,
     journal: Arc<dyn Journal>,
     pool: Arc<Pool>,
@@ -556,6 +555,44 @@ impl Erasure {
         self.pool.run(move || finish(me.read_sync(offset, &bufs)));
     }
 
+    /// Starts `start` on shard `i` if it is still usable; otherwise `done`
+    /// gets `EHOSTDOWN` at once.
+    fn on_usable(&self, i: usize, done: Finish, start: impl FnOnce(&Leg, Finish)) {
+        match self.usable(i) {
+            Some(leg) => start(leg, done),
+            None => done(Err(Error::new(
+                libc::EHOSTDOWN,
+                format!("shard {} went stale", self.shards[i].0),
+            ))),
+        }
+    }
+
+    /// The ranges `(data shard, lo, hi)` of the shard rows `base..base +
+    /// row` that a write covering `spans` does not fill: read before the
+    /// parity can be computed.
+    fn uncovered(
+        &self,
+        spans: &[Option<(u64, u64)>],
+        base: u64,
+        row: u64,
+    ) -> Vec<(usize, u64, u64)> {
+        let mut need = Vec::new();
+        for (j, span) in spans.iter().enumerate() {
+            match *span {
+                None => need.push((j, base, base + row)),
+                Some((a, b)) => {
+                    if a > base {
+                        need.push((j, base, a));
+                    }
+                    if b < base + row {
+                        need.push((j, b, base + row));
+                    }
+                }
+            }
+        }
+        need
+    }
+
     /// The common case of a read, started without a worker: every data
     /// shard it needs is up, and each reads straight into the caller's
     /// buffers; the last shard's completion finishes it on the event loop
@@ -586,24 +623,17 @@ impl Erasure {
             erasure: Arc::clone(self),
             offset,
             bufs: Mutex::new(bufs.to_vec()),
-            left: AtomicUsize::new(shards.len()),
-            outcome: Mutex::new((Vec::new(), None)),
+            outcomes: Outcomes::new(shards.len()),
             finish: Mutex::new(Some(finish)),
         });
         for j in shards {
             let shard = Arc::clone(&read);
-            let done: Finish = Box::new(move |result| shard.shard_done(j, result));
-            match self.usable(j) {
-                Some(leg) => leg.read(
-                    spans[j].expect("read shards have spans").0,
-                    &targets[j],
-                    done,
-                ),
-                None => done(Err(Error::new(
-                    libc::EHOSTDOWN,
-                    format!("shard {} went stale", self.shards[j].0),
-                ))),
-            }
+            let at = spans[j].expect("read shards have spans").0;
+            self.on_usable(
+                j,
+                Box::new(move |result| shard.shard_done(j, result)),
+                |leg, done| leg.read(at, &targets[j], done),
+            );
         }
         Ok(())
     }
@@ -661,37 +691,23 @@ impl Erasure {
         let row = (stripes.1 - stripes.0) * EC_UNIT;
         let pieces = self.pieces(offset, len);
         let spans = self.spans(&pieces);
+        let need = self.uncovered(&spans, base, row);
         let write = Arc::new(StripeWrite {
             erasure: Arc::clone(self),
             offset,
             len,
             stripes,
+            pieces,
+            spans,
             bufs: Mutex::new(bufs.to_vec()),
             fua,
             rows: Mutex::new(self.spare.take(self.shards.len(), row as usize)),
-            left: AtomicUsize::new(0),
-            outcome: Mutex::new((Vec::new(), None)),
+            outcomes: Outcomes::new(need.len()),
             finish: Mutex::new(Some(finish)),
         });
-        // Units of the stripes the write does not fill, read first.
-        let mut need: Vec<(usize, u64, u64)> = Vec::new();
-        for (j, span) in spans.iter().enumerate() {
-            match *span {
-                None => need.push((j, base, base + row)),
-                Some((a, b)) => {
-                    if a > base {
-                        need.push((j, base, a));
-                    }
-                    if b < base + row {
-                        need.push((j, b, base + row));
-                    }
-                }
-            }
-        }
         if need.is_empty() {
             self.pool.run(move || write.encode_and_send());
         } else {
-            write.left.store(need.len(), Ordering::Release);
             let targets: Vec<RawBuf> = {
                 let mut rows = write.rows.lock();
                 need.iter()
@@ -702,15 +718,12 @@ impl Erasure {
             };
             for (&(j, a, _), target) in need.iter().zip(targets) {
                 let shard = Arc::clone(&write);
-                let done: Finish = Box::new(move |result| shard.unit_read(j, result));
-                match self.usable(j) {
-                    // The rows stay in `write`, untouched but by these reads.
-                    Some(leg) => leg.read(a, std::slice::from_ref(&target), done),
-                    None => done(Err(Error::new(
-                        libc::EHOSTDOWN,
-                        format!("shard {} went stale", self.shards[j].0),
-                    ))),
-                }
+                // The rows stay in `write`, untouched but by these reads.
+                self.on_usable(
+                    j,
+                    Box::new(move |result| shard.unit_read(j, result)),
+                    |leg, done| leg.read(a, std::slice::from_ref(&target), done),
+                );
             }
         }
         let size = self.size.load(Ordering::Acquire);
@@ -734,9 +747,9 @@ impl Erasure {
         self.read_sync_without(offset, bufs, &[])
     }
 
-    /// [`Erasure::read_sync`], rebuilding the data shards `failed` (seen
-    /// to fail already) rather than reading them.
-    fn read_sync_without(&self, offset: u64, bufs: &[RawBuf], failed: &[usize]) -> Result<u64> {
+    /// [`Erasure::read_sync`], rebuilding the data shards `skip` (seen to
+    /// fail already) rather than reading them.
+    fn read_sync_without(&self, offset: u64, bufs: &[RawBuf], skip: &[usize]) -> Result<u64> {
         let len = total_len(bufs);
         self.check_range("read", offset, len)?;
         if len == 0 {
@@ -750,7 +763,7 @@ impl Erasure {
         }
         let (started, mut failed): (Vec<usize>, Vec<usize>) = (0..self.k())
             .filter(|&j| spans[j].is_some())
-            .partition(|&j| self.usable(j).is_some() && !failed.contains(&j));
+            .partition(|&j| self.usable(j).is_some() && !skip.contains(&j));
         let results = self.run_on(&started, |k, leg, f| {
             let j = started[k];
             leg.read(
@@ -1113,21 +1126,8 @@ impl Erasure {
         let spans = self.spans(&pieces);
         // Every byte of the rows is read or filled below: reused rows
         // need no zeroing.
-        let mut data = take_rows(k, row as usize);
-        let mut need = Vec::new();
-        for (j, span) in spans.iter().enumerate() {
-            match *span {
-                None => need.push((j, base, base + row)),
-                Some((a, b)) => {
-                    if a > base {
-                        need.push((j, base, a));
-                    }
-                    if b < base + row {
-                        need.push((j, b, base + row));
-                    }
-                }
-            }
-        }
+        let mut data = self.spare.take(k, row as usize);
+        let need = self.uncovered(&spans, base, row);
         self.read_ranges(&need, &mut data, base, true)?;
         for p in &pieces {
             let at = (p.shard_offset - base) as usize;
@@ -1146,7 +1146,7 @@ impl Erasure {
             }
             self.write_shards(writes, fua)
         })??;
-        give_rows(data);
+        self.spare.give(data);
         self.settle(&missed)
     }
 
@@ -1737,37 +1737,6 @@ mod tests {
     }
 }
 
-/// Rows longer than this are not kept for reuse.
-const KEPT_ROW_BYTES: usize = 1 << 20;
-
-thread_local! {
-    /// Shard rows this thread used last, for the next write: a fresh
-    /// 256 KiB row costs a page fault per 4 KiB and a memset.
-    static ROWS: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// `n` rows of `len` bytes each; their contents are unspecified.
-fn take_rows(n: usize, len: usize) -> Vec<Vec<u8>> {
-    let mut rows = ROWS.with(|r| std::mem::take(&mut *r.borrow_mut()));
-    rows.resize_with(n.max(rows.len()), Vec::new);
-    rows.truncate(n);
-    for row in &mut rows {
-        if row.len() < len {
-            row.resize(len, 0);
-        } else {
-            row.truncate(len);
-        }
-    }
-    rows
-}
-
-/// Gives rows from [`take_rows`] back to the thread.
-fn give_rows(rows: Vec<Vec<u8>>) {
-    if rows.iter().all(|r| r.len() <= KEPT_ROW_BYTES) {
-        ROWS.with(|r| *r.borrow_mut() = rows);
-    }
-}
-
 /// A write started by [`Erasure::write_now`], until its last shard is done.
 struct StripeWrite {
     erasure: Arc<Erasure>,
@@ -1775,37 +1744,31 @@ struct StripeWrite {
     len: u64,
     /// The locked stripes, `first..end`.
     stripes: (u64, u64),
+    /// The write's object bytes in the data shards, and the shard range
+    /// each data shard gets.
+    pieces: Vec<Piece>,
+    spans: Vec<Option<(u64, u64)>>,
     /// The caller's buffers.
     bufs: Mutex<Vec<RawBuf>>,
     fua: bool,
     /// Data rows then parity rows of the stripes, lent to the unit reads
     /// and then to the shard writes.
     rows: Mutex<Vec<Vec<u8>>>,
-    /// Unit reads, then shard writes, not yet done.
-    left: AtomicUsize,
-    /// Shards that missed the write (or failed a read), and a caller
-    /// error if one came.
-    outcome: Mutex<(Vec<usize>, Option<Error>)>,
+    /// The unit reads, then the shard writes.
+    outcomes: Outcomes,
     finish: Mutex<Option<Finish>>,
 }
 
 impl StripeWrite {
-    /// Notes a failed unit read or shard write; true for the last one.
+    /// Notes a unit read's or shard write's outcome; true for the last.
     fn note(&self, i: usize, result: Result<u64>, what: &str) -> bool {
-        if let Err(err) = result {
-            let mut outcome = self.outcome.lock();
-            if caller_error(&err) {
-                outcome.1.get_or_insert(err);
-            } else {
-                let erasure = &self.erasure;
-                crate::log::warn(&format!(
-                    "{what} shard {} of object {} failed: {err}",
-                    erasure.shards[i].0, erasure.uuid
-                ));
-                outcome.0.push(i);
-            }
-        }
-        self.left.fetch_sub(1, Ordering::AcqRel) == 1
+        self.outcomes.note(i, result, |err| {
+            let erasure = &self.erasure;
+            crate::log::warn(&format!(
+                "{what} shard {} of object {} failed: {err}",
+                erasure.shards[i].0, erasure.uuid
+            ));
+        })
     }
 
     /// A read of units the write does not cover is done.
@@ -1813,7 +1776,7 @@ impl StripeWrite {
         if !self.note(j, result, "read of") {
             return;
         }
-        let (failed, error) = std::mem::take(&mut *self.outcome.lock());
+        let (failed, error) = self.outcomes.take();
         let pool = Arc::clone(&self.erasure.pool);
         match error {
             Some(err) => self.complete(Err(err)),
@@ -1838,13 +1801,11 @@ impl StripeWrite {
         let erasure = Arc::clone(&self.erasure);
         let k = erasure.k();
         let base = self.stripes.0 * EC_UNIT;
-        let pieces = erasure.pieces(self.offset, self.len);
-        let spans = erasure.spans(&pieces);
         let mut writes: Vec<(usize, u64, RawBuf)> = Vec::new();
         let encoded = {
             let bufs = self.bufs.lock();
             let mut rows = self.rows.lock();
-            for p in &pieces {
+            for p in &self.pieces {
                 let at = (p.shard_offset - base) as usize;
                 gather(&bufs, p.pos, &mut rows[p.shard][at..at + p.len as usize]);
             }
@@ -1855,7 +1816,7 @@ impl StripeWrite {
                     row.copy_from_slice(bytes);
                 }
             });
-            for (j, span) in spans.iter().enumerate() {
+            for (j, span) in self.spans.iter().enumerate() {
                 if let Some((a, b)) = *span {
                     let bytes = &rows[j][(a - base) as usize..(b - base) as usize];
                     writes.push((j, a, raw_const(bytes)));
@@ -1869,18 +1830,15 @@ impl StripeWrite {
         if let Err(err) = encoded {
             return self.complete(Err(err));
         }
-        self.left.store(writes.len(), Ordering::Release);
+        self.outcomes.expect(writes.len());
         for (i, at, raw) in writes {
             let shard = Arc::clone(&self);
-            let done: Finish = Box::new(move |result| shard.shard_done(i, result));
-            match erasure.usable(i) {
-                // The rows stay untouched in `self` until every shard is done.
-                Some(leg) => leg.write(at, std::slice::from_ref(&raw), self.fua, done),
-                None => done(Err(Error::new(
-                    libc::EHOSTDOWN,
-                    format!("shard {} went stale", erasure.shards[i].0),
-                ))),
-            }
+            // The rows stay untouched in `self` until every shard is done.
+            erasure.on_usable(
+                i,
+                Box::new(move |result| shard.shard_done(i, result)),
+                |leg, done| leg.write(at, std::slice::from_ref(&raw), self.fua, done),
+            );
         }
     }
 
@@ -1888,7 +1846,7 @@ impl StripeWrite {
         if !self.note(i, result, "write to") {
             return;
         }
-        let (missed, error) = std::mem::take(&mut *self.outcome.lock());
+        let (missed, error) = self.outcomes.take();
         match error {
             Some(err) => self.complete(Err(err)),
             None if missed.is_empty() => {
@@ -1943,7 +1901,8 @@ impl StripeWrite {
     }
 }
 
-/// Rows kept for reuse, by any thread, up to [`SPARE_ROW_BYTES`] in all.
+/// Rows kept for reuse, by any thread, up to [`SPARE_ROW_BYTES`] in all: a
+/// fresh 256 KiB row costs a page fault per 4 KiB and a memset.
 #[derive(Default)]
 struct SpareRows(Mutex<Vec<Vec<u8>>>);
 
@@ -1988,31 +1947,22 @@ struct ShardRead {
     offset: u64,
     /// The caller's buffers, for reading again on a worker.
     bufs: Mutex<Vec<RawBuf>>,
-    /// Shard reads not yet done.
-    left: AtomicUsize,
-    /// Shards whose read failed, and a caller error if one came.
-    outcome: Mutex<(Vec<usize>, Option<Error>)>,
+    outcomes: Outcomes,
     finish: Mutex<Option<Finish>>,
 }
 
 impl ShardRead {
     fn shard_done(self: Arc<Self>, j: usize, result: Result<u64>) {
-        if let Err(err) = result {
-            let mut outcome = self.outcome.lock();
-            if caller_error(&err) {
-                outcome.1.get_or_insert(err);
-            } else {
-                self.erasure.read_failed(j, &err);
-                outcome.0.push(j);
-            }
-        }
-        if self.left.fetch_sub(1, Ordering::AcqRel) != 1 {
+        if !self
+            .outcomes
+            .note(j, result, |err| self.erasure.read_failed(j, err))
+        {
             return;
         }
         let Some(finish) = self.finish.lock().take() else {
             return;
         };
-        let (failed, error) = std::mem::take(&mut *self.outcome.lock());
+        let (failed, error) = self.outcomes.take();
         let bufs = std::mem::take(&mut *self.bufs.lock());
         match error {
             Some(err) => finish(Err(err)),
@@ -2025,5 +1975,47 @@ impl ShardRead {
                 });
             }
         }
+    }
+}
+
+/// The outcomes of shard operations started together: which shards failed
+/// (for a reason of theirs), a caller error if one came, and how many are
+/// still to come.
+struct Outcomes {
+    left: AtomicUsize,
+    failed: Mutex<(Vec<usize>, Option<Error>)>,
+}
+
+impl Outcomes {
+    fn new(count: usize) -> Self {
+        Self {
+            left: AtomicUsize::new(count),
+            failed: Mutex::new((Vec::new(), None)),
+        }
+    }
+
+    /// Starts counting `count` more operations (once the last ones are in).
+    fn expect(&self, count: usize) {
+        self.left.store(count, Ordering::Release);
+    }
+
+    /// Notes shard `i`'s outcome (`on_failure` hears of a shard's own
+    /// failure); true for the last operation.
+    fn note(&self, i: usize, result: Result<u64>, on_failure: impl FnOnce(&Error)) -> bool {
+        if let Err(err) = result {
+            let mut failed = self.failed.lock();
+            if caller_error(&err) {
+                failed.1.get_or_insert(err);
+            } else {
+                on_failure(&err);
+                failed.0.push(i);
+            }
+        }
+        self.left.fetch_sub(1, Ordering::AcqRel) == 1
+    }
+
+    /// The shards that failed and the caller error, leaving none.
+    fn take(&self) -> (Vec<usize>, Option<Error>) {
+        std::mem::take(&mut *self.failed.lock())
     }
 }
