@@ -1,13 +1,13 @@
 //! The wire protocol of `ost://` (and later `mdt://`): frames and their
 //! payloads, without I/O. The client and the servers share it.
 //!
-//! A frame is a 64-byte little-endian header followed by `payload_len`
+//! A frame is a 72-byte little-endian header followed by `payload_len`
 //! bytes:
 //!
 //! ```text
 //! off len field
 //!   0   4 magic "RSTW"
-//!   4   1 protocol version (1)
+//!   4   1 protocol version (2)
 //!   5   1 opcode
 //!   6   2 flags (FLAG_REPLY on replies, FLAG_FUA, FLAG_SHRINK, FLAG_REPLACE)
 //!   8   8 request id, chosen by the client, echoed by the reply
@@ -16,9 +16,14 @@
 //!  40   8 length (bytes the operation covers; a size for create/resize)
 //!  48   4 status: 0 or a negative errno (replies)
 //!  52   4 payload length (at most MAX_PAYLOAD)
-//!  56   4 crc32 of the payload
-//!  60   4 crc32 of bytes 0..60
+//!  56   8 lease epoch of the writer making a change (0: no lease)
+//!  64   4 crc32 of the payload
+//!  68   4 crc32 of bytes 0..68
 //! ```
+//!
+//! The lease epoch fences writers: once a new writer of an mdt:// object
+//! has raised an OST object's fence (`Fence`) to its epoch, changes naming
+//! a lower one are refused with `ENOLCK`.
 //!
 //! The first request on a connection is `Hello` (versions, capabilities,
 //! a session id for retries, room for authentication). Requests are
@@ -35,9 +40,9 @@ use crate::uuid::Uuid;
 /// Frame magic.
 pub const MAGIC: [u8; 4] = *b"RSTW";
 /// The protocol version this build speaks.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Bytes in a frame header.
-pub const HEADER_LEN: usize = 64;
+pub const HEADER_LEN: usize = 72;
 /// Largest payload of one frame.
 pub const MAX_PAYLOAD: u32 = 4 << 20;
 /// Largest read or write of one request; clients split larger ones.
@@ -96,6 +101,9 @@ pub enum Opcode {
     /// Whether the `length` bytes at `offset` hold data; reply payload
     /// [`Extent`].
     Extent = 13,
+    /// Refuse changes from now on whose header names a lease epoch below
+    /// the header's `epoch` (persisted with the object; never lowered).
+    Fence = 14,
     /// rawstor-mdt: an OST registers or heartbeats; payload an
     /// [`crate::mdt::OstEntry`] record.
     OstRegister = 32,
@@ -135,6 +143,7 @@ impl Opcode {
             11 => Self::List,
             12 => Self::Mark,
             13 => Self::Extent,
+            14 => Self::Fence,
             32 => Self::OstRegister,
             33 => Self::ClusterMap,
             34 => Self::Place,
@@ -158,6 +167,7 @@ impl Opcode {
                 | Self::Remove
                 | Self::Resize
                 | Self::Mark
+                | Self::Fence
                 | Self::Place
                 | Self::Forget
         )
@@ -238,6 +248,8 @@ pub struct Header {
     pub status: i32,
     /// Bytes following the header.
     pub payload_len: u32,
+    /// The lease epoch of a writer's change (0: none); see [`Opcode::Fence`].
+    pub epoch: u64,
     /// crc32 of those bytes.
     pub payload_crc: u32,
 }
@@ -273,6 +285,7 @@ impl Header {
             length: self.length,
             status,
             payload_len: 0,
+            epoch: 0,
             payload_crc: crc32fast::hash(&[]),
         }
     }
@@ -338,9 +351,10 @@ impl Header {
         b[40..48].copy_from_slice(&self.length.to_le_bytes());
         b[48..52].copy_from_slice(&self.status.to_le_bytes());
         b[52..56].copy_from_slice(&self.payload_len.to_le_bytes());
-        b[56..60].copy_from_slice(&self.payload_crc.to_le_bytes());
-        let crc = crc32fast::hash(&b[..60]);
-        b[60..64].copy_from_slice(&crc.to_le_bytes());
+        b[56..64].copy_from_slice(&self.epoch.to_le_bytes());
+        b[64..68].copy_from_slice(&self.payload_crc.to_le_bytes());
+        let crc = crc32fast::hash(&b[..68]);
+        b[68..72].copy_from_slice(&crc.to_le_bytes());
         b
     }
 
@@ -351,7 +365,7 @@ impl Header {
         if b[0..4] != MAGIC {
             return Err(WireError::BadMagic(b[0..4].try_into().unwrap()));
         }
-        if crc32fast::hash(&b[..60]) != u32_at(60) {
+        if crc32fast::hash(&b[..68]) != u32_at(68) {
             return Err(WireError::BadHeaderChecksum);
         }
         if b[4] != VERSION {
@@ -366,7 +380,8 @@ impl Header {
             length: u64_at(40),
             status: u32_at(48) as i32,
             payload_len: u32_at(52),
-            payload_crc: u32_at(56),
+            epoch: u64_at(56),
+            payload_crc: u32_at(64),
         };
         if header.payload_len > MAX_PAYLOAD {
             return Err(WireError::PayloadTooLarge(header.payload_len));
@@ -845,7 +860,9 @@ mod tests {
         assert_eq!(err, WireError::PayloadTooLarge(MAX_PAYLOAD + 1));
         assert!(err.is_fatal());
         let mut d = Decoder::new();
-        d.push(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n0123456789012345678901234567890123456789");
+        d.push(
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n01234567890123456789012345678901234567890123456789",
+        );
         assert!(matches!(d.next_frame(), Err(WireError::BadMagic(_))));
         assert!(d.next_frame().is_err(), "a broken stream stays broken");
     }

@@ -343,3 +343,37 @@ fn missing_store_and_bad_sizes_are_clear_errors() {
     let err = instance.create(&ost, &spec(MIB, MIB)).unwrap_err();
     assert_eq!(err.errno(), libc::ECONNREFUSED, "{err}");
 }
+
+#[test]
+fn a_raised_fence_refuses_older_lease_epochs_and_survives_reopen() {
+    let dir = TempDir::new("fence");
+    let store = Store::open(vec![dir.path().to_path_buf()], true).unwrap();
+    let uuid = rawstor::Uuid::new_v7();
+    store.create_object(uuid, 8 * MIB, MIB).unwrap();
+    let object = store.open_object(uuid).unwrap();
+    // No fence yet: every epoch is admitted.
+    drop(object.admit(3).unwrap());
+    assert_eq!(object.fence(5).unwrap(), 5);
+    // A fence never goes down.
+    assert_eq!(object.fence(4).unwrap(), 5);
+    let err = object.admit(4).unwrap_err();
+    assert_eq!(err.errno(), libc::ENOLCK);
+    assert!(err.context().contains("another writer took over"), "{err}");
+    drop(object.admit(5).unwrap());
+    drop(object.admit(6).unwrap());
+    // Changes made without a lease (epoch 0) are not writers' changes.
+    drop(object.admit(0).unwrap());
+    drop(object);
+    drop(store);
+    let store = Store::open(vec![dir.path().to_path_buf()], false).unwrap();
+    let object = store.open_object(uuid).unwrap();
+    assert_eq!(object.admit(4).unwrap_err().errno(), libc::ENOLCK);
+    // Marks and size changes keep the fence.
+    object.resize(16 * MIB, false).unwrap();
+    drop(object);
+    drop(store);
+    let store = Store::open(vec![dir.path().to_path_buf()], false).unwrap();
+    let object = store.open_object(uuid).unwrap();
+    assert_eq!(object.admit(4).unwrap_err().errno(), libc::ENOLCK);
+    assert_eq!(object.fence(0).unwrap(), 5);
+}

@@ -551,6 +551,7 @@ impl Server {
                     )));
                 }
                 let object = self.object(uuid)?;
+                let _admitted = object.admit(header.epoch)?;
                 object.write(header.offset, payload)?;
                 if header.flags & FLAG_FUA != 0 {
                     object.flush()?;
@@ -558,10 +559,12 @@ impl Server {
                 Ok(Vec::new())
             }
             Opcode::Flush => self.object(uuid)?.flush().map(|()| Vec::new()),
-            Opcode::Discard | Opcode::WriteZeroes => self
-                .object(uuid)?
-                .zero(header.offset, header.length)
-                .map(|()| Vec::new()),
+            Opcode::Discard | Opcode::WriteZeroes => {
+                let object = self.object(uuid)?;
+                let _admitted = object.admit(header.epoch)?;
+                object.zero(header.offset, header.length)?;
+                Ok(Vec::new())
+            }
             Opcode::Create => {
                 self.store
                     .create_object(uuid, header.length, header.offset)?;
@@ -592,7 +595,9 @@ impl Server {
             }
             Opcode::Resize => {
                 let shrink = header.flags & FLAG_SHRINK != 0;
-                self.object(uuid)?.resize(header.length, shrink)?;
+                let object = self.object(uuid)?;
+                let _admitted = object.admit(header.epoch)?;
+                object.resize(header.length, shrink)?;
                 Ok(Vec::new())
             }
             Opcode::List => {
@@ -628,8 +633,17 @@ impl Server {
                 let marks = Marks::decode(payload)
                     .map_err(|e| Error::invalid(format!("bad marks: {e}")))?;
                 let replace = header.flags & wire::FLAG_REPLACE != 0;
-                self.object(uuid)?.set_marks(&marks, replace)?;
+                let object = self.object(uuid)?;
+                let _admitted = object.admit(header.epoch)?;
+                object.set_marks(&marks, replace)?;
                 Ok(Vec::new())
+            }
+            Opcode::Fence => {
+                if header.epoch == 0 {
+                    return Err(Error::invalid("a fence needs a lease epoch"));
+                }
+                let fence = self.object(uuid)?.fence(header.epoch)?;
+                Ok(fence.to_le_bytes().to_vec())
             }
         }
     }

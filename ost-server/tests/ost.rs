@@ -221,8 +221,8 @@ impl Raw {
     fn hello(addr: &str, session: u64) -> Self {
         let mut raw = Self::connect(addr);
         let hello = Hello {
-            min_version: 1,
-            max_version: 1,
+            min_version: wire::VERSION.into(),
+            max_version: wire::VERSION.into(),
             capabilities: wire::caps::DEDUP,
             session,
             auth: vec![],
@@ -440,6 +440,93 @@ fn a_retried_mutation_is_answered_not_run_again() {
     assert_eq!(raw.recv().unwrap().0.status, 0);
     raw.send(Header::request(Opcode::Read, 43, target.uuid, 0, 4096), &[]);
     assert!(raw.recv().unwrap().1 == second);
+}
+
+/// A new writer's fence: changes naming an older lease epoch are refused
+/// with `ENOLCK` and change nothing, the fence outlives a restart, and
+/// changes made without a lease (epoch 0) are still taken.
+#[test]
+fn changes_under_an_older_lease_epoch_are_refused_once_fenced() {
+    let dir = TempDir::new("fence");
+    let target = {
+        let ost = Ost::start(&[dir.path().to_path_buf()]);
+        let target = instance()
+            .create(&ost.location(), &CreateSpec::new(MB))
+            .unwrap();
+        let mut raw = Raw::hello(&ost.addr, 0);
+        let old = vec![1u8; 4096];
+        let mut write = Header::request(Opcode::Write, 1, target.uuid, 0, 4096).with_payload(&old);
+        write.epoch = 3;
+        raw.send(write, &old);
+        assert_eq!(raw.recv().unwrap().0.status, 0, "no fence yet");
+        let mut fence = Header::request(Opcode::Fence, 2, target.uuid, 0, 0);
+        fence.epoch = 4;
+        raw.send(fence, &[]);
+        let (h, p) = raw.recv().unwrap();
+        assert_eq!((h.status, p), (0, 4u64.to_le_bytes().to_vec()));
+        // A lower fence leaves it where it is, and says where.
+        fence.request_id = 3;
+        fence.epoch = 2;
+        raw.send(fence, &[]);
+        assert_eq!(raw.recv().unwrap().1, 4u64.to_le_bytes().to_vec());
+        target
+    };
+    let ost = Ost::start(&[dir.path().to_path_buf()]);
+    let mut raw = Raw::hello(&ost.addr, 0);
+    let stale = vec![9u8; 4096];
+    let mut id = 10;
+    for op in [Opcode::Write, Opcode::WriteZeroes, Opcode::Resize] {
+        let payload: &[u8] = if op == Opcode::Write { &stale } else { &[] };
+        let length = if op == Opcode::Resize { 2 * MB } else { 4096 };
+        let mut h = Header::request(op, id, target.uuid, 0, length).with_payload(payload);
+        h.epoch = 3;
+        raw.send(h, payload);
+        let (reply, message) = raw.recv().unwrap();
+        assert_eq!(reply.status, -libc::ENOLCK, "{op:?}");
+        let message = String::from_utf8(message).unwrap();
+        assert!(message.contains("another writer took over"), "{message}");
+        id += 1;
+    }
+    let mut marks = Header::request(Opcode::Mark, id, target.uuid, 0, 0);
+    let payload = wire::Marks {
+        stale: true,
+        stale_peers: Vec::new(),
+    }
+    .encode();
+    marks = marks.with_payload(&payload);
+    marks.epoch = 3;
+    raw.send(marks, &payload);
+    assert_eq!(raw.recv().unwrap().0.status, -libc::ENOLCK, "Mark");
+    raw.send(Header::request(Opcode::Read, 20, target.uuid, 0, 4096), &[]);
+    assert!(
+        raw.recv().unwrap().1 == vec![1u8; 4096],
+        "a refused write landed"
+    );
+    raw.send(Header::request(Opcode::Stat, 21, target.uuid, 0, 0), &[]);
+    let stat = wire::Stat::decode(&raw.recv().unwrap().1).unwrap();
+    assert_eq!(stat.size, MB, "a refused resize landed");
+    assert!(!stat.marks.stale, "refused marks landed");
+    // The fencing writer's epoch and changes without a lease go through.
+    for (epoch, byte) in [(4, 5u8), (0, 6u8)] {
+        let data = vec![byte; 4096];
+        let mut h =
+            Header::request(Opcode::Write, 30 + epoch, target.uuid, 0, 4096).with_payload(&data);
+        h.epoch = epoch;
+        raw.send(h, &data);
+        assert_eq!(raw.recv().unwrap().0.status, 0, "epoch {epoch}");
+        raw.send(
+            Header::request(Opcode::Read, 40 + epoch, target.uuid, 0, 4096),
+            &[],
+        );
+        assert!(raw.recv().unwrap().1 == data);
+    }
+    let fence = Header::request(Opcode::Fence, 50, target.uuid, 0, 0);
+    raw.send(fence, &[]);
+    assert_eq!(
+        raw.recv().unwrap().0.status,
+        -libc::EINVAL,
+        "a fence without an epoch"
+    );
 }
 
 /// Payloads that arrive in uneven pieces, with pauses (a slow or busy

@@ -26,7 +26,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
 pub use chunk::BLOCK_SIZE;
 use chunk::Chunk;
@@ -224,12 +224,12 @@ impl Store {
             &self.mountpaths,
             &Self::object_record_path(uuid),
             1,
-            &self.object_record(&info, &Marks::default()),
+            &self.object_record(&info, &Marks::default(), 0),
         )?;
         Ok(info)
     }
 
-    fn object_record(&self, info: &ObjectInfo, marks: &Marks) -> Record {
+    fn object_record(&self, info: &ObjectInfo, marks: &Marks, fence: u64) -> Record {
         let mut record = Record::new();
         record
             .set("store", self.id)
@@ -239,7 +239,8 @@ impl Store {
             .set("block_size", info.block_size)
             .set("scheme", "plain")
             .set("stale", u8::from(marks.stale))
-            .set("stale_peers", marks.stale_peers.len());
+            .set("stale_peers", marks.stale_peers.len())
+            .set("fence", fence);
         for (i, peer) in marks.stale_peers.iter().enumerate() {
             record.set(&format!("stale_peer.{i}"), peer);
         }
@@ -249,10 +250,12 @@ impl Store {
     /// An object's size, layout and mirror marks.
     pub fn stat_object_marks(&self, uuid: Uuid) -> Result<(ObjectInfo, Marks)> {
         self.read_object_record(uuid)
-            .map(|(_, info, marks)| (info, marks))
+            .map(|(_, info, marks, _)| (info, marks))
     }
 
-    fn read_object_record(&self, uuid: Uuid) -> Result<(u64, ObjectInfo, Marks)> {
+    /// The record's version, the object's layout, its mirror marks and
+    /// its fence.
+    fn read_object_record(&self, uuid: Uuid) -> Result<(u64, ObjectInfo, Marks, u64)> {
         let read = control::read(
             &self.mountpaths,
             &Self::object_record_path(uuid),
@@ -283,6 +286,11 @@ impl Store {
                 .stale_peers
                 .push(record.get::<String>(&format!("stale_peer.{i}"))?);
         }
+        // Records written before fences existed have none.
+        let fence = match record.get_str("fence") {
+            Some(_) => record.get("fence")?,
+            None => 0,
+        };
         if info.block_size != BLOCK_SIZE
             || !info.chunk_size.is_power_of_two()
             || !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&info.chunk_size)
@@ -292,12 +300,12 @@ impl Store {
                 format!("object {uuid} has an unsupported layout"),
             ));
         }
-        Ok((version, info, marks))
+        Ok((version, info, marks, fence))
     }
 
     /// Describes an object without opening it.
     pub fn stat_object(&self, uuid: Uuid) -> Result<ObjectInfo> {
-        self.read_object_record(uuid).map(|(_, info, _)| info)
+        self.read_object_record(uuid).map(|(_, info, _, _)| info)
     }
 
     /// Opens an object; handles to the same object share state.
@@ -306,7 +314,7 @@ impl Store {
         if let Some(object) = objects.get(&uuid).and_then(Weak::upgrade) {
             return Ok(object);
         }
-        let (version, info, marks) = self.read_object_record(uuid)?;
+        let (version, info, marks, fence) = self.read_object_record(uuid)?;
         let object = Arc::new(StoreObject {
             store: Arc::clone(self),
             uuid,
@@ -315,7 +323,9 @@ impl Store {
                 size: info.size,
                 version,
                 marks,
+                fence,
             }),
+            gate: RwLock::new(()),
             chunks: RwLock::new(HashMap::new()),
             create_lock: Mutex::new(()),
         });
@@ -481,6 +491,8 @@ struct ObjectState {
     version: u64,
     /// Mirror marks: a stale copy refuses reads until repaired.
     marks: Marks,
+    /// Changes naming a lease epoch below this are refused.
+    fence: u64,
 }
 
 /// An open object of a store.
@@ -490,6 +502,10 @@ pub struct StoreObject {
     chunk_size: u64,
     /// Size; read-locked by every I/O, write-locked by resize.
     state: RwLock<ObjectState>,
+    /// Read-locked by changes admitted under a lease epoch, write-locked
+    /// while the fence is raised: a raised fence has no admitted change
+    /// still running.
+    gate: RwLock<()>,
     /// Open chunks; `None` caches a chunk known not to exist (a hole).
     chunks: RwLock<HashMap<u64, Option<Arc<Chunk>>>>,
     /// Serialises chunk creation.
@@ -738,7 +754,7 @@ impl StoreObject {
             &self.store.mountpaths,
             &Store::object_record_path(self.uuid),
             state.version + 1,
-            &self.store.object_record(&info, &marks),
+            &self.store.object_record(&info, &marks, state.fence),
         )?;
         state.version += 1;
         state.size = size;
@@ -778,6 +794,41 @@ impl StoreObject {
         }
         let size = state.size;
         self.write_record(&mut state, size, new)
+    }
+
+    /// Admits a change made under lease `epoch` (0: a change without a
+    /// lease, always admitted): `ENOLCK` once the fence is above it. The
+    /// change runs while the returned guard is held.
+    pub fn admit(&self, epoch: u64) -> Result<RwLockReadGuard<'_, ()>> {
+        let gate = self.gate.read();
+        let fence = self.state.read().fence;
+        if epoch != 0 && epoch < fence {
+            return Err(Error::new(
+                libc::ENOLCK,
+                format!(
+                    "object {}: another writer took over (its lease epoch {fence}; this writer's {epoch})",
+                    self.uuid
+                ),
+            ));
+        }
+        Ok(gate)
+    }
+
+    /// Raises the fence to `epoch` (durably, once every change admitted
+    /// before has finished); returns the fence, which never goes down.
+    pub fn fence(&self, epoch: u64) -> Result<u64> {
+        let _gate = self.gate.write();
+        let mut state = self.state.write();
+        if epoch <= state.fence {
+            return Ok(state.fence);
+        }
+        let old = std::mem::replace(&mut state.fence, epoch);
+        let (size, marks) = (state.size, state.marks.clone());
+        if let Err(err) = self.write_record(&mut state, size, marks) {
+            state.fence = old;
+            return Err(err);
+        }
+        Ok(epoch)
     }
 
     fn info_locked(&self, state: &ObjectState) -> ObjectInfo {
