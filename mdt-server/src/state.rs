@@ -54,9 +54,11 @@ pub struct Mdt {
     objects: Mutex<()>,
     /// Writer leases: object → (client session, expiry).
     leases: Mutex<HashMap<Uuid, (u64, Instant)>>,
-    /// Per object, how many times its lease went to a new writer: a
-    /// renewal names the epoch it was granted in, and is refused once
-    /// another writer took the lease since (even if it gave it back).
+    /// Per object, how many times its lease went to a new writer (kept
+    /// in its record as `lease_epoch`, so that epochs only grow across
+    /// restarts: the OSTs fence writers by them): a renewal names the
+    /// epoch it was granted in, and is refused once another writer took
+    /// the lease since (even if it gave it back).
     epochs: Mutex<HashMap<Uuid, u64>>,
     started: Instant,
     /// Objects created since the start: nobody held their lease before.
@@ -135,7 +137,7 @@ impl Mdt {
                 let limit = header.length.clamp(1, wire::MAX_LIST) as usize;
                 Ok(wire::encode_list(&self.list(after, limit)?))
             }
-            Opcode::Update => Ok(self.update(header.uuid(), payload)?.encode()),
+            Opcode::Update => Ok(self.update(header.uuid(), header.epoch, payload)?.encode()),
             Opcode::Lease => {
                 let (record, epoch) =
                     self.lease(session, header.uuid(), header.offset, header.length)?;
@@ -352,7 +354,10 @@ impl Mdt {
     }
 
     /// Applies a change to an object's record and returns the new one.
-    fn update(&self, uuid: Uuid, payload: &[u8]) -> Result<Record> {
+    /// Changes an object's record. A change from a writer names its lease
+    /// `epoch` (0: not a writer's), and is refused once another writer
+    /// has taken the lease.
+    fn update(&self, uuid: Uuid, epoch: u64, payload: &[u8]) -> Result<Record> {
         let change = Record::decode(payload)?;
         // A bad number here is the client's mistake, not a corrupt record.
         let numbers = |key: &str| {
@@ -368,6 +373,15 @@ impl Mdt {
                 format!("object {uuid} does not exist"),
             ));
         };
+        let granted = lease_epoch(&stored)?;
+        if epoch != 0 && epoch != granted {
+            return Err(Error::new(
+                libc::EBUSY,
+                format!(
+                    "object {uuid}: another writer took the lease since (its epoch {granted}, this writer's {epoch})"
+                ),
+            ));
+        }
         let mut record = ObjectRecord::from_record(&stored)?;
         let width = record.placement.len();
         let shard = |i: u64| -> Result<usize> {
@@ -411,8 +425,7 @@ impl Mdt {
         if change.get_str("size").is_some() {
             record.size = change.get("size")?;
         }
-        let creator = stored.get_str("creator").unwrap_or("").to_string();
-        stored = record_with_creator(&record, &creator);
+        stored = with_kept_fields(&record, &stored);
         control::write(&self.copies, &rel, version + 1, &stored)?;
         self.refresh_addresses(&mut record);
         Ok(record.to_record())
@@ -437,7 +450,10 @@ impl Mdt {
             .filter(|(_, expires)| *expires > now)
             .map(|(s, _)| *s);
         let mut epochs = self.epochs.lock();
-        let current = epochs.get(&uuid).copied();
+        let current = match epochs.get(&uuid) {
+            Some(&epoch) => Some(epoch),
+            None => Some(self.granted_epoch(uuid)?).filter(|&e| e > 0),
+        };
         if flags & mdt::LEASE_RELEASE != 0 {
             if holder == Some(session) {
                 leases.remove(&uuid);
@@ -482,13 +498,49 @@ impl Mdt {
         }
         let epoch = match (holder, current) {
             (Some(h), Some(c)) if h == session => c,
-            // After a restart the MDT adopts the renewing writer's epoch.
+            // A renewal keeps its epoch (any other was refused above),
+            // after a restart too.
+            (_, Some(c)) if flags & mdt::LEASE_RENEW != 0 => c,
+            // A record from before epochs were kept: the MDT adopts the
+            // renewing writer's.
             (_, None) if flags & mdt::LEASE_RENEW != 0 => epoch,
-            (_, c) => c.unwrap_or(0) + 1,
+            (_, c) => {
+                let next = c.unwrap_or(0) + 1;
+                self.record_epoch(uuid, next)?;
+                next
+            }
         };
         epochs.insert(uuid, epoch);
         leases.insert(uuid, (session, now + ttl));
         Ok((record, epoch))
+    }
+
+    /// The lease epoch stored in an object's record.
+    fn granted_epoch(&self, uuid: Uuid) -> Result<u64> {
+        let _serial = self.objects.lock();
+        match control::read(&self.copies, &object_file(uuid), |_| Ok(()))?.best {
+            Some((_, stored)) => lease_epoch(&stored),
+            None => Err(Error::new(
+                libc::ENOENT,
+                format!("object {uuid} does not exist"),
+            )),
+        }
+    }
+
+    /// Stores a newly granted lease epoch in the object's record, before
+    /// the grant is answered.
+    fn record_epoch(&self, uuid: Uuid, epoch: u64) -> Result<()> {
+        let _serial = self.objects.lock();
+        let rel = object_file(uuid);
+        let Some((version, mut stored)) = control::read(&self.copies, &rel, |_| Ok(()))?.best
+        else {
+            return Err(Error::new(
+                libc::ENOENT,
+                format!("object {uuid} does not exist"),
+            ));
+        };
+        stored.set("lease_epoch", epoch);
+        control::write(&self.copies, &rel, version + 1, &stored)
     }
 
     fn forget(&self, uuid: Uuid) -> Result<()> {
@@ -525,6 +577,27 @@ fn object_file(uuid: Uuid) -> String {
 
 /// An object's record with who created it (session and request id), so a
 /// resent Place is told apart from a second create of the same UUID.
+/// The lease epoch an object's stored record was last granted in (0:
+/// never, or before epochs were kept).
+fn lease_epoch(stored: &Record) -> Result<u64> {
+    match stored.get_str("lease_epoch") {
+        Some(_) => stored.get("lease_epoch"),
+        None => Ok(0),
+    }
+}
+
+/// `record` to store in place of `stored`, keeping what only the stored
+/// copy has (its creator, its lease epoch).
+fn with_kept_fields(record: &ObjectRecord, stored: &Record) -> Record {
+    let mut encoded = record.to_record();
+    for key in ["creator", "lease_epoch"] {
+        if let Some(value) = stored.get_str(key) {
+            encoded.set(key, value);
+        }
+    }
+    encoded
+}
+
 fn record_with_creator(record: &ObjectRecord, creator: &str) -> Record {
     let mut encoded = record.to_record();
     encoded.set("creator", creator);
@@ -633,23 +706,23 @@ mod tests {
         let (mdt, dir) = mdt_with("bad-shard", 3);
         let uuid = place(&mdt, "replicas:3");
         for key in ["stale_add", "repaired", "replace"] {
-            let err = mdt.update(uuid, &change(&[(key, "3")])).unwrap_err();
+            let err = mdt.update(uuid, 0, &change(&[(key, "3")])).unwrap_err();
             assert_eq!(err.errno(), libc::EINVAL, "{key}");
             assert!(err.to_string().contains("has no shard 3"), "{err}");
         }
         let err = mdt
-            .update(uuid, &change(&[("stale_add", "x")]))
+            .update(uuid, 0, &change(&[("stale_add", "x")]))
             .unwrap_err();
         assert_eq!(err.errno(), libc::EINVAL);
         // A change with one bad part is refused whole.
         let err = mdt
-            .update(uuid, &change(&[("dirty_add", "5"), ("stale_add", "9")]))
+            .update(uuid, 0, &change(&[("dirty_add", "5"), ("stale_add", "9")]))
             .unwrap_err();
         assert_eq!(err.errno(), libc::EINVAL);
         let record = mdt.lookup(uuid).unwrap();
         assert!(record.stale.is_empty() && record.dirty.is_empty());
         let err = mdt
-            .update(Uuid::new_v7(), &change(&[("stale_add", "0")]))
+            .update(Uuid::new_v7(), 0, &change(&[("stale_add", "0")]))
             .unwrap_err();
         assert_eq!(err.errno(), libc::ENOENT);
         let _ = fs::remove_dir_all(dir);
@@ -661,21 +734,65 @@ mod tests {
         let uuid = place(&mdt, "replicas:3");
         mdt.update(
             uuid,
+            0,
             &change(&[("stale_add", "2,0"), ("dirty_add", "7,3,7")]),
         )
         .unwrap();
         let record = mdt.lookup(uuid).unwrap();
         assert_eq!(record.stale, vec![0, 2]);
         assert_eq!(record.dirty, vec![3, 7]);
-        mdt.update(uuid, &change(&[("repaired", "0"), ("dirty_clear", "3")]))
+        mdt.update(uuid, 0, &change(&[("repaired", "0"), ("dirty_clear", "3")]))
             .unwrap();
         let record = mdt.lookup(uuid).unwrap();
         assert_eq!(record.stale, vec![2]);
         assert_eq!(record.dirty, vec![7]);
         // No spare OST: a copy cannot move, and the record stays as it was.
-        let err = mdt.update(uuid, &change(&[("replace", "1")])).unwrap_err();
+        let err = mdt
+            .update(uuid, 0, &change(&[("replace", "1")]))
+            .unwrap_err();
         assert_ne!(err.errno(), 0);
         assert_eq!(mdt.lookup(uuid).unwrap().placement, record.placement);
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    /// Lease epochs are kept in the record: they only grow, across a
+    /// restart too (the OSTs fence writers by them), and an older
+    /// writer's renewals and record changes are refused.
+    #[test]
+    fn lease_epochs_outlive_a_restart_and_older_writers_are_refused() {
+        let (mdt, dir) = mdt_with("epochs", 3);
+        let uuid = place(&mdt, "replicas:3");
+        let (_, first) = mdt.lease(1, uuid, 0, 0).unwrap();
+        let (_, second) = mdt.lease(2, uuid, mdt::LEASE_BREAK, 0).unwrap();
+        assert!(second > first, "{first} then {second}");
+        mdt.update(uuid, second, &change(&[("dirty_add", "1")]))
+            .unwrap();
+        let err = mdt
+            .update(uuid, first, &change(&[("stale_add", "0")]))
+            .unwrap_err();
+        assert_eq!(err.errno(), libc::EBUSY);
+        assert!(
+            err.to_string()
+                .contains("another writer took the lease since"),
+            "{err}"
+        );
+        assert!(mdt.lookup(uuid).unwrap().stale.is_empty());
+        // The record's other changes keep the epoch.
+        mdt.update(uuid, 0, &change(&[("dirty_clear", "1")]))
+            .unwrap();
+        drop(mdt);
+        let mdt = Mdt::open(vec![dir.clone()], Duration::from_secs(3)).unwrap();
+        // The old writer renewing first after the restart is refused.
+        let err = mdt.lease(1, uuid, mdt::LEASE_RENEW, first).unwrap_err();
+        assert_eq!(err.errno(), libc::EBUSY);
+        let (_, renewed) = mdt.lease(2, uuid, mdt::LEASE_RENEW, second).unwrap();
+        assert_eq!(renewed, second);
+        let err = mdt
+            .update(uuid, first, &change(&[("stale_add", "0")]))
+            .unwrap_err();
+        assert_eq!(err.errno(), libc::EBUSY);
+        let (_, third) = mdt.lease(3, uuid, mdt::LEASE_BREAK, 0).unwrap();
+        assert!(third > second, "{second} then {third}");
         let _ = fs::remove_dir_all(dir);
     }
 }
