@@ -744,7 +744,7 @@ impl Instance {
         for i in lost {
             let mut change = crate::store::record::Record::new();
             change.set("replace", i);
-            let moved = remote::mdt_update(mdt, target.uuid, &change)?;
+            let moved = remote::mdt_update(mdt, target.uuid, 0, &change)?;
             let placed = moved.placement.get(i).ok_or_else(|| {
                 Error::new(libc::EPROTO, format!("the MDT's record lost copy {i}"))
             })?;

@@ -217,6 +217,12 @@ pub(crate) trait Journal: Send + Sync {
     fn repaired(&self, shards: &[usize], regions: &[u64]) -> Result<()>;
     /// The object is closed: flushed regions are cleared, the lease goes.
     fn release(&self);
+    /// The epoch of the lease last taken (0: none): the shards are fenced
+    /// with it once [`Journal::before_write`] has taken the lease, and
+    /// their changes name it.
+    fn epoch(&self) -> u64 {
+        0
+    }
 }
 
 /// Locks on ranges of stripes: writes (and rebuilding reads) of
@@ -283,7 +289,10 @@ struct Piece {
 
 /// Errors that another shard would repeat: the caller's, not the shard's.
 fn caller_error(err: &Error) -> bool {
-    matches!(err.errno(), libc::ENXIO | libc::EINVAL | libc::ERANGE)
+    matches!(
+        err.errno(),
+        libc::ENXIO | libc::EINVAL | libc::ERANGE | libc::ENOLCK
+    )
 }
 
 /// Bytes a scrub or repair handles per shard at a time.
@@ -1070,9 +1079,10 @@ impl Erasure {
         Ok(missed)
     }
 
-    /// [`Journal::before_write`]; when it took the lease, the regions the
-    /// previous writer left become the only suspect ones (those seen at
-    /// open may have been cleared since), and are returned.
+    /// [`Journal::before_write`]; when it took the lease, the shards are
+    /// fenced with it, and the regions the previous writer left become
+    /// the only suspect ones (those seen at open may have been cleared
+    /// since), and are returned.
     fn begin_write(&self, offset: u64, len: u64) -> Result<Vec<u64>> {
         if self.journal.enter(offset, len) {
             return Ok(Vec::new());
@@ -1081,8 +1091,21 @@ impl Erasure {
         let Some(left) = self.journal.before_write(offset, len, size)? else {
             return Ok(Vec::new());
         };
+        if let Err(err) = self.fence() {
+            self.journal.after_write(offset, len);
+            return Err(err);
+        }
         *self.suspect.lock() = left.iter().copied().collect();
         Ok(left)
+    }
+
+    /// Fences the shards with the lease just taken; those that cannot be
+    /// fenced are marked stale.
+    fn fence(&self) -> Result<()> {
+        let stale = self.stale.lock().clone();
+        let epoch = self.journal.epoch();
+        let unfenced = crate::mirror::fence_legs(&self.shards, &stale, epoch, self.uuid)?;
+        self.settle(&unfenced)
     }
 
     /// Resyncs what a previous writer left, once, before this one writes.

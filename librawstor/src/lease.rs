@@ -101,8 +101,11 @@ impl MdtJournal {
         })
     }
 
+    /// Changes the object's record as this writer (refused once another
+    /// took the lease).
     fn update(&self, change: &Record) -> Result<ObjectRecord> {
-        remote::mdt_update(&self.mdt, self.uuid, change)
+        let epoch = self.state.lock().epoch;
+        remote::mdt_update(&self.mdt, self.uuid, epoch, change)
     }
 
     /// Takes the lease (waiting out an MDT's grace period after restart).
@@ -404,6 +407,10 @@ impl Journal for MdtJournal {
 
     fn release(&self) {
         self.release_lease();
+    }
+
+    fn epoch(&self) -> u64 {
+        self.state.lock().epoch
     }
 
     fn repaired(&self, shards: &[usize], regions: &[u64]) -> Result<()> {

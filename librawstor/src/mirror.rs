@@ -129,6 +129,58 @@ impl Leg {
             Leg::Ost(o) => o.extent(offset, len),
         }
     }
+
+    /// Fences the leg with a lease epoch just taken (see
+    /// [`RemoteObject::fence`]); local files have no other writer to
+    /// fence.
+    pub(crate) fn fence(&self, epoch: u64, finish: Finish) {
+        match self {
+            Leg::File(_) => finish(Ok(0)),
+            Leg::Ost(o) => o.fence(epoch, finish),
+        }
+    }
+}
+
+/// Fences every leg of `legs` that is open with the lease `epoch` just
+/// taken, so that the writer that held the lease before can change none of
+/// them any more (it may be cut off from the MDT and not know yet).
+/// Returns the legs, not stale already, that could not be fenced: they may
+/// still take that writer's changes, and are to be marked stale like legs
+/// that missed a write. `ENOLCK` when a newer writer fenced them already.
+pub(crate) fn fence_legs(
+    legs: &[(String, Option<Leg>)],
+    stale: &[bool],
+    epoch: u64,
+    uuid: Uuid,
+) -> Result<Vec<usize>> {
+    if epoch == 0 {
+        return Ok(Vec::new());
+    }
+    let starts: Vec<Box<dyn FnOnce(Finish) + '_>> = legs
+        .iter()
+        .map(|(_, leg)| -> Box<dyn FnOnce(Finish) + '_> {
+            match leg {
+                Some(leg) => Box::new(move |f| leg.fence(epoch, f)),
+                None => Box::new(|f| f(Err(Error::new(libc::EHOSTDOWN, "not open")))),
+            }
+        })
+        .collect();
+    let mut unfenced = Vec::new();
+    for (i, result) in crate::pool::wait_all(starts).into_iter().enumerate() {
+        match result {
+            Ok(_) => {}
+            Err(err) if err.errno() == libc::ENOLCK => return Err(err),
+            Err(_) if stale[i] => {}
+            Err(err) => {
+                crate::log::warn(&format!(
+                    "{} of object {uuid} could not be fenced against the previous writer ({err}); it is marked stale",
+                    legs[i].0
+                ));
+                unfenced.push(i);
+            }
+        }
+    }
+    Ok(unfenced)
 }
 
 /// Waits for an operation started with a [`Finish`].
@@ -205,9 +257,13 @@ impl ScrubReport {
     }
 }
 
-/// Errors that another leg would repeat: the caller's, not the leg's.
+/// Errors that another leg would repeat: the caller's, not the leg's
+/// (`ENOLCK`: a newer writer fenced this one out).
 fn caller_error(err: &Error) -> bool {
-    matches!(err.errno(), libc::ENXIO | libc::EINVAL | libc::ERANGE)
+    matches!(
+        err.errno(),
+        libc::ENXIO | libc::EINVAL | libc::ERANGE | libc::ENOLCK
+    )
 }
 
 /// What a mirror placed by a rawstor-mdt keeps there: the writer lease,
@@ -465,14 +521,38 @@ impl Mirror {
             .expect("only recorded mirrors journal");
         let _gate = rec.gate.lock();
         if let Some(left) = rec.journal.before_write(offset, len, self.info().size)? {
-            let resynced = self.resync(&left);
-            if let Err(err) = rec.journal.repaired(&[], &resynced) {
+            let taken = self
+                .fence(rec)
+                .and_then(|()| rec.journal.repaired(&[], &self.resync(&left)));
+            if let Err(err) = taken {
                 rec.journal.after_write(offset, len);
                 return Err(err);
             }
         }
         rec.ready.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// Fences the legs with the lease just taken; those that cannot be
+    /// fenced are marked stale.
+    fn fence(&self, rec: &Recorded) -> Result<()> {
+        let stale = self.stale.lock().clone();
+        let unfenced = fence_legs(&self.legs, &stale, rec.journal.epoch(), self.uuid)?;
+        if unfenced.is_empty() {
+            return Ok(());
+        }
+        let mut stale = self.stale.lock();
+        for &i in &unfenced {
+            stale[i] = true;
+        }
+        if stale.iter().all(|&s| s) {
+            return Err(Error::new(
+                libc::EIO,
+                format!("no writable copy of object {} is left", self.uuid),
+            ));
+        }
+        drop(stale);
+        rec.journal.mark_stale(&unfenced)
     }
 
     /// Makes the copies agree again over write-intent `regions` a writer
@@ -630,6 +710,11 @@ impl Mirror {
         let Some(&(_, bytes)) = ok.first() else {
             return finish(Err(failed.into_iter().next().expect("some leg answered").1));
         };
+        // Fenced out by a newer writer: the change is refused, and this
+        // writer marks nothing stale.
+        if let Some((_, err)) = failed.iter().find(|(_, e)| caller_error(e)) {
+            return finish(Err(err.clone()));
+        }
         let missed: Vec<usize> = failed.iter().map(|(i, _)| *i).chain(down).collect();
         if missed.is_empty() {
             return finish(Ok(bytes));
@@ -892,7 +977,13 @@ impl Mirror {
         let left = match &self.recorded {
             Some(rec) => {
                 let _gate = rec.gate.lock();
-                rec.journal.before_write(0, 0, 0)?.unwrap_or_default()
+                match rec.journal.before_write(0, 0, 0)? {
+                    Some(left) => {
+                        self.fence(rec)?;
+                        left
+                    }
+                    None => Vec::new(),
+                }
             }
             None => Vec::new(),
         };

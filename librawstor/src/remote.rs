@@ -114,20 +114,30 @@ pub(crate) fn mdt_lookup(connection: &Connection, uuid: Uuid) -> Result<ObjectRe
     )?)
 }
 
-/// Changes an object's record on the MDT; returns the new record.
+/// Changes an object's record on the MDT; returns the new record. A
+/// writer names its lease `epoch` (refused once another writer took the
+/// lease); 0 for changes that are not a writer's.
 pub(crate) fn mdt_update(
     connection: &Connection,
     uuid: Uuid,
+    epoch: u64,
     change: &Record,
 ) -> Result<ObjectRecord> {
-    ObjectRecord::from_record(&mdt_call(
-        connection,
-        Opcode::Update,
-        uuid,
-        0,
-        0,
-        change.encode(),
-    )?)
+    let payload = change.encode();
+    let reply = call(connection, |done| {
+        let mut request = Request::new(Opcode::Update, uuid, 0, 0, done);
+        request.header.epoch = epoch;
+        request.payload = Payload::Owned(payload);
+        request
+    })?;
+    Record::decode(&reply)
+        .map_err(|e| {
+            Error::new(
+                libc::EPROTO,
+                format!("{}: Update reply: {e}", connection.name()),
+            )
+        })
+        .and_then(|record| ObjectRecord::from_record(&record))
 }
 
 /// Takes, renews, breaks or gives back an object's writer lease
@@ -266,6 +276,8 @@ pub(crate) struct RemoteObject {
     chunk_size: u64,
     /// Mirror marks as of `open`.
     marks: Marks,
+    /// The writer lease epoch its changes name (0: none).
+    epoch: AtomicU64,
 }
 
 impl RemoteObject {
@@ -278,7 +290,50 @@ impl RemoteObject {
             size: AtomicU64::new(stat.size),
             chunk_size: stat.chunk_size,
             marks: stat.marks,
+            epoch: AtomicU64::new(0),
         })
+    }
+
+    /// A request on this object; a change names the writer's lease epoch.
+    fn request(&self, op: Opcode, offset: u64, length: u64, done: Done) -> Request {
+        let mut request = Request::new(op, self.uuid, offset, length, done);
+        if op.mutates() {
+            request.header.epoch = self.epoch.load(Ordering::Acquire);
+        }
+        request
+    }
+
+    /// Raises the object's fence on the server to lease `epoch`, which
+    /// this object's changes name from now on: changes naming an older
+    /// epoch (another writer's, cut off from the MDT) are refused there.
+    /// `ENOLCK` when a newer writer has fenced it already.
+    pub(crate) fn fence(&self, epoch: u64, finish: Finish) {
+        self.epoch.store(epoch, Ordering::Release);
+        let (name, uuid) = (self.connection.name().to_string(), self.uuid);
+        let done: Done = Box::new(move |result| {
+            finish(result.and_then(|reply| {
+                let fence = <[u8; 8]>::try_from(reply.as_slice())
+                    .map(u64::from_le_bytes)
+                    .map_err(|_| {
+                        Error::new(
+                            libc::EPROTO,
+                            format!("{name}: fence reply of {} bytes", reply.len()),
+                        )
+                    })?;
+                if fence > epoch {
+                    return Err(Error::new(
+                        libc::ENOLCK,
+                        format!(
+                            "object {uuid}: another writer took over (its lease epoch {fence}; this writer's {epoch})"
+                        ),
+                    ));
+                }
+                Ok(0)
+            }))
+        });
+        let mut request = Request::new(Opcode::Fence, self.uuid, 0, 0, done);
+        request.header.epoch = epoch;
+        self.connection.submit(request);
     }
 
     /// Mirror marks as of `open`.
@@ -289,9 +344,8 @@ impl RemoteObject {
     /// Records mirror marks on the server (merged unless `replace`).
     pub(crate) fn set_marks(&self, marks: &Marks, replace: bool, finish: Finish) {
         let payload = marks.encode();
-        let mut request = Request::new(
+        let mut request = self.request(
             Opcode::Mark,
-            self.uuid,
             0,
             0,
             Box::new(move |result| finish(result.map(|_| 0))),
@@ -376,7 +430,7 @@ impl RemoteObject {
         let mut at = offset;
         for piece in pieces {
             let len: usize = piece.iter().map(|b| b.len).sum();
-            let mut request = Request::new(op, self.uuid, at, len as u64, fan.piece());
+            let mut request = self.request(op, at, len as u64, fan.piece());
             fill(&mut request, piece, len);
             self.connection.submit(request);
             at += len as u64;
@@ -385,9 +439,8 @@ impl RemoteObject {
 
     /// A request without data (flush, discard, write-zeroes).
     pub(crate) fn simple(&self, op: Opcode, offset: u64, length: u64, finish: Finish) {
-        self.connection.submit(Request::new(
+        self.connection.submit(self.request(
             op,
-            self.uuid,
             offset,
             length,
             Box::new(move |result| finish(result.map(|_| 0))),
@@ -406,7 +459,7 @@ impl RemoteObject {
 
     pub(crate) fn resize(&self, size: u64, allow_shrink: bool) -> Result<()> {
         call(&self.connection, |done| {
-            let mut request = Request::new(Opcode::Resize, self.uuid, 0, size, done);
+            let mut request = self.request(Opcode::Resize, 0, size, done);
             if allow_shrink {
                 request.header.flags |= FLAG_SHRINK;
             }
