@@ -7,8 +7,10 @@
 //! closed. A second writer gets `EBUSY` unless it breaks the lease; the
 //! writer whose lease was broken learns it at its next renewal, and its
 //! later changes fail with `EBUSY`. While the MDT is unreachable, writers
-//! go on (their lease cannot be taken from them meanwhile: a restarted
-//! MDT grants only renewals for one lease lifetime).
+//! go on (a restarted MDT grants only renewals for one lease lifetime). A
+//! writer cut off from a running MDT may have lost its lease without
+//! knowing: the OSTs fence it out (`ENOLCK`) once the new writer has
+//! fenced them with its epoch (see `mirror::fence_legs`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Weak};
