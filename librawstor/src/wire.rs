@@ -365,11 +365,13 @@ impl Header {
         if b[0..4] != MAGIC {
             return Err(WireError::BadMagic(b[0..4].try_into().unwrap()));
         }
-        if crc32fast::hash(&b[..68]) != u32_at(68) {
-            return Err(WireError::BadHeaderChecksum);
-        }
+        // Before the checksum: another version's header has another
+        // length and layout, and deserves a clear answer.
         if b[4] != VERSION {
             return Err(WireError::BadVersion(b[4]));
+        }
+        if crc32fast::hash(&b[..68]) != u32_at(68) {
+            return Err(WireError::BadHeaderChecksum);
         }
         let header = Self {
             opcode: b[5],
@@ -840,6 +842,21 @@ mod tests {
         assert!(back.is_reply());
         assert_eq!(back.status, -libc::ENXIO);
         assert_eq!(back.request_id, 42);
+    }
+
+    #[test]
+    fn a_version_1_peer_is_told_the_version() {
+        // Version 1's 64-byte header, then the start of a Hello payload.
+        let mut v1 = [0u8; HEADER_LEN];
+        v1[0..4].copy_from_slice(&MAGIC);
+        v1[4] = 1;
+        v1[5] = Opcode::Hello as u8;
+        let crc = crc32fast::hash(&v1[..60]);
+        v1[60..64].copy_from_slice(&crc.to_le_bytes());
+        let err = Header::decode(&v1).unwrap_err();
+        assert_eq!(err, WireError::BadVersion(1));
+        assert_eq!(err.errno(), libc::EPROTONOSUPPORT);
+        assert!(err.to_string().contains("this build speaks 2"), "{err}");
     }
 
     #[test]
