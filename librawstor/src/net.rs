@@ -59,17 +59,22 @@ unsafe impl Send for RawBuf {}
 pub(crate) enum Payload {
     None,
     Owned(Vec<u8>),
-    /// The caller's write buffer (read-only use).
-    Lent(RawBuf),
+    /// Pieces of the caller's write buffers, sent in order as they are
+    /// (read-only use, no copy).
+    Lent(Vec<RawBuf>),
 }
 
 impl Payload {
-    fn bytes(&self) -> &[u8] {
+    /// The payload's bytes, in order, in one or more pieces.
+    fn parts(&self) -> Vec<&[u8]> {
         match self {
-            Payload::None => &[],
-            Payload::Owned(v) => v,
-            // SAFETY: lent for the request's lifetime (see RawBuf).
-            Payload::Lent(b) => unsafe { std::slice::from_raw_parts(b.ptr, b.len) },
+            Payload::None => Vec::new(),
+            Payload::Owned(v) => vec![v.as_slice()],
+            Payload::Lent(bufs) => bufs
+                .iter()
+                // SAFETY: lent for the request's lifetime (see RawBuf).
+                .map(|b| unsafe { std::slice::from_raw_parts(b.ptr, b.len) })
+                .collect(),
         }
     }
 }
@@ -300,7 +305,7 @@ impl Connection {
         let id = st.next_id;
         st.next_id += 1;
         request.header.request_id = id;
-        request.header = request.header.with_payload(request.payload.bytes());
+        request.header = request.header.with_payload_parts(&request.payload.parts());
         st.last_activity = now;
         let mut attempts = 0;
         if st.stream.is_some() && st.broken.is_none() {
@@ -330,13 +335,14 @@ impl Connection {
     /// Writes a request, or queues what the socket does not take.
     fn send_locked(&self, st: &mut State, request: &Request) {
         let head = request.header.encode();
-        let body = request.payload.bytes();
+        let mut parts = request.payload.parts();
+        parts.insert(0, &head);
         let mut written = 0;
         if st.out_pos == st.out.len() {
             st.out.clear();
             st.out_pos = 0;
             let stream = st.stream.as_mut().expect("connected");
-            match write_two(stream, &head, body) {
+            match write_parts(stream, &parts) {
                 Ok(n) => written = n,
                 Err(e) => {
                     st.broken = Some(self.error(
@@ -348,13 +354,13 @@ impl Connection {
                 }
             }
         }
-        let total = HEADER_LEN + body.len();
+        let total: usize = parts.iter().map(|p| p.len()).sum();
         if written < total {
-            if written < HEADER_LEN {
-                st.out.extend_from_slice(&head[written..]);
-                st.out.extend_from_slice(body);
-            } else {
-                st.out.extend_from_slice(&body[written - HEADER_LEN..]);
+            let mut skip = written;
+            for part in parts {
+                let from = skip.min(part.len());
+                st.out.extend_from_slice(&part[from..]);
+                skip -= from;
             }
             self.watch(st);
         }
@@ -731,21 +737,25 @@ fn run(done: Vec<(Done, Result<Vec<u8>>)>) {
     }
 }
 
-fn write_two(stream: &mut TcpStream, head: &[u8], body: &[u8]) -> io::Result<usize> {
+/// Writes `parts` in order until the socket is full; returns the bytes
+/// written.
+fn write_parts(stream: &mut TcpStream, parts: &[&[u8]]) -> io::Result<usize> {
+    let mut slices: Vec<IoSlice<'_>> = parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| IoSlice::new(p))
+        .collect();
+    let mut rest = &mut slices[..];
     let mut written = 0;
-    let total = head.len() + body.len();
-    while written < total {
-        let slices: [IoSlice<'_>; 2] = if written < head.len() {
-            [IoSlice::new(&head[written..]), IoSlice::new(body)]
-        } else {
-            [
-                IoSlice::new(&body[written - head.len()..]),
-                IoSlice::new(&[]),
-            ]
-        };
-        match stream.write_vectored(&slices) {
+    while !rest.is_empty() {
+        // At most IOV_MAX slices per call.
+        let batch = rest.len().min(1024);
+        match stream.write_vectored(&rest[..batch]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => written += n,
+            Ok(n) => {
+                written += n;
+                IoSlice::advance_slices(&mut rest, n);
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),

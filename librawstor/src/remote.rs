@@ -377,41 +377,24 @@ impl RemoteObject {
 
     /// Reads into `bufs` (in order) at `offset`; `finish` gets the bytes.
     pub(crate) fn read(&self, offset: u64, bufs: &[RawBuf], finish: Finish) {
-        self.split_io(Opcode::Read, offset, bufs, finish, |request, piece, _| {
+        self.split_io(Opcode::Read, offset, bufs, finish, |request, piece| {
             request.dest = Dest::Bufs(piece);
         });
     }
 
-    /// Writes `bufs` (in order) at `offset`; with `fua`, durably.
+    /// Writes `bufs` (in order, sent from where they are) at `offset`;
+    /// with `fua`, durably.
     pub(crate) fn write(&self, offset: u64, bufs: &[RawBuf], fua: bool, finish: Finish) {
-        self.split_io(
-            Opcode::Write,
-            offset,
-            bufs,
-            finish,
-            |request, piece, len| {
-                request.payload = match piece.as_slice() {
-                    [one] => Payload::Lent(*one),
-                    many => {
-                        let mut owned = Vec::with_capacity(len);
-                        for b in many {
-                            // SAFETY: each piece names part of a lent buffer.
-                            owned.extend_from_slice(unsafe {
-                                std::slice::from_raw_parts(b.ptr, b.len)
-                            });
-                        }
-                        Payload::Owned(owned)
-                    }
-                };
-                if fua {
-                    request.header.flags |= FLAG_FUA;
-                }
-            },
-        );
+        self.split_io(Opcode::Write, offset, bufs, finish, |request, piece| {
+            request.payload = Payload::Lent(piece);
+            if fua {
+                request.header.flags |= FLAG_FUA;
+            }
+        });
     }
 
     /// Sends `op` over `bufs` as requests of at most [`wire::MAX_IO`]
-    /// bytes, each completed by `fill` (piece, its length); `finish` runs
+    /// bytes, each completed by `fill` with its piece; `finish` runs
     /// once all pieces have completed.
     fn split_io(
         &self,
@@ -419,7 +402,7 @@ impl RemoteObject {
         offset: u64,
         bufs: &[RawBuf],
         finish: Finish,
-        fill: impl Fn(&mut Request, Vec<RawBuf>, usize),
+        fill: impl Fn(&mut Request, Vec<RawBuf>),
     ) {
         let total: usize = bufs.iter().map(|b| b.len).sum();
         if total == 0 {
@@ -431,7 +414,7 @@ impl RemoteObject {
         for piece in pieces {
             let len: usize = piece.iter().map(|b| b.len).sum();
             let mut request = self.request(op, at, len as u64, fan.piece());
-            fill(&mut request, piece, len);
+            fill(&mut request, piece);
             self.connection.submit(request);
             at += len as u64;
         }

@@ -174,6 +174,46 @@ fn queue_pipelines_reads_and_writes_of_many_sizes() {
     object.close().unwrap();
 }
 
+/// A write from many iovecs of uneven sizes goes out as they are (no
+/// copy): over the 4 MiB request limit and more than the socket takes at
+/// once, so it is split into requests and some of it is queued.
+#[test]
+fn a_writev_of_many_pieces_is_sent_whole() {
+    let dir = TempDir::new("writev");
+    let ost = Ost::start(&[dir.path().to_path_buf()]);
+    let rs = instance();
+    let target = rs
+        .create(&ost.location(), &CreateSpec::new(16 * MB))
+        .unwrap();
+    let object = rs.open(&target).unwrap();
+    let queue = rs.queue(4).unwrap();
+    let data = pattern(5, 9, 6 * MB as usize + 12_288);
+    let mut iovecs = Vec::new();
+    let mut at = 0;
+    for i in 0.. {
+        if at == data.len() {
+            break;
+        }
+        let n = (512 * (i % 37 + 1)).min(data.len() - at);
+        iovecs.push(libc::iovec {
+            iov_base: data[at..].as_ptr().cast_mut().cast(),
+            iov_len: n,
+        });
+        at += n;
+    }
+    assert!(iovecs.len() > 500, "{} iovecs", iovecs.len());
+    let sqe = Sqe::writev(&object, 4096, iovecs.as_ptr(), iovecs.len() as u32);
+    // SAFETY: the iovecs and their buffers outlive the completion.
+    assert_eq!(unsafe { queue.submit(&[sqe]) }.unwrap(), 1);
+    let mut cqes = [Cqe::default()];
+    assert_eq!(queue.reap(&mut cqes, 1, Some(Duration::from_secs(10))), 1);
+    assert_eq!(cqes[0].result, data.len() as i64, "{cqes:?}");
+    let mut back = vec![0u8; data.len()];
+    object.read_at(&mut back, 4096).unwrap();
+    assert!(back == data, "the writev read back differs");
+    object.close().unwrap();
+}
+
 #[test]
 fn many_clients_and_objects_at_once() {
     let dir = TempDir::new("many");
