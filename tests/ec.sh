@@ -198,6 +198,18 @@ assert "the killed writer left its write intent in the MDT" '[[ $($RAWSTOR info 
 marked=$($RAWSTOR info "$target" | sed -n 's/^write intent: \([0-9]*\) regions.*/\1/p')
 assert "the regions ahead of a streaming writer were marked before it got there ($marked of 8)" \
     '[[ ${marked:-0} -ge 6 ]]'
+# A random writer marks the whole 64 MiB group (16 regions) of a region it
+# has to mark, in one MDT update, not one update per 4 MiB region.
+t_random=$($RAWSTOR create "mdt://$MDT_ADDR" --size 256M --layout ec:4+2)
+setsid fio --name=t --ioengine="external:$ENGINE" --filename="${t_random//:/\\:}" --rw=randwrite \
+    --bs=4k --offset=96M --size=4M --rate_iops=20 --runtime=30 --time_based >/dev/null 2>&1 &
+random_writer=$!
+sleep 2
+kill -KILL -- -"$random_writer"
+wait "$random_writer" 2>/dev/null || true
+marked=$($RAWSTOR info "$t_random" | sed -n 's/^write intent: \([0-9]*\) regions.*/\1/p')
+assert "a random writer in one 4 MiB region marked its 64 MiB group ($marked of 16 regions)" \
+    '[[ ${marked:-0} -eq 16 ]]'
 kill_ost "${addrs[0]}"
 # Every 4 KiB block reads as what was there (v1) or what fio wrote (0xbb),
 # or fails with EIO where a rebuild would have to guess.

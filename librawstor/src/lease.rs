@@ -43,6 +43,13 @@ const INTENT_IDLE: Duration = Duration::from_secs(1);
 /// written are cleared by flushes like idle ones.
 const MARK_AHEAD: u64 = 8;
 
+/// A write that has to mark a region away from the marked ones (a random
+/// writer) marks every region of its aligned group of this many (64 MiB)
+/// in the same MDT update: a random writer over a large object otherwise
+/// waits for the MDT at nearly every new 4 MiB region. Resyncing after a
+/// writer dies then covers whole groups where it wrote.
+const MARK_GROUP: u64 = 16;
+
 /// While a restarted MDT lets earlier writers renew first, a new writer
 /// asks again this often, for one lease lifetime and this much more.
 const GRACE_RETRY: Duration = Duration::from_millis(250);
@@ -245,16 +252,20 @@ impl Journal for MdtJournal {
             let mut new: Vec<u64> = regions(offset, len)
                 .filter(|r| !state.marked.contains(r))
                 .collect();
-            if let (Some(&first), Some(&last)) = (new.first(), new.last())
-                && first > 0
-                && state.marked.contains(&(first - 1))
-            {
-                // A streaming writer: mark the regions it is heading for.
-                let regions_in_size = size.div_ceil(INTENT_REGION_BYTES);
-                new.extend(
-                    (last + 1..=last + MARK_AHEAD)
-                        .filter(|r| *r < regions_in_size && !state.marked.contains(r)),
-                );
+            let regions_in_size = size.div_ceil(INTENT_REGION_BYTES);
+            if let (Some(&first), Some(&last)) = (new.first(), new.last()) {
+                let ahead = if first > 0 && state.marked.contains(&(first - 1)) {
+                    // A streaming writer: the regions it is heading for.
+                    last + 1..=last + MARK_AHEAD
+                } else {
+                    // A random one: the rest of the regions' groups.
+                    first / MARK_GROUP * MARK_GROUP
+                        ..=last / MARK_GROUP * MARK_GROUP + MARK_GROUP - 1
+                };
+                new.extend(ahead.filter(|r| {
+                    *r < regions_in_size && !state.marked.contains(r) && !(first..=last).contains(r)
+                }));
+                new.sort_unstable();
             }
             new
         };
