@@ -1099,12 +1099,14 @@ impl Erasure {
         Ok(left)
     }
 
-    /// Fences the shards with the lease just taken; those that cannot be
-    /// fenced are marked stale.
+    /// Fences the shards that are not stale with the lease just taken;
+    /// those that cannot be fenced are marked stale.
     fn fence(&self) -> Result<()> {
-        let stale = self.stale.lock().clone();
+        let good: Vec<usize> = (0..self.shards.len())
+            .filter(|&i| !self.stale.lock()[i])
+            .collect();
         let epoch = self.journal.epoch();
-        let unfenced = crate::mirror::fence_legs(&self.shards, &stale, epoch, self.uuid)?;
+        let unfenced = crate::mirror::fence_legs(&self.shards, &good, epoch, self.uuid)?;
         self.settle(&unfenced)
     }
 
@@ -1378,6 +1380,19 @@ impl Erasure {
                 libc::EHOSTDOWN,
                 format!(
                     "cannot repair object {}: shard {} is unreachable",
+                    self.uuid, self.shards[i].0
+                ),
+            ));
+        }
+        // The stale shards are fenced too before they are rebuilt.
+        let epoch = self.journal.epoch();
+        if let Some(&i) =
+            crate::mirror::fence_legs(&self.shards, &targets, epoch, self.uuid)?.first()
+        {
+            return Err(Error::new(
+                libc::EHOSTDOWN,
+                format!(
+                    "cannot repair object {}: shard {} could not be fenced",
                     self.uuid, self.shards[i].0
                 ),
             ));

@@ -141,39 +141,39 @@ impl Leg {
     }
 }
 
-/// Fences every leg of `legs` that is open with the lease `epoch` just
-/// taken, so that the writer that held the lease before can change none of
-/// them any more (it may be cut off from the MDT and not know yet).
-/// Returns the legs, not stale already, that could not be fenced: they may
-/// still take that writer's changes, and are to be marked stale like legs
-/// that missed a write. `ENOLCK` when a newer writer fenced them already.
+/// Fences the legs `which` of `legs` with the lease `epoch` just taken,
+/// so that the writer that held the lease before can change none of them
+/// any more (it may be cut off from the MDT and not know yet). Stale legs
+/// are left out by writers (never read, they are rebuilt whole), fenced
+/// by repair before it rebuilds them. Returns the legs that could not be
+/// fenced (not open, or their server failing): they may still take that
+/// writer's changes. `ENOLCK` when a newer writer fenced them already.
 pub(crate) fn fence_legs(
     legs: &[(String, Option<Leg>)],
-    stale: &[bool],
+    which: &[usize],
     epoch: u64,
     uuid: Uuid,
 ) -> Result<Vec<usize>> {
     if epoch == 0 {
         return Ok(Vec::new());
     }
-    let starts: Vec<Box<dyn FnOnce(Finish) + '_>> = legs
+    let starts: Vec<Box<dyn FnOnce(Finish) + '_>> = which
         .iter()
-        .map(|(_, leg)| -> Box<dyn FnOnce(Finish) + '_> {
-            match leg {
+        .map(|&i| -> Box<dyn FnOnce(Finish) + '_> {
+            match &legs[i].1 {
                 Some(leg) => Box::new(move |f| leg.fence(epoch, f)),
                 None => Box::new(|f| f(Err(Error::new(libc::EHOSTDOWN, "not open")))),
             }
         })
         .collect();
     let mut unfenced = Vec::new();
-    for (i, result) in crate::pool::wait_all(starts).into_iter().enumerate() {
+    for (&i, result) in which.iter().zip(crate::pool::wait_all(starts)) {
         match result {
             Ok(_) => {}
             Err(err) if err.errno() == libc::ENOLCK => return Err(err),
-            Err(_) if stale[i] => {}
             Err(err) => {
                 crate::log::warn(&format!(
-                    "{} of object {uuid} could not be fenced against the previous writer ({err}); it is marked stale",
+                    "{} of object {uuid} could not be fenced against the previous writer: {err}",
                     legs[i].0
                 ));
                 unfenced.push(i);
@@ -533,11 +533,12 @@ impl Mirror {
         Ok(())
     }
 
-    /// Fences the legs with the lease just taken; those that cannot be
-    /// fenced are marked stale.
+    /// Fences the legs that are not stale with the lease just taken;
+    /// those that cannot be fenced are marked stale.
     fn fence(&self, rec: &Recorded) -> Result<()> {
         let stale = self.stale.lock().clone();
-        let unfenced = fence_legs(&self.legs, &stale, rec.journal.epoch(), self.uuid)?;
+        let good: Vec<usize> = (0..self.legs.len()).filter(|&i| !stale[i]).collect();
+        let unfenced = fence_legs(&self.legs, &good, rec.journal.epoch(), self.uuid)?;
         if unfenced.is_empty() {
             return Ok(());
         }
@@ -992,6 +993,19 @@ impl Mirror {
             return Err(Error::new(libc::ESTALE, "no good copy to repair from"));
         };
         let targets: Vec<usize> = (0..self.legs.len()).filter(|&i| stale[i]).collect();
+        // The stale copies are fenced too before they are rewritten.
+        if let Some(rec) = &self.recorded {
+            let epoch = rec.journal.epoch();
+            if let Some(&i) = fence_legs(&self.legs, &targets, epoch, self.uuid)?.first() {
+                return Err(Error::new(
+                    libc::EHOSTDOWN,
+                    format!(
+                        "cannot repair object {}: copy {} could not be fenced",
+                        self.uuid, self.legs[i].0
+                    ),
+                ));
+            }
+        }
         let src = self.legs[source].1.as_ref().expect("all open");
         let size = src.info().size;
         let total = size * targets.len() as u64;
