@@ -1102,9 +1102,8 @@ impl Erasure {
     /// Fences the shards that are not stale with the lease just taken;
     /// those that cannot be fenced are marked stale.
     fn fence(&self) -> Result<()> {
-        let good: Vec<usize> = (0..self.shards.len())
-            .filter(|&i| !self.stale.lock()[i])
-            .collect();
+        let stale = self.stale.lock().clone();
+        let good: Vec<usize> = (0..self.shards.len()).filter(|&i| !stale[i]).collect();
         let epoch = self.journal.epoch();
         let unfenced = crate::mirror::fence_legs(&self.shards, &good, epoch, self.uuid)?;
         self.settle(&unfenced)

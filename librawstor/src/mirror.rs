@@ -542,15 +542,18 @@ impl Mirror {
         if unfenced.is_empty() {
             return Ok(());
         }
+        if unfenced.len() == good.len() {
+            return Err(Error::new(
+                libc::EIO,
+                format!(
+                    "object {}: no copy could be fenced for this writer",
+                    self.uuid
+                ),
+            ));
+        }
         let mut stale = self.stale.lock();
         for &i in &unfenced {
             stale[i] = true;
-        }
-        if stale.iter().all(|&s| s) {
-            return Err(Error::new(
-                libc::EIO,
-                format!("no writable copy of object {} is left", self.uuid),
-            ));
         }
         drop(stale);
         rec.journal.mark_stale(&unfenced)

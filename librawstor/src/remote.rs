@@ -57,7 +57,8 @@ pub(crate) fn stat(connection: &Connection, uuid: Uuid) -> Result<Stat> {
     })
 }
 
-/// A rawstor-mdt request whose reply is a record.
+/// A rawstor-mdt request whose reply is a record. `writer_epoch` is the
+/// lease epoch of a writer's change, 0 for anything else.
 fn mdt_call(
     connection: &Connection,
     op: Opcode,
@@ -65,9 +66,11 @@ fn mdt_call(
     offset: u64,
     length: u64,
     payload: Vec<u8>,
+    writer_epoch: u64,
 ) -> Result<Record> {
     let reply = call(connection, |done| {
         let mut request = Request::new(op, uuid, offset, length, done);
+        request.header.epoch = writer_epoch;
         if !payload.is_empty() {
             request.payload = Payload::Owned(payload);
         }
@@ -98,6 +101,7 @@ pub(crate) fn mdt_place(
         chunk_size,
         size,
         request.encode(),
+        0,
     )?;
     ObjectRecord::from_record(&reply)
 }
@@ -111,6 +115,7 @@ pub(crate) fn mdt_lookup(connection: &Connection, uuid: Uuid) -> Result<ObjectRe
         0,
         0,
         Vec::new(),
+        0,
     )?)
 }
 
@@ -123,21 +128,15 @@ pub(crate) fn mdt_update(
     epoch: u64,
     change: &Record,
 ) -> Result<ObjectRecord> {
-    let payload = change.encode();
-    let reply = call(connection, |done| {
-        let mut request = Request::new(Opcode::Update, uuid, 0, 0, done);
-        request.header.epoch = epoch;
-        request.payload = Payload::Owned(payload);
-        request
-    })?;
-    Record::decode(&reply)
-        .map_err(|e| {
-            Error::new(
-                libc::EPROTO,
-                format!("{}: Update reply: {e}", connection.name()),
-            )
-        })
-        .and_then(|record| ObjectRecord::from_record(&record))
+    ObjectRecord::from_record(&mdt_call(
+        connection,
+        Opcode::Update,
+        uuid,
+        0,
+        0,
+        change.encode(),
+        epoch,
+    )?)
 }
 
 /// Takes, renews, breaks or gives back an object's writer lease
@@ -150,7 +149,7 @@ pub(crate) fn mdt_lease(
     flags: u64,
     epoch: u64,
 ) -> Result<(ObjectRecord, u64)> {
-    let reply = mdt_call(connection, Opcode::Lease, uuid, flags, epoch, Vec::new())?;
+    let reply = mdt_call(connection, Opcode::Lease, uuid, flags, epoch, Vec::new(), 0)?;
     Ok((
         ObjectRecord::from_record(&reply)?,
         reply.get("lease_epoch")?,
@@ -175,6 +174,7 @@ pub(crate) fn mdt_cluster_map(connection: &Connection) -> Result<ClusterMap> {
         0,
         0,
         Vec::new(),
+        0,
     )?)
 }
 

@@ -285,15 +285,9 @@ impl Mdt {
     fn lookup(&self, uuid: Uuid) -> Result<ObjectRecord> {
         // Under the lock: reading rewrites damaged copies, which must not
         // bring back a record that a concurrent forget removed.
-        let read = {
+        let (_, record) = {
             let _serial = self.objects.lock();
-            control::read(&self.copies, &object_file(uuid), |_| Ok(()))?
-        };
-        let Some((_, record)) = read.best else {
-            return Err(Error::new(
-                libc::ENOENT,
-                format!("object {uuid} does not exist"),
-            ));
+            self.stored(uuid)?
         };
         let mut record = ObjectRecord::from_record(&record)?;
         self.refresh_addresses(&mut record);
@@ -365,14 +359,7 @@ impl Mdt {
                 .map_err(|e| Error::invalid(format!("bad Update {key}: {}", e.context())))
         };
         let _serial = self.objects.lock();
-        let rel = object_file(uuid);
-        let Some((version, mut stored)) = control::read(&self.copies, &rel, |_| Ok(()))?.best
-        else {
-            return Err(Error::new(
-                libc::ENOENT,
-                format!("object {uuid} does not exist"),
-            ));
-        };
+        let (version, mut stored) = self.stored(uuid)?;
         let granted = lease_epoch(&stored)?;
         if epoch != 0 && epoch != granted {
             return Err(Error::new(
@@ -426,7 +413,7 @@ impl Mdt {
             record.size = change.get("size")?;
         }
         stored = with_kept_fields(&record, &stored);
-        control::write(&self.copies, &rel, version + 1, &stored)?;
+        control::write(&self.copies, &object_file(uuid), version + 1, &stored)?;
         self.refresh_addresses(&mut record);
         Ok(record.to_record())
     }
@@ -518,29 +505,23 @@ impl Mdt {
     /// The lease epoch stored in an object's record.
     fn granted_epoch(&self, uuid: Uuid) -> Result<u64> {
         let _serial = self.objects.lock();
-        match control::read(&self.copies, &object_file(uuid), |_| Ok(()))?.best {
-            Some((_, stored)) => lease_epoch(&stored),
-            None => Err(Error::new(
-                libc::ENOENT,
-                format!("object {uuid} does not exist"),
-            )),
-        }
+        lease_epoch(&self.stored(uuid)?.1)
     }
 
     /// Stores a newly granted lease epoch in the object's record, before
     /// the grant is answered.
     fn record_epoch(&self, uuid: Uuid, epoch: u64) -> Result<()> {
         let _serial = self.objects.lock();
-        let rel = object_file(uuid);
-        let Some((version, mut stored)) = control::read(&self.copies, &rel, |_| Ok(()))?.best
-        else {
-            return Err(Error::new(
-                libc::ENOENT,
-                format!("object {uuid} does not exist"),
-            ));
-        };
+        let (version, mut stored) = self.stored(uuid)?;
         stored.set("lease_epoch", epoch);
-        control::write(&self.copies, &rel, version + 1, &stored)
+        control::write(&self.copies, &object_file(uuid), version + 1, &stored)
+    }
+
+    /// An object's record as stored, and its version (under `objects`).
+    fn stored(&self, uuid: Uuid) -> Result<(u64, Record)> {
+        control::read(&self.copies, &object_file(uuid), |_| Ok(()))?
+            .best
+            .ok_or_else(|| Error::new(libc::ENOENT, format!("object {uuid} does not exist")))
     }
 
     fn forget(&self, uuid: Uuid) -> Result<()> {
