@@ -1383,19 +1383,8 @@ impl Erasure {
                 ),
             ));
         }
-        // The stale shards are fenced too before they are rebuilt.
         let epoch = self.journal.epoch();
-        if let Some(&i) =
-            crate::mirror::fence_legs(&self.shards, &targets, epoch, self.uuid)?.first()
-        {
-            return Err(Error::new(
-                libc::EHOSTDOWN,
-                format!(
-                    "cannot repair object {}: shard {} could not be fenced",
-                    self.uuid, self.shards[i].0
-                ),
-            ));
-        }
+        crate::mirror::fence_for_repair(&self.shards, &targets, epoch, self.uuid)?;
         let shard_bytes = shard_size(self.size.load(Ordering::Acquire), self.k());
         let total = shard_bytes * targets.len() as u64;
         // Stale shards are rebuilt from stripes that the previous writer

@@ -183,6 +183,27 @@ pub(crate) fn fence_legs(
     Ok(unfenced)
 }
 
+/// Fences the stale legs `which` before a repair rewrites them: every one
+/// must be fenced (`EHOSTDOWN` otherwise), or the writer the repair took
+/// the lease from could still change what it rebuilds.
+pub(crate) fn fence_for_repair(
+    legs: &[(String, Option<Leg>)],
+    which: &[usize],
+    epoch: u64,
+    uuid: Uuid,
+) -> Result<()> {
+    match fence_legs(legs, which, epoch, uuid)?.first() {
+        None => Ok(()),
+        Some(&i) => Err(Error::new(
+            libc::EHOSTDOWN,
+            format!(
+                "cannot repair object {uuid}: {} could not be fenced",
+                legs[i].0
+            ),
+        )),
+    }
+}
+
 /// Waits for an operation started with a [`Finish`].
 pub(crate) fn wait(start: impl FnOnce(Finish)) -> Result<u64> {
     RemoteObject::wait(start)
@@ -996,18 +1017,8 @@ impl Mirror {
             return Err(Error::new(libc::ESTALE, "no good copy to repair from"));
         };
         let targets: Vec<usize> = (0..self.legs.len()).filter(|&i| stale[i]).collect();
-        // The stale copies are fenced too before they are rewritten.
         if let Some(rec) = &self.recorded {
-            let epoch = rec.journal.epoch();
-            if let Some(&i) = fence_legs(&self.legs, &targets, epoch, self.uuid)?.first() {
-                return Err(Error::new(
-                    libc::EHOSTDOWN,
-                    format!(
-                        "cannot repair object {}: copy {} could not be fenced",
-                        self.uuid, self.legs[i].0
-                    ),
-                ));
-            }
+            fence_for_repair(&self.legs, &targets, rec.journal.epoch(), self.uuid)?;
         }
         let src = self.legs[source].1.as_ref().expect("all open");
         let size = src.info().size;

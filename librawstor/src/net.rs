@@ -737,6 +737,9 @@ fn run(done: Vec<(Done, Result<Vec<u8>>)>) {
     }
 }
 
+/// Most slices one `writev` takes (Linux's `UIO_MAXIOV`).
+const IOV_MAX: usize = 1024;
+
 /// Writes `parts` in order until the socket is full; returns the bytes
 /// written.
 fn write_parts(stream: &mut TcpStream, parts: &[&[u8]]) -> io::Result<usize> {
@@ -748,8 +751,7 @@ fn write_parts(stream: &mut TcpStream, parts: &[&[u8]]) -> io::Result<usize> {
     let mut rest = &mut slices[..];
     let mut written = 0;
     while !rest.is_empty() {
-        // At most IOV_MAX slices per call.
-        let batch = rest.len().min(1024);
+        let batch = rest.len().min(IOV_MAX);
         match stream.write_vectored(&rest[..batch]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => {
