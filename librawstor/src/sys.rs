@@ -65,6 +65,21 @@ pub fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Gives `file` disk blocks for `len` bytes at `offset` (holes only; the
+/// bytes there do not change).
+pub fn allocate(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    syscall!(fallocate(
+        file.as_raw_fd(),
+        0,
+        offset as libc::off_t,
+        len as libc::off_t
+    ))?;
+    Ok(())
+}
+
 /// Where the first data at or after `offset` of `file` starts (`None`:
 /// only a hole follows, up to the end of the file).
 pub fn seek_data(file: &File, offset: u64) -> io::Result<Option<u64>> {

@@ -133,6 +133,18 @@ impl Chunk {
         };
         let data = open(data_path, size_bytes)?;
         let sums_file = open(sums_path, blocks * SUM_ENTRY_BYTES)?;
+        // The checksum file is mapped, and a store to a page of it without
+        // a disk block behind would allocate one: on a full disk the kernel
+        // answers that with SIGBUS. So its blocks (1/512 of the chunk's) are
+        // taken up front, and a full disk fails the chunk's creation with
+        // ENOSPC instead. Chunks made before get the same where space allows.
+        if let Err(e) = sys::allocate(&sums_file, 0, blocks * SUM_ENTRY_BYTES)
+            && create
+            && e.raw_os_error() == Some(libc::ENOSPC)
+        {
+            let what = format!("cannot allocate checksum file {}", sums_path.display());
+            return Err(Error::io(what, e));
+        }
         let sums = MappedWords::map(&sums_file, blocks as usize).map_err(|e| {
             Error::new(
                 libc::EIO,
@@ -228,6 +240,7 @@ impl Chunk {
     /// Seals then writes whole blocks; the caller holds `write_lock`.
     fn write_blocks_locked(&self, first_block: u64, data: &[u8]) -> Result<()> {
         let entries = self.entries(first_block, (data.len() / BLOCK) as u64);
+        let before: Vec<u64> = entries.iter().map(|e| e.load(Ordering::Acquire)).collect();
         for (block, entry) in data.chunks_exact(BLOCK).zip(entries) {
             let (_, newest) = unpack(entry.load(Ordering::Acquire));
             entry.store(pack(newest, seal(block)), Ordering::Release);
@@ -235,12 +248,31 @@ impl Chunk {
         self.dirty.store(true, Ordering::Release);
         let mut offset = first_block * BLOCK_SIZE;
         for piece in data.chunks(WRITE_PIECE_BYTES) {
-            self.data
-                .write_all_at(piece, offset)
-                .map_err(|e| Error::io(format!("cannot write chunk {}", self.name), e))?;
+            if let Err(e) = self.data.write_all_at(piece, offset) {
+                self.unseal_unwritten(first_block, &before);
+                return Err(Error::io(format!("cannot write chunk {}", self.name), e));
+            }
             offset += piece.len() as u64;
         }
         Ok(())
+    }
+
+    /// After a failed write (a full disk, an I/O error) of the blocks from
+    /// `first_block` whose entries were `before`: gives back its entry to
+    /// each block that does not hold the new data. Left sealed as written,
+    /// a block that kept its old bytes would match only the entry's older
+    /// half, and a second failed write to it (a retry on a full disk) would
+    /// push that out too: the block would read as corrupt. A block that
+    /// cannot be read back keeps both halves.
+    fn unseal_unwritten(&self, first_block: u64, before: &[u64]) {
+        let entries = self.entries(first_block, before.len() as u64);
+        let mut buf = vec![0u8; BLOCK];
+        for (i, (entry, &old)) in entries.iter().zip(before).enumerate() {
+            let (_, new) = unpack(entry.load(Ordering::Acquire));
+            if self.read_blocks(first_block + i as u64, &mut buf).is_ok() && seal(&buf) != new {
+                entry.store(old, Ordering::Release);
+            }
+        }
     }
 
     /// Reads one block for a read-modify-write, under `write_lock`.
@@ -312,6 +344,7 @@ impl Chunk {
         }
         let _guard = self.write_lock.lock();
         let entries = self.entries(start / BLOCK_SIZE, (end - start) / BLOCK_SIZE);
+        let before: Vec<u64> = entries.iter().map(|e| e.load(Ordering::Acquire)).collect();
         // Seal the range as zeros first (keeping the old seal as the
         // previous one), then free it: a crash between leaves blocks that
         // match either half.
@@ -320,8 +353,13 @@ impl Chunk {
             entry.store(pack(newest, 0), Ordering::Release);
         }
         self.dirty.store(true, Ordering::Release);
-        sys::punch_hole(&self.data, start, end - start)
-            .map_err(|e| Error::io(format!("cannot free space in chunk {}", self.name), e))?;
+        if let Err(e) = sys::punch_hole(&self.data, start, end - start) {
+            self.unseal_unwritten(start / BLOCK_SIZE, &before);
+            return Err(Error::io(
+                format!("cannot free space in chunk {}", self.name),
+                e,
+            ));
+        }
         for entry in entries {
             entry.store(0, Ordering::Release);
         }
