@@ -1105,7 +1105,8 @@ impl Erasure {
         let stale = self.stale.lock().clone();
         let good: Vec<usize> = (0..self.shards.len()).filter(|&i| !stale[i]).collect();
         let epoch = self.journal.epoch();
-        let unfenced = crate::mirror::fence_legs(&self.shards, &good, epoch, self.uuid)?;
+        let failed = crate::mirror::fence_legs(&self.shards, &good, epoch, self.uuid)?;
+        let unfenced: Vec<usize> = failed.into_iter().map(|(i, _)| i).collect();
         self.settle(&unfenced)
     }
 

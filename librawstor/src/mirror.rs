@@ -146,14 +146,15 @@ impl Leg {
 /// any more (it may be cut off from the MDT and not know yet). Stale legs
 /// are left out by writers (never read, they are rebuilt whole), fenced
 /// by repair before it rebuilds them. Returns the legs that could not be
-/// fenced (not open, or their server failing): they may still take that
-/// writer's changes. `ENOLCK` when a newer writer fenced them already.
+/// fenced (not open, or their server failing), with why: they may still
+/// take that writer's changes. `ENOLCK` when a newer writer fenced them
+/// already.
 pub(crate) fn fence_legs(
     legs: &[(String, Option<Leg>)],
     which: &[usize],
     epoch: u64,
     uuid: Uuid,
-) -> Result<Vec<usize>> {
+) -> Result<Vec<(usize, Error)>> {
     if epoch == 0 {
         return Ok(Vec::new());
     }
@@ -176,7 +177,7 @@ pub(crate) fn fence_legs(
                     "{} of object {uuid} could not be fenced against the previous writer: {err}",
                     legs[i].0
                 ));
-                unfenced.push(i);
+                unfenced.push((i, err));
             }
         }
     }
@@ -184,7 +185,8 @@ pub(crate) fn fence_legs(
 }
 
 /// Fences the stale legs `which` before a repair rewrites them: every one
-/// must be fenced (`EHOSTDOWN` otherwise), or the writer the repair took
+/// must be fenced (else the error of the first that was not, a down OST's
+/// `EHOSTDOWN` or a full disk's `ENOSPC`), or the writer the repair took
 /// the lease from could still change what it rebuilds.
 pub(crate) fn fence_for_repair(
     legs: &[(String, Option<Leg>)],
@@ -194,11 +196,11 @@ pub(crate) fn fence_for_repair(
 ) -> Result<()> {
     match fence_legs(legs, which, epoch, uuid)?.first() {
         None => Ok(()),
-        Some(&i) => Err(Error::new(
-            libc::EHOSTDOWN,
+        Some((i, err)) => Err(Error::new(
+            err.errno(),
             format!(
-                "cannot repair object {uuid}: {} could not be fenced",
-                legs[i].0
+                "cannot repair object {uuid}: {} could not be fenced: {err}",
+                legs[*i].0
             ),
         )),
     }
@@ -559,19 +561,20 @@ impl Mirror {
     fn fence(&self, rec: &Recorded) -> Result<()> {
         let stale = self.stale.lock().clone();
         let good: Vec<usize> = (0..self.legs.len()).filter(|&i| !stale[i]).collect();
-        let unfenced = fence_legs(&self.legs, &good, rec.journal.epoch(), self.uuid)?;
-        if unfenced.is_empty() {
+        let failed = fence_legs(&self.legs, &good, rec.journal.epoch(), self.uuid)?;
+        let Some((first, why)) = failed.first() else {
             return Ok(());
-        }
-        if unfenced.len() == good.len() {
+        };
+        if failed.len() == good.len() {
             return Err(Error::new(
-                libc::EIO,
+                why.errno(),
                 format!(
-                    "object {}: no copy could be fenced for this writer",
-                    self.uuid
+                    "object {}: no copy could be fenced for this writer ({}: {why})",
+                    self.uuid, self.legs[*first].0
                 ),
             ));
         }
+        let unfenced: Vec<usize> = failed.iter().map(|(i, _)| *i).collect();
         let mut stale = self.stale.lock();
         for &i in &unfenced {
             stale[i] = true;
