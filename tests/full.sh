@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Full disks, with real processes on loopback. Stores live on small ext4
+# file systems (loop devices: this needs root), partly taken by a filler
+# file so that they fill in the middle of a write:
+# - a single-copy object: the write fails with ENOSPC and a message naming
+#   the chunk, the OST stays up, every byte written before reads back and
+#   no block reads back as anything but what was written or zeros; once
+#   space is freed, writes go through again;
+# - replicas:3 and ec:4+2 with one OST's disk full: writes go on (that
+#   copy or shard is recorded stale), reads verify, and repair rebuilds it
+#   once space is back.
+#   tests/full.sh RAWSTOR_CLI FIO_ENGINE
+set -euo pipefail
+RAWSTOR=$(realpath "${1:-target/release/rawstor}")
+ENGINE=$(realpath "${2:-target/build/librawstor_fio.so}")
+WORK_TAG=full
+source "$(dirname "$0")/lib.sh"
+export RAWSTOR_LOG=quiet RAWSTOR_OPTS_TIMEOUT_MS=1000 RAWSTOR_OPTS_IO_ATTEMPTS=2
+
+mounts=()
+unmount_all() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    for m in "${mounts[@]}"; do umount "$m" 2>/dev/null || umount -l "$m" || true; done
+    cleanup
+}
+trap unmount_all EXIT
+
+# Mounts a fresh ext4 of SIZE MiB on $WORK/NAME, where start_ost NAME keeps
+# its store.
+small_fs() { # NAME SIZE_MB
+    local img=$WORK/$1.img dir=$WORK/$1
+    truncate -s "$2M" "$img"
+    mkfs.ext4 -q -F -m 0 "$img"
+    mkdir -p "$dir"
+    mount -o loop "$img" "$dir" || { echo "cannot mount a loop file system (this test needs root)" >&2; exit 1; }
+    mounts+=("$dir")
+}
+# Takes all but about FREE MiB of the file system on $WORK/NAME with a
+# filler file, removed by free_fs NAME.
+fill_fs() { # NAME FREE_MB
+    local avail
+    avail=$(df --output=avail -B1M "$WORK/$1" | tail -1)
+    head -c "$(((avail - $2) << 20))" /dev/zero >"$WORK/$1/filler"
+    sync
+}
+free_fs() { rm -f "$WORK/$1/filler"; sync; }
+
+# Whether every 4 KiB block of GOT is SOURCE's block or zeros, and at least
+# MIN MiB from the start are SOURCE's.
+written_or_zero() { # SOURCE GOT MIN_MB
+    python3 - "$@" <<'EOF'
+import sys
+src, got, min_mb = open(sys.argv[1], "rb").read(), open(sys.argv[2], "rb").read(), int(sys.argv[3])
+zero = bytes(4096)
+prefix = 0
+while prefix < len(src) and got[prefix:prefix + 4096] == src[prefix:prefix + 4096]:
+    prefix += 4096
+bad = [i for i in range(0, len(src), 4096) if got[i:i + 4096] not in (src[i:i + 4096], zero)]
+print(f"{prefix >> 20} MiB written before the disk filled, {len(bad)} blocks neither written nor zero")
+sys.exit(0 if prefix >= min_mb << 20 and not bad else 1)
+EOF
+}
+
+# --- One copy (ost://): 48 MiB into a store with about 20 MiB free.
+small_fs one 64
+fill_fs one 20
+start_ost one
+one_pid=$OST_PID
+target=$($RAWSTOR create "ost://$OST_ADDR" --size 64M)
+head -c $((48 << 20)) /dev/urandom >"$WORK/src"
+expect_failure "No space left on device" "a write to a full disk fails with ENOSPC and says so" \
+    "$RAWSTOR" import "$WORK/src" "$target"
+out=$("$RAWSTOR" import "$WORK/src" "$target" 2>&1) || true
+assert "the message names the chunk that could not be written" \
+    '[[ $out =~ "cannot write chunk "[0-9a-f-]+/c[0-9]+": No space left on device" ]] || { echo "$out"; false; }'
+rfio "$target" --rw=write --bs=4k --offset=60M --size=4k >/dev/null 2>&1 && rc=0 || rc=$?
+assert "a write far from the written part fails too, and the OST stays up" '[[ $rc -ne 0 ]] && kill -0 "$one_pid"'
+assert "the object reads back whole, every block verified" '$RAWSTOR export "$target" "$WORK/back"'
+assert "what was written before the disk filled is there, and nothing else is" \
+    'written_or_zero "$WORK/src" "$WORK/back" 8'
+free_fs one
+assert "once space is freed the same write goes through" '$RAWSTOR import "$WORK/src" "$target"'
+$RAWSTOR export "$target" "$WORK/back"
+assert "and reads back" 'cmp -s -n $((48 << 20)) "$WORK/src" "$WORK/back"'
+
+# --- replicas:3 and ec:4+2, each taking every OST of its cluster, the disk
+# of one filling once the object is placed.
+job=(--rw=write --bs=1m --iodepth=4 --size=48M --verify=crc32c --verify_fatal=1)
+for layout in replicas:3 ec:4+2; do
+    name=${layout/:/-}
+    osts=$([[ $layout == ec:* ]] && echo 6 || echo 3)
+    start_mdt "$name-mdt"
+    small_fs "$name-ost1" 96
+    for i in $(seq "$osts"); do
+        start_ost "$name-ost$i" 127.0.0.1:0 --mdt "mdt://$MDT_ADDR" --domain "d$name-$i"
+        [[ $i -eq 1 ]] && full_addr=$OST_ADDR
+    done
+    await_up "$osts" || { echo "the OSTs did not register with rawstor-mdt" >&2; exit 1; }
+    target=$($RAWSTOR create "mdt://$MDT_ADDR" --size 48M --chunk-size 4M --layout "$layout")
+    assert "$layout: the OST with the small disk holds a part of the object" \
+        '[[ $($RAWSTOR info "$target") =~ "ost://$full_addr" ]]'
+    fill_fs "$name-ost1" 6
+    rfio "$target" "${job[@]}" >"$WORK/$name-fio.out" 2>&1 && rc=0 || rc=$?
+    assert "$layout: writes go on when one OST's disk fills, and verify" \
+        '[[ $rc -eq 0 ]] || { tail -5 "$WORK/$name-fio.out"; false; }'
+    assert "$layout: the part on the full disk is recorded stale" \
+        '[[ $($RAWSTOR info "$target") =~ "ost://$full_addr ("[^\)]*"stale)" ]] || { $RAWSTOR info "$target"; false; }'
+    expect_failure "could not be fenced: .*No space left on device" "$layout: repair says why it cannot rebuild onto the full disk" \
+        "$RAWSTOR" repair "$target"
+    free_fs "$name-ost1"
+    out=$($RAWSTOR repair "$target" 2>&1) && rc=0 || rc=$?
+    assert "$layout: once space is freed, repair rebuilds it" \
+        '[[ $rc -eq 0 && ! $($RAWSTOR info "$target") =~ stale ]] || { echo "$out"; false; }'
+    assert "$layout: scrub finds every part whole and in agreement" '$RAWSTOR scrub "$target" >/dev/null 2>&1'
+    assert "$layout: the pattern verifies from a new process" \
+        'rfio "$target" "${job[@]}" --verify_only=1 >/dev/null 2>&1'
+done
+
+echo "full-disk tests: $fails failed"
+[[ $fails -eq 0 ]]
