@@ -8,7 +8,9 @@
 #   space is freed, writes go through again;
 # - replicas:3 and ec:4+2 with one OST's disk full: writes go on (that
 #   copy or shard is recorded stale), reads verify, and repair rebuilds it
-#   once space is back.
+#   once space is back;
+# - the MDT's disk full: reads go on, a writer is told why it cannot take
+#   the lease, and can once space is back.
 #   tests/full.sh RAWSTOR_CLI FIO_ENGINE
 set -euo pipefail
 RAWSTOR=$(realpath "${1:-target/release/rawstor}")
@@ -40,8 +42,8 @@ small_fs() { # NAME SIZE_MB
 # filler file, removed by free_fs NAME.
 fill_fs() { # NAME FREE_MB
     local avail
-    avail=$(df --output=avail -B1M "$WORK/$1" | tail -1)
-    head -c "$(((avail - $2) << 20))" /dev/zero >"$WORK/$1/filler"
+    avail=$(df --output=avail -B1K "$WORK/$1" | tail -1)
+    head -c "$(((avail << 10) - ($2 << 20)))" /dev/zero >"$WORK/$1/filler" 2>/dev/null || true
     sync
 }
 free_fs() { rm -f "$WORK/$1/filler"; sync; }
@@ -116,6 +118,28 @@ for layout in replicas:3 ec:4+2; do
     assert "$layout: the pattern verifies from a new process" \
         'rfio "$target" "${job[@]}" --verify_only=1 >/dev/null 2>&1'
 done
+
+# --- The MDT's disk full: objects read on; a writer cannot take the lease
+# (its epoch is on disk before it is granted) and is told why; with space
+# back it can.
+small_fs meta 16
+start_cluster meta 3
+target=$($RAWSTOR create "mdt://$MDT_ADDR" --size 16M --layout replicas:3)
+head -c $((4 << 20)) /dev/urandom >"$WORK/src"
+$RAWSTOR import "$WORK/src" "$target"
+fill_fs meta 0
+assert "with the MDT's disk full, objects read on" \
+    '$RAWSTOR export "$target" "$WORK/back" && cmp -s -n $((4 << 20)) "$WORK/src" "$WORK/back"'
+head -c $((4 << 20)) /dev/urandom >"$WORK/src2"
+expect_failure "cannot write .*/objects/.*: No space left on device" \
+    "a writer is told that the MDT cannot record its lease" "$RAWSTOR" import "$WORK/src2" "$target"
+$RAWSTOR export "$target" "$WORK/back"
+assert "and the object keeps what it held" 'cmp -s -n $((4 << 20)) "$WORK/src" "$WORK/back"'
+assert "the MDT stays up" 'kill -0 "$MDT_PID"'
+free_fs meta
+assert "with space back, the writer gets the lease and writes" '$RAWSTOR import "$WORK/src2" "$target"'
+$RAWSTOR export "$target" "$WORK/back"
+assert "and it reads back" 'cmp -s -n $((4 << 20)) "$WORK/src2" "$WORK/back"'
 
 echo "full-disk tests: $fails failed"
 [[ $fails -eq 0 ]]
