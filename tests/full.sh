@@ -48,18 +48,19 @@ fill_fs() { # NAME FREE_MB
 }
 free_fs() { rm -f "$WORK/$1/filler"; sync; }
 
-# Whether every 4 KiB block of GOT is SOURCE's block or zeros, and at least
-# MIN MiB from the start are SOURCE's.
-written_or_zero() { # SOURCE GOT MIN_MB
+# Whether every 4 KiB block of GOT is OLD's or NEW's (what the object held
+# before a write, what the write put there), and at least MIN MiB from the
+# start are NEW's.
+old_or_new() { # GOT OLD NEW MIN_MB
     python3 - "$@" <<'EOF'
 import sys
-src, got, min_mb = open(sys.argv[1], "rb").read(), open(sys.argv[2], "rb").read(), int(sys.argv[3])
-zero = bytes(4096)
+got, old, new = (open(f, "rb").read() for f in sys.argv[1:4])
+min_mb = int(sys.argv[4])
 prefix = 0
-while prefix < len(src) and got[prefix:prefix + 4096] == src[prefix:prefix + 4096]:
+while prefix < len(new) and got[prefix:prefix + 4096] == new[prefix:prefix + 4096]:
     prefix += 4096
-bad = [i for i in range(0, len(src), 4096) if got[i:i + 4096] not in (src[i:i + 4096], zero)]
-print(f"{prefix >> 20} MiB written before the disk filled, {len(bad)} blocks neither written nor zero")
+bad = [i for i in range(0, len(got), 4096) if got[i:i + 4096] not in (old[i:i + 4096], new[i:i + 4096])]
+print(f"{prefix >> 20} MiB written before the disk filled, {len(bad)} blocks neither old nor new")
 sys.exit(0 if prefix >= min_mb << 20 and not bad else 1)
 EOF
 }
@@ -79,27 +80,30 @@ assert "the message names the chunk that could not be written" \
 rfio "$target" --rw=write --bs=4k --offset=60M --size=4k >/dev/null 2>&1 && rc=0 || rc=$?
 assert "a write far from the written part fails too, and the OST stays up" '[[ $rc -ne 0 ]] && kill -0 "$one_pid"'
 assert "the object reads back whole, every block verified" '$RAWSTOR export "$target" "$WORK/back"'
+truncate -s 64M "$WORK/zeros"
 assert "what was written before the disk filled is there, and nothing else is" \
-    'written_or_zero "$WORK/src" "$WORK/back" 8'
+    'old_or_new "$WORK/back" "$WORK/zeros" "$WORK/src" 8'
 free_fs one
 assert "once space is freed the same write goes through" '$RAWSTOR import "$WORK/src" "$target"'
 $RAWSTOR export "$target" "$WORK/back"
 assert "and reads back" 'cmp -s -n $((48 << 20)) "$WORK/src" "$WORK/back"'
 
-# --- replicas:3 and ec:4+2, each taking every OST of its cluster, the disk
-# of one filling once the object is placed.
+# --- replicas:3 and ec:4+2, each taking every OST of its cluster: the disk
+# of one fills once the object is placed, then the disks of all.
 job=(--rw=write --bs=1m --iodepth=4 --size=48M --verify=crc32c --verify_fatal=1)
+head -c $((96 << 20)) /dev/urandom >"$WORK/src"
+
 for layout in replicas:3 ec:4+2; do
     name=${layout/:/-}
     osts=$([[ $layout == ec:* ]] && echo 6 || echo 3)
     start_mdt "$name-mdt"
-    small_fs "$name-ost1" 96
     for i in $(seq "$osts"); do
+        small_fs "$name-ost$i" 128
         start_ost "$name-ost$i" 127.0.0.1:0 --mdt "mdt://$MDT_ADDR" --domain "d$name-$i"
         [[ $i -eq 1 ]] && full_addr=$OST_ADDR
     done
     await_up "$osts" || { echo "the OSTs did not register with rawstor-mdt" >&2; exit 1; }
-    target=$($RAWSTOR create "mdt://$MDT_ADDR" --size 48M --chunk-size 4M --layout "$layout")
+    target=$($RAWSTOR create "mdt://$MDT_ADDR" --size 96M --chunk-size 4M --layout "$layout")
     assert "$layout: the OST with the small disk holds a part of the object" \
         '[[ $($RAWSTOR info "$target") =~ "ost://$full_addr" ]]'
     fill_fs "$name-ost1" 6
@@ -117,6 +121,20 @@ for layout in replicas:3 ec:4+2; do
     assert "$layout: scrub finds every part whole and in agreement" '$RAWSTOR scrub "$target" >/dev/null 2>&1'
     assert "$layout: the pattern verifies from a new process" \
         'rfio "$target" "${job[@]}" --verify_only=1 >/dev/null 2>&1'
+
+    $RAWSTOR export "$target" "$WORK/before"
+    for i in $(seq "$osts"); do fill_fs "$name-ost$i" 0; done
+    expect_failure "No space left on device" "$layout: with every OST's disk full, a write fails and says why" \
+        "$RAWSTOR" import "$WORK/src" "$target"
+    assert "$layout: and marks nothing stale" '[[ ! $($RAWSTOR info "$target") =~ stale ]]'
+    $RAWSTOR export "$target" "$WORK/back" && rc=0 || rc=$?
+    assert "$layout: the object reads back whole, each block as it was or as the failed write put it" \
+        '[[ $rc -eq 0 ]] && old_or_new "$WORK/back" "$WORK/before" "$WORK/src" 0'
+    for i in $(seq "$osts"); do free_fs "$name-ost$i"; done
+    assert "$layout: with space back, the write goes through" '$RAWSTOR import "$WORK/src" "$target"'
+    $RAWSTOR export "$target" "$WORK/back"
+    assert "$layout: and reads back" 'cmp -s "$WORK/src" "$WORK/back"'
+    assert "$layout: scrub is clean" '$RAWSTOR scrub "$target" >/dev/null 2>&1'
 done
 
 # --- The MDT's disk full: objects read on; a writer cannot take the lease

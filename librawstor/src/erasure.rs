@@ -377,6 +377,9 @@ pub(crate) struct Erasure {
     shards: Vec<(String, Option<Leg>)>,
     /// Shards that missed writes (from the record, then as seen).
     stale: Mutex<Vec<bool>>,
+    /// Each shard's last failed change, for the message of a change that
+    /// more shards missed than the layout survives.
+    failures: Mutex<Vec<Option<Error>>>,
     /// Regions where rebuilding is refused: dirty at open (another writer
     /// may be mid-stripe) or left by a dead writer and not resyncable.
     suspect: Mutex<BTreeSet<u64>>,
@@ -438,6 +441,7 @@ impl Erasure {
             chunk_size,
             size: AtomicU64::new(size),
             shards,
+            failures: Mutex::new(vec![None; marks.len()]),
             stale: Mutex::new(marks),
             suspect: Mutex::new(dirty.iter().copied().collect()),
             locks: StripeLocks::default(),
@@ -445,6 +449,16 @@ impl Erasure {
             journal,
             pool,
         }))
+    }
+
+    /// A change to shard `i` failed for a reason of the shard's: logged and
+    /// kept for [`Erasure::settle`].
+    fn shard_failed(&self, i: usize, what: &str, err: &Error) {
+        crate::log::warn(&format!(
+            "{what} shard {} of object {} failed: {err}",
+            self.shards[i].0, self.uuid
+        ));
+        self.failures.lock()[i] = Some(err.clone());
     }
 
     fn k(&self) -> usize {
@@ -1068,10 +1082,7 @@ impl Erasure {
                 Ok(_) => {}
                 Err(err) if caller_error(&err) => return Err(err),
                 Err(err) => {
-                    crate::log::warn(&format!(
-                        "write to shard {} of object {} failed: {err}",
-                        self.shards[i].0, self.uuid
-                    ));
+                    self.shard_failed(i, "write to", &err);
                     missed.push(i);
                 }
             }
@@ -1184,10 +1195,20 @@ impl Erasure {
         let mut out: BTreeSet<usize> = self.stale_shards().into_iter().collect();
         out.extend(missed);
         if out.len() > self.codec.parity {
+            // Said with the first missed shard's own failure (a full disk,
+            // a down OST), when it had one.
+            let failures = self.failures.lock();
+            let why = missed
+                .iter()
+                .find_map(|&i| failures[i].as_ref().map(|e| (i, e)));
+            let (errno, because) = match why {
+                Some((i, e)) => (e.errno(), format!(" (shard {}: {e})", self.shards[i].0)),
+                None => (libc::EIO, String::new()),
+            };
             return Err(Error::new(
-                libc::EIO,
+                errno,
                 format!(
-                    "object {}: {} of its shards are out, more than the {} its layout survives: the change failed",
+                    "object {}: {} of its shards are out, more than the {} its layout survives: the change failed{because}",
                     self.uuid,
                     out.len(),
                     self.codec.parity
@@ -1213,10 +1234,7 @@ impl Erasure {
         let mut missed = Vec::new();
         for (&i, result) in targets.iter().zip(results) {
             if let Err(err) = result {
-                crate::log::warn(&format!(
-                    "flush of shard {} of object {} failed: {err}",
-                    self.shards[i].0, self.uuid
-                ));
+                self.shard_failed(i, "flush of", &err);
                 missed.push(i);
             }
         }
@@ -1275,7 +1293,10 @@ impl Erasure {
             match result {
                 Ok(_) => {}
                 Err(err) if caller_error(&err) => return Err(err),
-                Err(_) => missed.push(i),
+                Err(err) => {
+                    self.shard_failed(i, "discard of", &err);
+                    missed.push(i);
+                }
             }
         }
         self.settle(&missed)
@@ -1667,6 +1688,7 @@ mod tests {
             size: AtomicU64::new(1 << 20),
             shards: Vec::new(),
             stale: Mutex::new(vec![false; 3]),
+            failures: Mutex::new(vec![None; 3]),
             suspect: Mutex::new(BTreeSet::new()),
             locks: StripeLocks::default(),
             spare: SpareRows::default(),
@@ -1789,13 +1811,8 @@ struct StripeWrite {
 impl StripeWrite {
     /// Notes a unit read's or shard write's outcome; true for the last.
     fn note(&self, i: usize, result: Result<u64>, what: &str) -> bool {
-        self.outcomes.note(i, result, |err| {
-            let erasure = &self.erasure;
-            crate::log::warn(&format!(
-                "{what} shard {} of object {} failed: {err}",
-                erasure.shards[i].0, erasure.uuid
-            ));
-        })
+        self.outcomes
+            .note(i, result, |err| self.erasure.shard_failed(i, what, err))
     }
 
     /// A read of units the write does not cover is done.
