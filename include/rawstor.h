@@ -184,7 +184,8 @@ void rawstor_free(rawstor *instance);
 
 // Creates an object at `location` and writes its target (NUL-terminated)
 // into `target`. Returns the target's length; `-ERANGE` if
-// `target_len` is too small (nothing is created then).
+// `target_len` is too small (nothing is created then). An object created
+// on mdt:// is `replicas:3`; see [`rawstor_object_create_layout`].
 //
 // # Safety
 //
@@ -194,6 +195,22 @@ int rawstor_object_create(const rawstor *instance,
                           const rawstor_create_spec *spec,
                           char *target,
                           size_t target_len);
+
+// [`rawstor_object_create`] with the redundancy of an object that a
+// rawstor-mdt places: `layout` is `"replicas:N"` or `"ec:K+M"` (`NULL`
+// for `replicas:3`). Other locations take no layout (`-EINVAL`): a comma
+// list of locations mirrors.
+//
+// # Safety
+//
+// Pointers are valid (`layout` may be NULL); `target` has room for
+// `target_len` bytes.
+int rawstor_object_create_layout(const rawstor *instance,
+                                 const char *location,
+                                 const rawstor_create_spec *spec,
+                                 const char *layout,
+                                 char *target,
+                                 size_t target_len);
 
 // Splits a target into its location (written to `location`) and its
 // UUID (written to `uuid`, which has room for `RAWSTOR_UUID_BUF` bytes).

@@ -478,6 +478,11 @@ impl Instance {
         if let Some(mdt) = self.mdt(location)? {
             return self.create_placed(&mdt, location, uuid, spec, chunk_size);
         }
+        if let Some(layout) = &spec.layout {
+            return Err(Error::invalid(format!(
+                "layout {layout} needs an mdt:// location (a comma list of locations mirrors)"
+            )));
+        }
         let endpoints = location.endpoints();
         for (i, endpoint) in endpoints.iter().enumerate() {
             if let Err(err) = self.create_at(endpoint, uuid, spec.size, chunk_size) {

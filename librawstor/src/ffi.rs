@@ -227,7 +227,8 @@ pub unsafe extern "C" fn rawstor_free(instance: *mut Instance) {
 
 /// Creates an object at `location` and writes its target (NUL-terminated)
 /// into `target`. Returns the target's length; `-ERANGE` if
-/// `target_len` is too small (nothing is created then).
+/// `target_len` is too small (nothing is created then). An object created
+/// on mdt:// is `replicas:3`; see [`rawstor_object_create_layout`].
 ///
 /// # Safety
 ///
@@ -237,6 +238,37 @@ pub unsafe extern "C" fn rawstor_object_create(
     instance: *const Instance,
     location: *const c_char,
     spec: *const rawstor_create_spec,
+    target: *mut c_char,
+    target_len: usize,
+) -> c_int {
+    // SAFETY: per the contract, and no layout.
+    unsafe {
+        rawstor_object_create_layout(
+            instance,
+            location,
+            spec,
+            std::ptr::null(),
+            target,
+            target_len,
+        )
+    }
+}
+
+/// [`rawstor_object_create`] with the redundancy of an object that a
+/// rawstor-mdt places: `layout` is `"replicas:N"` or `"ec:K+M"` (`NULL`
+/// for `replicas:3`). Other locations take no layout (`-EINVAL`): a comma
+/// list of locations mirrors.
+///
+/// # Safety
+///
+/// Pointers are valid (`layout` may be NULL); `target` has room for
+/// `target_len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rawstor_object_create_layout(
+    instance: *const Instance,
+    location: *const c_char,
+    spec: *const rawstor_create_spec,
+    layout: *const c_char,
     target: *mut c_char,
     target_len: usize,
 ) -> c_int {
@@ -252,6 +284,12 @@ pub unsafe extern "C" fn rawstor_object_create(
         if target.is_null() {
             return Err(Error::invalid("target buffer is NULL"));
         }
+        let layout = if layout.is_null() {
+            None
+        } else {
+            // SAFETY: non-null, NUL-terminated per the contract.
+            Some(unsafe { arg_str(layout, "layout") }?.parse()?)
+        };
         let location: Location = location.parse()?;
         let uuid = if spec.uuid.is_null() {
             Uuid::new_v7()
@@ -268,7 +306,7 @@ pub unsafe extern "C" fn rawstor_object_create(
                 size: spec.size,
                 uuid: Some(uuid),
                 chunk_size,
-                layout: None,
+                layout,
             },
         )?;
         // SAFETY: checked above that `target` holds `text` and a NUL.

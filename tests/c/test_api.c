@@ -235,6 +235,11 @@ static void test_create(rawstor *inst, char *target, size_t target_size)
     bad = spec;
     bad.uuid = "not-a-uuid";
     CHECK_EQ(rawstor_object_create(inst, loc, &bad, buf, sizeof(buf)), -EINVAL);
+
+    /* A layout only where a rawstor-mdt places the object, and well formed. */
+    CHECK_EQ(rawstor_object_create_layout(inst, loc, &spec, "ec:4+2", buf, sizeof(buf)), -EINVAL);
+    CHECK(strstr(rawstor_last_error(), "needs an mdt:// location") != NULL);
+    CHECK_EQ(rawstor_object_create_layout(inst, loc, &spec, "raid5", buf, sizeof(buf)), -EINVAL);
     CHECK_EQ(count_objects(inst, loc), 1);
 
     /* NULL arguments. */
