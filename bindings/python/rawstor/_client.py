@@ -35,16 +35,19 @@ class Options:
 
 @dataclasses.dataclass(frozen=True)
 class Layout:
-    """How a new object is cut into chunks.
+    """How a new object is cut into chunks, and kept redundant.
 
-    Mirroring is chosen by the location (a comma list such as
-    ``"ost://a:7777,ost://b:7777"``). Replication and erasure coding
-    placed by rawstor-mdt are not in this version of the library.
+    On an ``mdt://`` location, ``redundancy`` picks replication or erasure
+    coding. Elsewhere the location decides: a comma list such as
+    ``"ost://a:7777,ost://b:7777"`` mirrors.
     """
 
     #: Chunk size in bytes (a power of two, 64K to 1G) or text like ``"1M"``;
     #: ``None`` for the library's default (64 MiB).
     chunk_size: int | str | None = None
+    #: ``"replicas:N"`` or ``"ec:K+M"`` (K data and M parity shards) for an
+    #: object a rawstor-mdt places; ``None`` for ``"replicas:3"``.
+    redundancy: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,19 +148,23 @@ class Client:
         """Creates an object of ``size`` bytes (a multiple of 4096, or text
         like ``"64M"``) at ``location`` and returns its target."""
         spec = _ffi.CreateSpec(_size(size), 0, None)
+        redundancy = None
         if layout is not None:
             if not isinstance(layout, Layout):
                 raise TypeError(f"layout must be a rawstor.Layout, not {type(layout).__name__}")
             if layout.chunk_size is not None:
                 spec.chunk_size = _size(layout.chunk_size, "chunk_size")
+            if layout.redundancy is not None:
+                redundancy = _text(layout.redundancy, "redundancy")
         if uuid is not None:
             spec.uuid = _text(uuid, "uuid")
         target = ctypes.create_string_buffer(_ffi.TARGET_MAX)
         check(
-            lib.rawstor_object_create(
+            lib.rawstor_object_create_layout(
                 self._live(),
                 _text(location, "location"),
                 ctypes.byref(spec),
+                redundancy,
                 target,
                 _ffi.TARGET_MAX,
             )

@@ -99,6 +99,10 @@ _SIGNATURES = {
         ctypes.c_int,
         [_vp, ctypes.c_char_p, _P(CreateSpec), ctypes.c_char_p, ctypes.c_size_t],
     ),
+    "rawstor_object_create_layout": (
+        ctypes.c_int,
+        [_vp, ctypes.c_char_p, _P(CreateSpec), ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t],
+    ),
     "rawstor_object_open": (ctypes.c_int, [_vp, ctypes.c_char_p, _P(_vp)]),
     "rawstor_object_close": (ctypes.c_int, [_vp]),
     "rawstor_object_remove": (ctypes.c_int, [_vp, ctypes.c_char_p]),

@@ -127,18 +127,22 @@ def module_cluster(tmp_path_factory):
             server.stop()
 
 
+def _location(kind, request, tmp_path, module_osts):
+    if kind == "file":
+        return f"file://{tmp_path / 'store'}"
+    if kind == "ost":
+        return module_osts[0].location
+    if kind in ("mdt", "ec"):
+        return request.getfixturevalue("module_cluster").location
+    return ",".join(server.location for server in module_osts)
+
+
 @pytest.fixture(params=["file", "ost", "mirror", "mdt"])
 def location(request, tmp_path, module_osts):
     """Each kind of location the library serves: a local store, one
     rawstor-ost, a mirror over two of them, and an mdt:// cluster
     (replicas:3 on three OSTs)."""
-    if request.param == "file":
-        return f"file://{tmp_path / 'store'}"
-    if request.param == "ost":
-        return module_osts[0].location
-    if request.param == "mdt":
-        return request.getfixturevalue("module_cluster").location
-    return ",".join(server.location for server in module_osts)
+    return _location(request.param, request, tmp_path, module_osts)
 
 
 @pytest.fixture
@@ -147,10 +151,14 @@ def client():
         yield c
 
 
-@pytest.fixture
-def obj(client, location):
-    """A fresh 4 MiB object at each kind of location, open."""
-    target = client.create(location, 4 * MB, layout=rawstor.Layout(chunk_size="1M"))
+@pytest.fixture(params=["file", "ost", "mirror", "mdt", "ec"])
+def obj(request, client, tmp_path, module_osts):
+    """A fresh 4 MiB object at each kind of location, open; on the mdt://
+    cluster both replicas:3 and erasure-coded (ec:2+1)."""
+    location = _location(request.param, request, tmp_path, module_osts)
+    redundancy = "ec:2+1" if request.param == "ec" else None
+    layout = rawstor.Layout(chunk_size="1M", redundancy=redundancy)
+    target = client.create(location, 4 * MB, layout=layout)
     with client.open(target) as o:
         yield o
     client.remove(target)

@@ -2,10 +2,14 @@
 write, flush, discard, resize, list, remove."""
 
 import os
+import subprocess
 
 import pytest
+from conftest import OST_BINARY
 
 import rawstor
+
+CLI = str(OST_BINARY.parent / "rawstor")
 
 MB = 1 << 20
 
@@ -23,6 +27,42 @@ def test_create_returns_a_target_that_opens_with_the_asked_layout(client, locati
     client.remove(target)
     with pytest.raises(FileNotFoundError):
         client.open(target)
+
+
+@pytest.mark.parametrize("redundancy", ["replicas:2", "ec:2+1"])
+def test_create_on_mdt_with_the_asked_redundancy(client, module_cluster, redundancy):
+    layout = rawstor.Layout(chunk_size="1M", redundancy=redundancy)
+    target = client.create(module_cluster.location, "8M", layout=layout)
+    shown = subprocess.run([CLI, "info", target], capture_output=True, text=True, check=True).stdout
+    assert f"layout: {redundancy}\n" in shown
+    data = os.urandom(3 * MB)
+    with client.open(target) as obj:
+        obj.write(MB // 2, data)
+        assert obj.read(MB // 2, len(data)) == data
+    client.remove(target)
+
+
+@pytest.mark.parametrize(
+    "redundancy, error, message",
+    [
+        ("raid5", ValueError, "raid5"),
+        ("ec:4+2", OSError, "needs 6 OSTs"),
+    ],
+)
+def test_a_redundancy_the_cluster_cannot_give_is_refused(
+    client, module_cluster, redundancy, error, message
+):
+    layout = rawstor.Layout(redundancy=redundancy)
+    with pytest.raises(error, match=message):
+        client.create(module_cluster.location, "8M", layout=layout)
+
+
+def test_a_redundancy_needs_an_mdt_location(client, module_osts):
+    location = module_osts[0].location
+    before = [entry.target for entry in client.list(location)]
+    with pytest.raises(ValueError, match="needs an mdt:// location"):
+        client.create(location, "8M", layout=rawstor.Layout(redundancy="replicas:2"))
+    assert [entry.target for entry in client.list(location)] == before
 
 
 def test_create_with_a_chosen_uuid(client, location):
