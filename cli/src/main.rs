@@ -20,7 +20,8 @@ usage: rawstor <command> [options]
 commands:
   create LOCATION --size SIZE [--uuid UUID] [--chunk-size SIZE] [--layout L]
                              create an object, print its target; on mdt://
-                             --layout replicas:N (default replicas:3)
+                             --layout replicas:N or ec:K+M (default
+                             replicas:3)
   list [LOCATION]            print the targets at a location
   info TARGET                print an object's size and layout (alias: show);
                              on mdt:// also its placement and health
