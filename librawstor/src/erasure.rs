@@ -1824,6 +1824,11 @@ impl StripeWrite {
         let pool = Arc::clone(&self.erasure.pool);
         match error {
             Some(err) => self.complete(Err(err)),
+            // A small write's stripes are encoded here, on the loop
+            // thread, in less time than a worker takes to wake up.
+            None if failed.is_empty() && self.row_bytes() <= INLINE_ROW_BYTES => {
+                self.encode_and_send()
+            }
             None if failed.is_empty() => pool.run(move || self.encode_and_send()),
             None => {
                 // Rebuilding waits for other shards: the blocking path
@@ -1838,9 +1843,14 @@ impl StripeWrite {
         }
     }
 
-    /// On a worker: deals the data out into the rows, encodes the parity
-    /// and starts the shard writes (the data shards' written ranges and
-    /// the parity rows).
+    /// Bytes of each shard row the write's stripes span.
+    fn row_bytes(&self) -> u64 {
+        (self.stripes.1 - self.stripes.0) * EC_UNIT
+    }
+
+    /// On a worker (on the loop thread for small rows): deals the data out
+    /// into the rows, encodes the parity and starts the shard writes (the
+    /// data shards' written ranges and the parity rows).
     fn encode_and_send(self: Arc<Self>) {
         let erasure = Arc::clone(&self.erasure);
         let k = erasure.k();
@@ -1944,6 +1954,12 @@ impl StripeWrite {
         }
     }
 }
+
+/// Stripe rows up to this many bytes per shard are encoded on the event
+/// loop thread once their unit reads are in: in less time than a worker
+/// takes to wake up. (Whole small stripes are not encoded on the caller's
+/// thread: with fio at QD16 that cost 10-25% of the IOPS.)
+const INLINE_ROW_BYTES: u64 = 16 << 10;
 
 /// Rows kept for reuse, by any thread, up to [`SPARE_ROW_BYTES`] in all: a
 /// fresh 256 KiB row costs a page fault per 4 KiB and a memset.
