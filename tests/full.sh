@@ -19,35 +19,6 @@ WORK_TAG=full
 source "$(dirname "$0")/lib.sh"
 export RAWSTOR_LOG=quiet RAWSTOR_OPTS_TIMEOUT_MS=1000 RAWSTOR_OPTS_IO_ATTEMPTS=2
 
-mounts=()
-unmount_all() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    for m in "${mounts[@]}"; do umount "$m" 2>/dev/null || umount -l "$m" || true; done
-    cleanup
-}
-trap unmount_all EXIT
-
-# Mounts a fresh ext4 of SIZE MiB on $WORK/NAME, where start_ost NAME keeps
-# its store.
-small_fs() { # NAME SIZE_MB
-    local img=$WORK/$1.img dir=$WORK/$1
-    truncate -s "$2M" "$img"
-    mkfs.ext4 -q -F -m 0 "$img"
-    mkdir -p "$dir"
-    mount -o loop "$img" "$dir" || { echo "cannot mount a loop file system (this test needs root)" >&2; exit 1; }
-    mounts+=("$dir")
-}
-# Takes all but about FREE MiB of the file system on $WORK/NAME with a
-# filler file, removed by free_fs NAME.
-fill_fs() { # NAME FREE_MB
-    local avail
-    avail=$(df --output=avail -B1K "$WORK/$1" | tail -1)
-    head -c "$(((avail << 10) - ($2 << 20)))" /dev/zero >"$WORK/$1/filler" 2>/dev/null || true
-    sync
-}
-free_fs() { rm -f "$WORK/$1/filler"; sync; }
-
 # Whether every 4 KiB block of GOT is OLD's or NEW's (what the object held
 # before a write, what the write put there), and at least MIN MiB from the
 # start are NEW's.

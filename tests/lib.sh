@@ -5,9 +5,11 @@ OST=$(dirname "$RAWSTOR")/rawstor-ost
 MDT=$(dirname "$RAWSTOR")/rawstor-mdt
 WORK=${WORK:-$(mktemp -d "/tmp/rawstor-${WORK_TAG:-test}-XXXXXX")}
 pids=()
+mounts=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
+    for m in "${mounts[@]}"; do umount "$m" 2>/dev/null || umount -l "$m" || true; done
     [[ -n "${KEEP_WORK:-}" ]] || rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -134,3 +136,23 @@ after_lease() { # COMMAND...
     for _ in $(seq 40); do "$@" && return 0; sleep 0.25; done
     return 1
 }
+
+# Mounts a fresh ext4 of SIZE MiB on $WORK/NAME (where start_ost NAME keeps
+# its store), unmounted at exit. Needs root (a loop device).
+small_fs() { # NAME SIZE_MB
+    local img=$WORK/$1.img dir=$WORK/$1
+    truncate -s "$2M" "$img"
+    mkfs.ext4 -q -F -m 0 "$img"
+    mkdir -p "$dir"
+    mount -o loop "$img" "$dir" || { echo "cannot mount a loop file system (this test needs root)" >&2; exit 1; }
+    mounts+=("$dir")
+}
+# Takes all but about FREE MiB of the file system on $WORK/NAME with a
+# filler file, removed by free_fs NAME.
+fill_fs() { # NAME FREE_MB
+    local avail
+    avail=$(df --output=avail -B1K "$WORK/$1" | tail -1)
+    head -c "$(((avail << 10) - ($2 << 20)))" /dev/zero >"$WORK/$1/filler" 2>/dev/null || true
+    sync
+}
+free_fs() { rm -f "$WORK/$1/filler"; sync; }

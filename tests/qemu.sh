@@ -206,11 +206,29 @@ vm_boot() {
     $RAWSTOR remove "$target"
 }
 
+# A full disk under QEMU: the write fails with ENOSPC, not EIO, so that
+# QEMU's error policy (werror=enospc, the default) can pause the guest
+# until space is freed instead of handing it an I/O error.
+full_disk_checks() {
+    small_fs full-ost 32
+    start_ost full-ost
+    local target out
+    target=$($RAWSTOR create "ost://$OST_ADDR" --size 64M)
+    fill_fs full-ost 1
+    out=$(timeout 60 "$QEMU_IO" -f raw -c "write -P 0x5a 0 16M" "rawstor:$target" 2>&1) || true
+    assert "qemu-io: a write to a full disk fails with ENOSPC" \
+        '[[ $out =~ "No space left on device" ]] || { echo "$out"; false; }'
+    free_fs full-ost
+    assert "qemu-io: with space back, the same write goes through and reads back" \
+        'qio "$target" "write -P 0x5a 0 16M" "read -P 0x5a 0 16M"'
+}
+
 if [[ $VM_ONLY != --vm-only ]]; then
     for location in "${locations[@]}"; do
         image_checks "$location"
     done
     error_checks
+    full_disk_checks
 fi
 make_initramfs
 for location in "${locations[@]}"; do
