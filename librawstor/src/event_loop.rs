@@ -6,6 +6,7 @@
 //! next deadline, so the loop sleeps exactly until something is due and
 //! never polls when idle.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread::{JoinHandle, ThreadId};
@@ -18,6 +19,32 @@ use mio::{Events, Poll, Registry, Token, Waker};
 use crate::error::{Error, Result};
 
 const WAKE_TOKEN: Token = Token(0);
+
+/// Work left for the end of the loop's current round.
+type Deferred = Vec<Box<dyn FnOnce()>>;
+
+thread_local! {
+    /// On the loop thread while it handles a round (the events of one
+    /// `poll`, then the queued jobs): what runs once the round is done.
+    static ROUND: RefCell<Option<Deferred>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` at the end of the loop's current round when called from the
+/// loop thread inside one (true); otherwise gives it back.
+pub(crate) fn after_round(f: Box<dyn FnOnce()>) -> std::result::Result<(), Box<dyn FnOnce()>> {
+    ROUND.with(|round| match round.borrow_mut().as_mut() {
+        Some(deferred) => {
+            deferred.push(f);
+            Ok(())
+        }
+        None => Err(f),
+    })
+}
+
+/// Whether this is the loop thread inside a round.
+pub(crate) fn in_round() -> bool {
+    ROUND.with(|round| round.borrow().is_some())
+}
 /// Events taken from one `poll` call.
 const EVENTS_PER_POLL: usize = 256;
 
@@ -150,6 +177,7 @@ fn run(mut poll: Poll, queue: Receiver<Option<Job>>) {
                 crate::log::warn(&format!("event loop poll failed: {e}"));
             }
         }
+        ROUND.with(|round| *round.borrow_mut() = Some(Vec::new()));
         for event in events.iter() {
             if event.token() == WAKE_TOKEN {
                 continue;
@@ -167,6 +195,12 @@ fn run(mut poll: Poll, queue: Receiver<Option<Job>>) {
                 handlers: &mut handlers,
             };
             guarded(|| job(&mut context));
+        }
+        let deferred = ROUND
+            .with(|round| round.borrow_mut().take())
+            .unwrap_or_default();
+        for f in deferred {
+            guarded(f);
         }
         let now = Instant::now();
         let mut next: Option<Instant> = None;

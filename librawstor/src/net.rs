@@ -133,6 +133,8 @@ struct State {
     /// What the loop watches the socket for now (`None`: the socket is
     /// not in the loop's epoll set).
     watching: Option<Interest>,
+    /// Requests wait in `out` for the end of the loop's round.
+    flush_after_round: bool,
 }
 
 /// A connection to one `rawstor-ost`.
@@ -192,6 +194,7 @@ impl Connection {
                 last_activity: Instant::now(),
                 driving: 0,
                 watching: None,
+                flush_after_round: false,
             }),
         });
         let installed = Arc::clone(&connection);
@@ -309,7 +312,9 @@ impl Connection {
         st.last_activity = now;
         let mut attempts = 0;
         if st.stream.is_some() && st.broken.is_none() {
-            self.send_locked(&mut st, &request);
+            if !self.send_after_round(&mut st, &request) {
+                self.send_locked(&mut st, &request);
+            }
             attempts = 1;
         }
         st.pending.insert(
@@ -330,6 +335,41 @@ impl Connection {
         if !self.armed.swap(true, Ordering::AcqRel) || reconnect {
             self.handle.wake();
         }
+    }
+
+    /// On the loop thread, in the middle of a round of completions that
+    /// may start more requests to this server: a small request is queued,
+    /// and the round's end sends everything queued with one `write`
+    /// instead of one per request. False when it was not queued.
+    fn send_after_round(&self, st: &mut State, request: &Request) -> bool {
+        let parts = request.payload.parts();
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len > ROUND_SEND_MAX || !crate::event_loop::in_round() {
+            return false;
+        }
+        if !st.flush_after_round {
+            let Some(me) = self.me.upgrade() else {
+                return false;
+            };
+            let flush = Box::new(move || {
+                let mut st = me.state.lock();
+                st.flush_after_round = false;
+                if st.stream.is_some() && st.broken.is_none() {
+                    me.flush_out(&mut st);
+                    // What the socket did not take goes when it is writable.
+                    me.watch(&mut st);
+                }
+            });
+            if crate::event_loop::after_round(flush).is_err() {
+                return false;
+            }
+            st.flush_after_round = true;
+        }
+        st.out.extend_from_slice(&request.header.encode());
+        for part in parts {
+            st.out.extend_from_slice(part);
+        }
+        true
     }
 
     /// Writes a request, or queues what the socket does not take.
@@ -736,6 +776,10 @@ fn run(done: Vec<(Done, Result<Vec<u8>>)>) {
         f(result);
     }
 }
+
+/// Largest payload a request started on the loop thread waits for the
+/// end of the round with (it is copied).
+const ROUND_SEND_MAX: usize = 16 << 10;
 
 /// Most slices one `writev` takes (Linux's `UIO_MAXIOV`).
 const IOV_MAX: usize = 1024;
