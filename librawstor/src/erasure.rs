@@ -377,8 +377,9 @@ pub(crate) struct Erasure {
     shards: Vec<(String, Option<Leg>)>,
     /// Shards that missed writes (from the record, then as seen).
     stale: Mutex<Vec<bool>>,
-    /// Each shard's last failed change, for the message of a change that
-    /// more shards missed than the layout survives.
+    /// Each shard's last failure of its own (not the caller's), for the
+    /// message of a change that more shards missed than the layout
+    /// survives.
     failures: Mutex<Vec<Option<Error>>>,
     /// Regions where rebuilding is refused: dirty at open (another writer
     /// may be mid-stripe) or left by a dead writer and not resyncable.

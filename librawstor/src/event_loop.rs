@@ -20,6 +20,9 @@ use crate::error::{Error, Result};
 
 const WAKE_TOKEN: Token = Token(0);
 
+/// Events taken from one `poll` call.
+const EVENTS_PER_POLL: usize = 256;
+
 /// Work left for the end of the loop's current round.
 type Deferred = Vec<Box<dyn FnOnce()>>;
 
@@ -29,8 +32,8 @@ thread_local! {
     static ROUND: RefCell<Option<Deferred>> = const { RefCell::new(None) };
 }
 
-/// Runs `f` at the end of the loop's current round when called from the
-/// loop thread inside one (true); otherwise gives it back.
+/// Leaves `f` for the end of the loop's current round when called from
+/// the loop thread inside one; anywhere else gives it back.
 pub(crate) fn after_round(f: Box<dyn FnOnce()>) -> std::result::Result<(), Box<dyn FnOnce()>> {
     ROUND.with(|round| match round.borrow_mut().as_mut() {
         Some(deferred) => {
@@ -45,8 +48,6 @@ pub(crate) fn after_round(f: Box<dyn FnOnce()>) -> std::result::Result<(), Box<d
 pub(crate) fn in_round() -> bool {
     ROUND.with(|round| round.borrow().is_some())
 }
-/// Events taken from one `poll` call.
-const EVENTS_PER_POLL: usize = 256;
 
 /// What a registered source does on the loop thread.
 pub trait Handler: Send + Sync {
@@ -249,6 +250,25 @@ mod tests {
                 .unwrap()
         }));
         assert_eq!(rx.recv().unwrap().as_deref(), Some("rawstor-loop"));
+        drop(event_loop);
+    }
+
+    #[test]
+    fn work_left_for_the_round_runs_after_it_in_order() {
+        assert!(!in_round(), "a test thread is not in a round");
+        assert!(after_round(Box::new(|| {})).is_err());
+        let event_loop = EventLoop::start().unwrap();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        event_loop.execute(Box::new(move |_| {
+            for i in 0..2 {
+                let tx = tx.clone();
+                let left = after_round(Box::new(move || tx.send(("after", i)).unwrap()));
+                assert!(left.is_ok());
+            }
+            tx.send(("job", usize::from(in_round()))).unwrap();
+        }));
+        let seen: Vec<_> = (0..3).map(|_| rx.recv().unwrap()).collect();
+        assert_eq!(seen, [("job", 1), ("after", 0), ("after", 1)]);
         drop(event_loop);
     }
 }

@@ -342,9 +342,11 @@ impl Connection {
     /// and the round's end sends everything queued with one `write`
     /// instead of one per request. False when it was not queued.
     fn send_after_round(&self, st: &mut State, request: &Request) -> bool {
+        if !crate::event_loop::in_round() {
+            return false;
+        }
         let parts = request.payload.parts();
-        let len: usize = parts.iter().map(|p| p.len()).sum();
-        if len > ROUND_SEND_MAX || !crate::event_loop::in_round() {
+        if parts.iter().map(|p| p.len()).sum::<usize>() > ROUND_SEND_MAX {
             return false;
         }
         if !st.flush_after_round {
