@@ -22,6 +22,10 @@ typedef struct rawstor_queue rawstor_queue;
 // Room for a UUID's text and its NUL in `rawstor_object_info`.
 #define RAWSTOR_UUID_BUF 40
 
+// Room for any layout text of `rawstor_target_layout` and its NUL
+// (`"replicas:"` and 20 digits at most).
+#define RAWSTOR_LAYOUT_MAX 32
+
 // `rawstor_object_resize` flag: allow the object to shrink.
 #define RAWSTOR_RESIZE_SHRINK 1
 
@@ -221,6 +225,21 @@ int rawstor_object_create_layout(const rawstor *instance,
 //
 // Pointers are valid; `location` has room for `location_len` bytes.
 int rawstor_target_split(const char *target, char *location, size_t location_len, char *uuid);
+
+// Writes how the object at `target` is kept redundant into `layout`
+// (NUL-terminated): `"replicas:N"` or `"ec:K+M"`. On mdt:// that is the
+// layout the MDT recorded; a comma list of N locations is `replicas:N`,
+// one location `replicas:1`. Returns the text's length; `-ENOENT` when
+// there is no such object, `-ERANGE` when `layout_len` is too small
+// (`RAWSTOR_LAYOUT_MAX` always suffices).
+//
+// # Safety
+//
+// Pointers are valid; `layout` has room for `layout_len` bytes.
+int rawstor_target_layout(const rawstor *instance,
+                          const char *target,
+                          char *layout,
+                          size_t layout_len);
 
 // Opens an object.
 //

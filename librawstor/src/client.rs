@@ -450,6 +450,16 @@ impl Instance {
         }
     }
 
+    /// How an object is kept redundant: its record's layout on mdt://, and
+    /// elsewhere `replicas:N` for a list of N locations (1 for one).
+    pub fn layout(&self, target: &Target) -> Result<Layout> {
+        if self.mdt(&target.location)?.is_some() {
+            return Ok(self.object_record(target)?.layout);
+        }
+        self.stat(target)?;
+        Ok(Layout::Replicas(target.location.endpoints().len()))
+    }
+
     /// The record of an object on mdt:// (layout and placement).
     pub fn object_record(&self, target: &Target) -> Result<ObjectRecord> {
         match self.mdt(&target.location)? {

@@ -24,6 +24,9 @@ use crate::uuid::Uuid;
 pub const RAWSTOR_TARGET_MAX: usize = 4096;
 /// Room for a UUID's text and its NUL in `rawstor_object_info`.
 pub const RAWSTOR_UUID_BUF: usize = 40;
+/// Room for any layout text of `rawstor_target_layout` and its NUL
+/// (`"replicas:"` and 20 digits at most).
+pub const RAWSTOR_LAYOUT_MAX: usize = 32;
 /// `rawstor_object_resize` flag: allow the object to shrink.
 pub const RAWSTOR_RESIZE_SHRINK: u32 = 1;
 /// Bytes covered by one checksum; object sizes are multiples of it.
@@ -372,6 +375,39 @@ pub unsafe extern "C" fn rawstor_target_split(
             copy_out(&id, uuid);
         }
         Ok(0)
+    })
+}
+
+/// Writes how the object at `target` is kept redundant into `layout`
+/// (NUL-terminated): `"replicas:N"` or `"ec:K+M"`. On mdt:// that is the
+/// layout the MDT recorded; a comma list of N locations is `replicas:N`,
+/// one location `replicas:1`. Returns the text's length; `-ENOENT` when
+/// there is no such object, `-ERANGE` when `layout_len` is too small
+/// (`RAWSTOR_LAYOUT_MAX` always suffices).
+///
+/// # Safety
+///
+/// Pointers are valid; `layout` has room for `layout_len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rawstor_target_layout(
+    instance: *const Instance,
+    target: *const c_char,
+    layout: *mut c_char,
+    layout_len: usize,
+) -> c_int {
+    call_int(|| {
+        // SAFETY: the caller passes valid pointers.
+        let (instance, target) =
+            unsafe { (arg(instance, "instance")?, arg_str(target, "target")?) };
+        if layout.is_null() {
+            return Err(Error::invalid("layout buffer is NULL"));
+        }
+        let target: Target = target.parse()?;
+        let text = instance.layout(&target)?.to_string();
+        check_room(&text, layout_len, "layout")?;
+        // SAFETY: room checked above.
+        unsafe { copy_out(&text, layout) };
+        Ok(text.len() as i64)
     })
 }
 

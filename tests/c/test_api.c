@@ -210,6 +210,15 @@ static void test_create(rawstor *inst, char *target, size_t target_size)
     CHECK_EQ(strlen(target), strlen(loc) + 1 + 36);
     CHECK_EQ(count_objects(inst, loc), 1);
 
+    /* One location keeps one copy; a missing object has no layout. */
+    char layout[RAWSTOR_LAYOUT_MAX];
+    CHECK_EQ(rawstor_target_layout(inst, target, layout, sizeof(layout)), strlen("replicas:1"));
+    CHECK(strcmp(layout, "replicas:1") == 0);
+    CHECK_EQ(rawstor_target_layout(inst, target, layout, 4), -ERANGE);
+    char missing[RAWSTOR_TARGET_MAX];
+    snprintf(missing, sizeof(missing), "%s/0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b", loc);
+    CHECK_EQ(rawstor_target_layout(inst, missing, layout, sizeof(layout)), -ENOENT);
+
     /* Too small a buffer: -ERANGE and nothing is created. */
     memset(small, 'x', sizeof(small));
     CHECK_EQ(rawstor_object_create(inst, loc, &spec, small, sizeof(small)), -ERANGE);
