@@ -194,6 +194,15 @@ class Client:
         with self.open(target) as obj:
             return obj.info
 
+    def layout(self, target: str) -> str:
+        """How the object at ``target`` is kept redundant: ``"replicas:N"``
+        or ``"ec:K+M"`` (on mdt://, what the MDT recorded; elsewhere N is
+        the number of locations in the target)."""
+        text = ctypes.create_string_buffer(_ffi.LAYOUT_MAX)
+        name = _text(target, "target")
+        check(lib.rawstor_target_layout(self._live(), name, text, _ffi.LAYOUT_MAX))
+        return text.value.decode()
+
     def list_pages(
         self, location: str, *, page_size: int | None = None
     ) -> Iterator[list[ObjectInfo]]:

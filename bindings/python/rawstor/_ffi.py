@@ -26,6 +26,7 @@ LIBRARY_ENV = "RAWSTOR_LIBRARY"
 
 TARGET_MAX = 4096
 UUID_BUF = 40
+LAYOUT_MAX = 32
 RESIZE_SHRINK = 1
 BLOCK_SIZE = 4096
 QUEUE_DEPTH_MAX = 65536
@@ -102,6 +103,10 @@ _SIGNATURES = {
     "rawstor_object_create_layout": (
         ctypes.c_int,
         [_vp, ctypes.c_char_p, _P(CreateSpec), ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t],
+    ),
+    "rawstor_target_layout": (
+        ctypes.c_int,
+        [_vp, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t],
     ),
     "rawstor_object_open": (ctypes.c_int, [_vp, ctypes.c_char_p, _P(_vp)]),
     "rawstor_object_close": (ctypes.c_int, [_vp]),

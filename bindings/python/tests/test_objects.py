@@ -33,6 +33,7 @@ def test_create_returns_a_target_that_opens_with_the_asked_layout(client, locati
 def test_create_on_mdt_with_the_asked_redundancy(client, module_cluster, redundancy):
     layout = rawstor.Layout(chunk_size="1M", redundancy=redundancy)
     target = client.create(module_cluster.location, "8M", layout=layout)
+    assert client.layout(target) == redundancy
     shown = subprocess.run([CLI, "info", target], capture_output=True, text=True, check=True).stdout
     assert f"layout: {redundancy}\n" in shown
     data = os.urandom(3 * MB)
@@ -55,6 +56,24 @@ def test_a_redundancy_the_cluster_cannot_give_is_refused(
     layout = rawstor.Layout(redundancy=redundancy)
     with pytest.raises(error, match=message):
         client.create(module_cluster.location, "8M", layout=layout)
+
+
+def test_layout_says_how_each_kind_of_object_is_kept(request, client, obj):
+    kind = request.node.callspec.params["obj"]
+    expected = {
+        "file": "replicas:1",
+        "ost": "replicas:1",
+        "mirror": "replicas:2",
+        "mdt": "replicas:3",
+        "ec": "ec:2+1",
+    }[kind]
+    assert client.layout(obj.target) == expected
+
+
+def test_layout_of_a_missing_object_is_file_not_found(client, module_osts):
+    missing = rawstor.target_of(module_osts[0].location, "0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b")
+    with pytest.raises(FileNotFoundError):
+        client.layout(missing)
 
 
 def test_a_redundancy_needs_an_mdt_location(client, module_osts):
