@@ -4,7 +4,7 @@
 # and a VM that boots under TCG from a rawstor disk, reads what the host
 # put there, writes a pattern, syncs and powers off. Each runs over
 # file://, ost://, a mirror over two rawstor-ost, and mdt:// (replicas:3
-# placed by a rawstor-mdt).
+# placed by a rawstor-mdt); the VM also boots from an ec:2+1 disk.
 #   tests/qemu.sh RAWSTOR_CLI QEMU_BIN_DIR VM_ASSETS [--vm-only]
 set -euo pipefail
 RAWSTOR=$(realpath "${1:-target/release/rawstor}")
@@ -177,11 +177,12 @@ INIT
     (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$WORK/initramfs.gz"
 }
 
-vm_boot() {
-    local location=$1 iothread=$2 kind target console seed
+vm_boot() { # LOCATION IOTHREAD [LAYOUT]
+    local location=$1 iothread=$2 layout=${3:-} kind target console seed
     kind=$(kind_of "$location")
+    [[ -n $layout ]] && kind="mdt:// $layout"
     [[ -n $iothread ]] && kind="$kind (iothread)"
-    target=$($RAWSTOR create "$location" --size 64M --chunk-size 1M)
+    target=$($RAWSTOR create "$location" --size 64M --chunk-size 1M ${layout:+--layout "$layout"})
     head -c $MB /dev/urandom >"$WORK/seed"
     seed=$(md5sum <"$WORK/seed" | cut -d' ' -f1)
     # The seed goes to offset 1 MiB: import writes from 0, so write 2 MiB.
@@ -235,6 +236,9 @@ for location in "${locations[@]}"; do
     vm_boot "$location" ""
 done
 vm_boot "ost://$OST_A" iothread
+# An erasure-coded disk: the guest's reads and writes go through ec:2+1
+# (read-modify-writes of partial stripes included).
+vm_boot "mdt://$MDT_ADDR" "" ec:2+1
 
 if ((fails)); then
     echo "$fails qemu check(s) failed"
