@@ -8,7 +8,9 @@
 #   space is freed, writes go through again;
 # - replicas:3 and ec:4+2 with one OST's disk full: writes go on (that
 #   copy or shard is recorded stale), reads verify, and repair rebuilds it
-#   once space is back;
+#   once space is back (it says why it cannot before); with every OST's
+#   disk full, a write fails with ENOSPC, marks nothing stale, and every
+#   block reads back as it was or as written;
 # - the MDT's disk full: reads go on, a writer is told why it cannot take
 #   the lease, and can once space is back.
 #   tests/full.sh RAWSTOR_CLI FIO_ENGINE
