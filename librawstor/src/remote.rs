@@ -311,25 +311,7 @@ impl RemoteObject {
         self.epoch.store(epoch, Ordering::Release);
         let (name, uuid) = (self.connection.name().to_string(), self.uuid);
         let done: Done = Box::new(move |result| {
-            finish(result.and_then(|reply| {
-                let fence = <[u8; 8]>::try_from(reply.as_slice())
-                    .map(u64::from_le_bytes)
-                    .map_err(|_| {
-                        Error::new(
-                            libc::EPROTO,
-                            format!("{name}: fence reply of {} bytes", reply.len()),
-                        )
-                    })?;
-                if fence > epoch {
-                    return Err(Error::new(
-                        libc::ENOLCK,
-                        format!(
-                            "object {uuid}: another writer took over (its lease epoch {fence}; this writer's {epoch})"
-                        ),
-                    ));
-                }
-                Ok(0)
-            }))
+            finish(result.and_then(|reply| fenced(&name, uuid, epoch, &reply)))
         });
         let mut request = Request::new(Opcode::Fence, self.uuid, 0, 0, done);
         request.header.epoch = epoch;
@@ -478,6 +460,58 @@ impl RemoteObject {
                 libc::EPROTO,
                 format!("{}: block status reply: {e}", self.connection.name()),
             )),
+        }
+    }
+}
+
+/// What a Fence reply says for a writer with lease `epoch`: the fence the
+/// server now has (8 bytes, little-endian) must not be above `epoch`.
+/// `ENOLCK` when a newer writer fenced the object; `EPROTO` for a reply
+/// that is not 8 bytes.
+fn fenced(server: &str, uuid: Uuid, epoch: u64, reply: &[u8]) -> Result<u64> {
+    let fence = <[u8; 8]>::try_from(reply)
+        .map(u64::from_le_bytes)
+        .map_err(|_| {
+            Error::new(
+                libc::EPROTO,
+                format!("{server}: fence reply of {} bytes", reply.len()),
+            )
+        })?;
+    if fence > epoch {
+        return Err(Error::new(
+            libc::ENOLCK,
+            format!(
+                "object {uuid}: another writer took over (its lease epoch {fence}; this writer's {epoch})"
+            ),
+        ));
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fence_reply_is_eight_bytes_at_most_the_writers_epoch() {
+        let uuid = Uuid::new_v7();
+        let at = |fence: u64| fence.to_le_bytes();
+        assert_eq!(fenced("ost://a:1", uuid, 5, &at(5)).unwrap(), 0);
+        assert_eq!(fenced("ost://a:1", uuid, 5, &at(3)).unwrap(), 0);
+        let newer = fenced("ost://a:1", uuid, 5, &at(7)).unwrap_err();
+        assert_eq!(newer.errno(), libc::ENOLCK);
+        assert!(
+            newer
+                .to_string()
+                .contains("its lease epoch 7; this writer's 5")
+        );
+        for bad in [&[][..], &[1, 2, 3][..], &[0; 9][..]] {
+            let err = fenced("ost://a:1", uuid, 5, bad).unwrap_err();
+            assert_eq!(err.errno(), libc::EPROTO);
+            assert!(
+                err.to_string()
+                    .contains(&format!("fence reply of {} bytes", bad.len()))
+            );
         }
     }
 }
