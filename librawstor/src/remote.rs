@@ -311,7 +311,7 @@ impl RemoteObject {
         self.epoch.store(epoch, Ordering::Release);
         let (name, uuid) = (self.connection.name().to_string(), self.uuid);
         let done: Done = Box::new(move |result| {
-            finish(result.and_then(|reply| fenced(&name, uuid, epoch, &reply)))
+            finish(result.and_then(|reply| fenced(&name, uuid, epoch, &reply).map(|()| 0)))
         });
         let mut request = Request::new(Opcode::Fence, self.uuid, 0, 0, done);
         request.header.epoch = epoch;
@@ -468,7 +468,7 @@ impl RemoteObject {
 /// server now has (8 bytes, little-endian) must not be above `epoch`.
 /// `ENOLCK` when a newer writer fenced the object; `EPROTO` for a reply
 /// that is not 8 bytes.
-fn fenced(server: &str, uuid: Uuid, epoch: u64, reply: &[u8]) -> Result<u64> {
+fn fenced(server: &str, uuid: Uuid, epoch: u64, reply: &[u8]) -> Result<()> {
     let fence = <[u8; 8]>::try_from(reply)
         .map(u64::from_le_bytes)
         .map_err(|_| {
@@ -485,7 +485,7 @@ fn fenced(server: &str, uuid: Uuid, epoch: u64, reply: &[u8]) -> Result<u64> {
             ),
         ));
     }
-    Ok(0)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -496,8 +496,8 @@ mod tests {
     fn a_fence_reply_is_eight_bytes_at_most_the_writers_epoch() {
         let uuid = Uuid::new_v7();
         let at = |fence: u64| fence.to_le_bytes();
-        assert_eq!(fenced("ost://a:1", uuid, 5, &at(5)).unwrap(), 0);
-        assert_eq!(fenced("ost://a:1", uuid, 5, &at(3)).unwrap(), 0);
+        assert!(fenced("ost://a:1", uuid, 5, &at(5)).is_ok());
+        assert!(fenced("ost://a:1", uuid, 5, &at(3)).is_ok());
         let newer = fenced("ost://a:1", uuid, 5, &at(7)).unwrap_err();
         assert_eq!(newer.errno(), libc::ENOLCK);
         assert!(
