@@ -99,6 +99,9 @@ pub fn listen(
         eprintln!("{program}: cannot listen on {bind}: {e}");
         ExitCode::from(69)
     })?;
+    // Connections accepted from it inherit it, and replies to reads
+    // carry most of the bytes.
+    crate::sys::avoid_pacing(&listener);
     let os_error = |what: &str, e: io::Error| {
         eprintln!("{program}: {what}: {e}");
         ExitCode::from(71)

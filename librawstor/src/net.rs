@@ -827,7 +827,7 @@ fn connect_blocking(
     let mut last = None;
     let mut stream = None;
     for sa in &addrs {
-        match std::net::TcpStream::connect_timeout(sa, timeout) {
+        match crate::sys::connect_unpaced(sa, timeout) {
             Ok(s) => {
                 stream = Some(s);
                 break;

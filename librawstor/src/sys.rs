@@ -3,9 +3,11 @@
 
 use std::fs::File;
 use std::io;
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 /// Runs a libc call, turning `-1` into the thread's `errno`.
 macro_rules! syscall {
@@ -108,6 +110,166 @@ fn seek(file: &File, offset: u64, whence: libc::c_int) -> io::Result<Option<u64>
 /// Makes a directory entry (a rename or create inside `dir`) durable.
 pub fn fsync_dir(dir: &std::path::Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// The TCP congestion control of `socket` (`cubic`, `bbr`, ...).
+pub fn congestion_control(socket: &impl AsRawFd) -> io::Result<String> {
+    let mut name = [0u8; 16]; // TCP_CA_NAME_MAX
+    let mut len = name.len() as libc::socklen_t;
+    // `name` is writable for `len` bytes; the kernel stores the length.
+    syscall!(getsockopt(
+        socket.as_raw_fd(),
+        libc::IPPROTO_TCP,
+        libc::TCP_CONGESTION,
+        name.as_mut_ptr().cast(),
+        &mut len,
+    ))?;
+    let name = &name[..(len as usize).min(name.len())];
+    let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    Ok(String::from_utf8_lossy(&name[..end]).into_owned())
+}
+
+/// Sets the TCP congestion control of `socket`.
+pub fn set_congestion_control(socket: &impl AsRawFd, name: &str) -> io::Result<()> {
+    // `name` is readable for its length (no NUL needed).
+    syscall!(setsockopt(
+        socket.as_raw_fd(),
+        libc::IPPROTO_TCP,
+        libc::TCP_CONGESTION,
+        name.as_ptr().cast(),
+        name.len() as libc::socklen_t,
+    ))?;
+    Ok(())
+}
+
+/// Keeps a storage connection's sends unpaced: when the system's default
+/// congestion control is BBR, which (without an fq qdisc) arms a kernel
+/// timer for every burst it sends, the socket gets `cubic`, or `reno`
+/// where `cubic` is not permitted (both are on every Linux, and `reno` is
+/// always allowed). On loopback, BBR's pacing cost 1 MiB writes a fifth
+/// of their throughput (BENCHMARKS.md). Any other choice of the
+/// administrator is kept. Returns the congestion control the socket ends
+/// with; best effort, as the connection works with any.
+///
+/// It must be called before the connection is established: on a
+/// listening socket (accepted connections inherit it) or through
+/// [`connect_unpaced`]. BBR turns pacing on when a connection is
+/// established, and a congestion control set afterwards keeps it on.
+pub fn avoid_pacing(socket: &impl AsRawFd) -> Option<String> {
+    let current = congestion_control(socket).ok()?;
+    if !current.starts_with("bbr") {
+        return Some(current);
+    }
+    for name in ["cubic", "reno"] {
+        if set_congestion_control(socket, name).is_ok() {
+            return Some(name.to_string());
+        }
+    }
+    Some(current)
+}
+
+/// Connects to `addr` within `timeout`, with [`avoid_pacing`] applied
+/// before the connection is established. A connection the peer refuses
+/// or that does not answer in time is the OS error (`ECONNREFUSED`,
+/// `ETIMEDOUT`, ...).
+pub fn connect_unpaced(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let domain = match addr {
+        SocketAddr::V4(_) => libc::AF_INET,
+        SocketAddr::V6(_) => libc::AF_INET6,
+    };
+    let kind = libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
+    let fd = syscall!(socket(domain, kind, 0))?;
+    // SAFETY: socket returned a fresh descriptor that nothing else owns.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    avoid_pacing(&socket);
+    let (raw, len) = socket_address(addr);
+    // `raw` holds a sockaddr of `len` bytes for the socket's family.
+    match syscall!(connect(
+        fd,
+        (&raw as *const libc::sockaddr_storage).cast(),
+        len
+    )) {
+        Ok(_) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => wait_connected(fd, timeout)?,
+        Err(e) => return Err(e),
+    }
+    let flags = syscall!(fcntl(fd, libc::F_GETFL))?;
+    syscall!(fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK))?;
+    Ok(TcpStream::from(socket))
+}
+
+/// `addr` as a `sockaddr_storage` and its length.
+fn socket_address(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut raw: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than, and aligned for, sockaddr_in.
+            unsafe { std::ptr::write((&mut raw as *mut libc::sockaddr_storage).cast(), sin) };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than, and aligned for, sockaddr_in6.
+            unsafe { std::ptr::write((&mut raw as *mut libc::sockaddr_storage).cast(), sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (raw, len as libc::socklen_t)
+}
+
+/// Waits for a non-blocking connect on `fd` to finish within `timeout`.
+fn wait_connected(fd: RawFd, timeout: Duration) -> io::Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::from_raw_os_error(libc::ETIMEDOUT));
+        }
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+        // `pfd` is one valid pollfd.
+        match syscall!(poll(&mut pfd, 1, ms)) {
+            Ok(0) => {}
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut err: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // `err` is writable for `len` bytes.
+    syscall!(getsockopt(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_ERROR,
+        (&mut err as *mut libc::c_int).cast(),
+        &mut len,
+    ))?;
+    match err {
+        0 => Ok(()),
+        errno => Err(io::Error::from_raw_os_error(errno)),
+    }
 }
 
 /// A non-blocking eventfd: readable while its counter is non-zero.
@@ -232,6 +394,67 @@ impl Drop for MappedWords {
 mod tests {
     use super::*;
     use std::sync::atomic::Ordering;
+
+    #[test]
+    fn a_paced_connection_gets_an_unpaced_congestion_control() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        assert!(!congestion_control(&stream).unwrap().is_empty());
+        if set_congestion_control(&stream, "bbr").is_ok() {
+            assert_eq!(congestion_control(&stream).unwrap(), "bbr");
+            let chosen = avoid_pacing(&stream).unwrap();
+            assert!(chosen == "cubic" || chosen == "reno", "{chosen}");
+            assert_eq!(congestion_control(&stream).unwrap(), chosen);
+        }
+        // Anything else is left alone.
+        set_congestion_control(&stream, "reno").unwrap();
+        assert_eq!(avoid_pacing(&stream).as_deref(), Some("reno"));
+        assert_eq!(congestion_control(&stream).unwrap(), "reno");
+        assert!(set_congestion_control(&stream, "no-such-control").is_err());
+    }
+
+    #[test]
+    fn accepted_connections_inherit_the_listeners_congestion_control() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        set_congestion_control(&listener, "reno").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = connect_unpaced(&addr, Duration::from_secs(5)).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        assert_eq!(congestion_control(&accepted).unwrap(), "reno");
+        assert!(!congestion_control(&client).unwrap().starts_with("bbr"));
+        // The connected stream is blocking and carries bytes both ways.
+        use std::io::{Read, Write};
+        (&client).write_all(b"ping").unwrap();
+        let mut got = [0u8; 4];
+        (&accepted).read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"ping");
+    }
+
+    #[test]
+    fn connecting_to_nothing_is_refused_and_to_a_full_backlog_times_out() {
+        let addr = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap()
+        };
+        let err = connect_unpaced(&addr, Duration::from_secs(5)).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ECONNREFUSED));
+        // A listener that never accepts, with room for one connection
+        // waiting: the SYNs after it are dropped, never answered.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        syscall!(listen(listener.as_raw_fd(), 0)).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut waiting = Vec::new();
+        let started = std::time::Instant::now();
+        let err = loop {
+            match connect_unpaced(&addr, Duration::from_millis(300)) {
+                Ok(stream) => waiting.push(stream),
+                Err(err) => break err,
+            }
+            assert!(waiting.len() < 8, "the backlog never filled");
+        };
+        assert_eq!(err.raw_os_error(), Some(libc::ETIMEDOUT), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
 
     #[test]
     fn eventfd_readable_only_while_signalled() {
