@@ -408,10 +408,18 @@ impl Server {
             if read_full(&mut reader, &mut payload).ok() != Some(true) {
                 break; // disconnected mid-frame: nothing of it is applied
             }
-            if let Err(err) = header.check_payload(&payload) {
-                replier.send(&Reply::error(&header, err.errno(), &err.to_string()));
-                continue;
-            }
+            let checked = if whole_blocks(&header) {
+                header.check_payload_blocks(&payload).map(Some)
+            } else {
+                header.check_payload(&payload).map(|()| None)
+            };
+            let crcs = match checked {
+                Ok(crcs) => crcs,
+                Err(err) => {
+                    replier.send(&Reply::error(&header, err.errno(), &err.to_string()));
+                    continue;
+                }
+            };
             if header.is_reply() {
                 replier.send(&Reply::error(
                     &header,
@@ -445,7 +453,7 @@ impl Server {
                     break;
                 }
                 (op, Some(session)) if inline(op, &header) => {
-                    let reply = self.execute(session, op, &header, &payload);
+                    let reply = self.execute(session, op, &header, &payload, crcs.as_deref());
                     self.buffers.give(payload);
                     batch.extend_from_slice(&reply.header.encode());
                     batch.extend_from_slice(&reply.payload);
@@ -456,7 +464,7 @@ impl Server {
                     let server = Arc::clone(self);
                     let replier = Arc::clone(&replier);
                     let job: Job = Box::new(move || {
-                        let reply = server.execute(session, op, &header, &payload);
+                        let reply = server.execute(session, op, &header, &payload, crcs.as_deref());
                         server.buffers.give(payload);
                         replier.send(&reply);
                         replier.end();
@@ -509,9 +517,18 @@ impl Server {
     }
 
     /// Runs one request; mutations go through the session's memory.
-    fn execute(&self, session: u64, op: Opcode, header: &Header, payload: &[u8]) -> Reply {
+    /// Runs a request; `crcs` are the crc32s of its payload's 4 KiB
+    /// blocks when it is a write of whole blocks.
+    fn execute(
+        &self,
+        session: u64,
+        op: Opcode,
+        header: &Header,
+        payload: &[u8],
+        crcs: Option<&[u32]>,
+    ) -> Reply {
         if !op.mutates() || session == 0 {
-            return Reply::from_result(header, self.run(op, header, payload));
+            return Reply::from_result(header, self.run(op, header, payload, crcs));
         }
         let key = (session, header.request_id);
         if let Some((status, message)) = self.dedup.begin(key) {
@@ -521,12 +538,18 @@ impl Server {
                 payload: message,
             };
         }
-        let reply = Reply::from_result(header, self.run(op, header, payload));
+        let reply = Reply::from_result(header, self.run(op, header, payload, crcs));
         self.dedup.finish(key, reply.header.status, &reply.payload);
         reply
     }
 
-    fn run(&self, op: Opcode, header: &Header, payload: &[u8]) -> Result<Vec<u8>, Error> {
+    fn run(
+        &self,
+        op: Opcode,
+        header: &Header,
+        payload: &[u8],
+        crcs: Option<&[u32]>,
+    ) -> Result<Vec<u8>, Error> {
         let uuid = header.uuid();
         match op {
             Opcode::Hello => Err(Error::new(libc::EPROTO, "Hello was already done")),
@@ -552,7 +575,10 @@ impl Server {
                 }
                 let object = self.object(uuid)?;
                 let _admitted = object.admit(header.epoch)?;
-                object.write(header.offset, payload)?;
+                match crcs {
+                    Some(crcs) => object.write_blocks(header.offset, payload, crcs)?,
+                    None => object.write(header.offset, payload)?,
+                }
                 if header.flags & FLAG_FUA != 0 {
                     object.flush()?;
                 }
@@ -671,6 +697,18 @@ fn refuse(mut stream: TcpStream) {
 }
 
 /// Whether a request runs on the connection's own thread.
+/// Whether a frame is a write request of whole store blocks, whose
+/// payload is checked by its blocks' crcs (which then seal them).
+fn whole_blocks(header: &Header) -> bool {
+    let block = rawstor::store::BLOCK_SIZE;
+    header.op() == Some(Opcode::Write)
+        && !header.is_reply()
+        && header.payload_len > 0
+        && u64::from(header.payload_len) == header.length
+        && header.length % block == 0
+        && header.offset % block == 0
+}
+
 fn inline(op: Opcode, header: &Header) -> bool {
     match op {
         Opcode::Read => header.length <= INLINE_MAX,

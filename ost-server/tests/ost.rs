@@ -387,6 +387,17 @@ fn bad_frames_get_error_replies_and_change_nothing() {
         );
     };
     expect(&mut raw, 8, -libc::EBADMSG);
+    // A byte changed in transit in the third of four blocks (a write of
+    // whole blocks is checked by its blocks' crcs), and in an unaligned
+    // write: both refused.
+    for (id, offset, len, flip) in [(16, 8192, 16384, 9000), (17, 100, 5000, 4500)] {
+        let mut bytes = pattern(3, 3, len);
+        let header =
+            Header::request(Opcode::Write, id, uuid, offset, len as u64).with_payload(&bytes);
+        bytes[flip] ^= 1;
+        raw.send(header, &bytes);
+        expect(&mut raw, id, -libc::EBADMSG);
+    }
     let mut unknown = Header::request(Opcode::Stat, 9, uuid, 0, 0);
     unknown.opcode = 99;
     raw.send(unknown, &[]);

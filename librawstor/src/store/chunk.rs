@@ -237,13 +237,23 @@ impl Chunk {
         Ok(())
     }
 
-    /// Seals then writes whole blocks; the caller holds `write_lock`.
-    fn write_blocks_locked(&self, first_block: u64, data: &[u8]) -> Result<()> {
+    /// Seals then writes whole blocks, with their crc32s when the caller
+    /// has them; the caller holds `write_lock`.
+    fn write_blocks_locked(
+        &self,
+        first_block: u64,
+        data: &[u8],
+        crcs: Option<&[u32]>,
+    ) -> Result<()> {
         let entries = self.entries(first_block, (data.len() / BLOCK) as u64);
         let before: Vec<u64> = entries.iter().map(|e| e.load(Ordering::Acquire)).collect();
-        for (block, entry) in data.chunks_exact(BLOCK).zip(entries) {
+        for (i, (block, entry)) in data.chunks_exact(BLOCK).zip(entries).enumerate() {
             let (_, newest) = unpack(entry.load(Ordering::Acquire));
-            entry.store(pack(newest, seal(block)), Ordering::Release);
+            let seal = match crcs {
+                Some(crcs) => crcs[i] ^ zero_block_crc(),
+                None => seal(block),
+            };
+            entry.store(pack(newest, seal), Ordering::Release);
         }
         self.dirty.store(true, Ordering::Release);
         let mut offset = first_block * BLOCK_SIZE;
@@ -309,7 +319,7 @@ impl Chunk {
         let first = offset / BLOCK_SIZE;
         let _guard = self.write_lock.lock();
         if offset % BLOCK_SIZE == 0 && len % BLOCK_SIZE == 0 {
-            return self.write_blocks_locked(first, data);
+            return self.write_blocks_locked(first, data, None);
         }
         let last = (offset + len - 1) / BLOCK_SIZE;
         let mut whole = vec![0u8; ((last - first + 1) * BLOCK_SIZE) as usize];
@@ -322,7 +332,25 @@ impl Chunk {
             self.read_block_locked(last, &mut whole[tail..])?;
         }
         whole[skip..skip + data.len()].copy_from_slice(data);
-        self.write_blocks_locked(first, &whole)
+        self.write_blocks_locked(first, &whole, None)
+    }
+
+    /// Writes whole blocks at `offset` (a block boundary, relative to the
+    /// chunk) whose crc32s the caller has computed, one per block.
+    pub fn write_blocks(&self, offset: u64, data: &[u8], crcs: &[u32]) -> Result<()> {
+        assert!(
+            offset % BLOCK_SIZE == 0 && data.len() == crcs.len() * BLOCK,
+            "whole blocks, one crc each"
+        );
+        assert!(
+            offset + data.len() as u64 <= self.blocks * BLOCK_SIZE,
+            "write inside the chunk"
+        );
+        if data.is_empty() {
+            return Ok(());
+        }
+        let _guard = self.write_lock.lock();
+        self.write_blocks_locked(offset / BLOCK_SIZE, data, Some(crcs))
     }
 
     /// Makes `[offset, offset + len)` read as zeros, freeing whole blocks.
