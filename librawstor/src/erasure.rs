@@ -301,7 +301,14 @@ const STEP_BYTES: u64 = 1 << 20;
 const ZERO_BYTES: usize = 1 << 20;
 
 /// The RawBufs covering `len` bytes at `pos` into `bufs`.
-fn slice_bufs(bufs: &[RawBuf], mut pos: u64, mut len: u64, out: &mut Vec<RawBuf>) {
+fn slice_bufs(bufs: &[RawBuf], pos: u64, len: u64, out: &mut Vec<RawBuf>) {
+    for_pieces(bufs, pos, len, |piece, _| out.push(piece));
+}
+
+/// Calls `f` with each piece of `bufs` covering `len` bytes at `pos`, and
+/// the piece's position from `pos`.
+fn for_pieces(bufs: &[RawBuf], mut pos: u64, mut len: u64, mut f: impl FnMut(RawBuf, usize)) {
+    let mut done = 0;
     for b in bufs {
         if len == 0 {
             break;
@@ -312,11 +319,13 @@ fn slice_bufs(bufs: &[RawBuf], mut pos: u64, mut len: u64, out: &mut Vec<RawBuf>
             continue;
         }
         let n = (blen - pos).min(len);
-        out.push(RawBuf {
+        let piece = RawBuf {
             // SAFETY: pos < b.len, so the pointer stays inside the buffer.
             ptr: unsafe { b.ptr.add(pos as usize) },
             len: n as usize,
-        });
+        };
+        f(piece, done);
+        done += n as usize;
         len -= n;
         pos = 0;
     }
@@ -324,26 +333,18 @@ fn slice_bufs(bufs: &[RawBuf], mut pos: u64, mut len: u64, out: &mut Vec<RawBuf>
 
 /// Copies `data` into `bufs` at `pos`.
 fn scatter(bufs: &[RawBuf], pos: u64, data: &[u8]) {
-    let mut parts = Vec::new();
-    slice_bufs(bufs, pos, data.len() as u64, &mut parts);
-    let mut at = 0;
-    for p in parts {
+    for_pieces(bufs, pos, data.len() as u64, |p, at| {
         // SAFETY: the caller lends `bufs` writable for the operation.
         unsafe { std::ptr::copy_nonoverlapping(data[at..].as_ptr(), p.ptr, p.len) };
-        at += p.len;
-    }
+    });
 }
 
 /// Copies from `bufs` at `pos` into `out`.
 fn gather(bufs: &[RawBuf], pos: u64, out: &mut [u8]) {
-    let mut parts = Vec::new();
-    slice_bufs(bufs, pos, out.len() as u64, &mut parts);
-    let mut at = 0;
-    for p in parts {
+    for_pieces(bufs, pos, out.len() as u64, |p, at| {
         // SAFETY: the caller lends `bufs` readable for the operation.
         unsafe { std::ptr::copy_nonoverlapping(p.ptr, out[at..].as_mut_ptr(), p.len) };
-        at += p.len;
-    }
+    });
 }
 
 /// A buffer lent to a shard read (it must outlive the read's wait).
