@@ -481,7 +481,7 @@ fn fenced(server: &str, uuid: Uuid, epoch: u64, reply: &[u8]) -> Result<()> {
         return Err(Error::new(
             libc::ENOLCK,
             format!(
-                "object {uuid}: another writer took over (its lease epoch {fence}; this writer's {epoch})"
+                "{server}: object {uuid}: another writer took over (its lease epoch {fence}; this writer's {epoch})"
             ),
         ));
     }
@@ -491,6 +491,93 @@ fn fenced(server: &str, uuid: Uuid, epoch: u64, reply: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event_loop::EventLoop;
+    use crate::wire::{self, Header, Stat, Welcome};
+    use std::io::{Read, Write};
+
+    /// A server that speaks the protocol but answers a Fence with
+    /// `fence_reply` (status 0): a misbehaving or newer OST.
+    fn misbehaving_server(fence_reply: Vec<u8>) -> (String, std::thread::JoinHandle<()>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut head = [0u8; wire::HEADER_LEN];
+            while stream.read_exact(&mut head).is_ok() {
+                let header = Header::decode(&head).unwrap();
+                let mut payload = vec![0u8; header.payload_len as usize];
+                stream.read_exact(&mut payload).unwrap();
+                let answer = match header.op() {
+                    Some(Opcode::Hello) => Welcome {
+                        version: wire::VERSION.into(),
+                        capabilities: 0,
+                        max_payload: wire::MAX_PAYLOAD,
+                        store_id: Uuid::from_bytes([9; 16]),
+                    }
+                    .encode(),
+                    Some(Opcode::Stat) => Stat {
+                        size: 1 << 20,
+                        chunk_size: 1 << 20,
+                        block_size: 4096,
+                        marks: Default::default(),
+                    }
+                    .encode(),
+                    Some(Opcode::Fence) => fence_reply.clone(),
+                    other => panic!("unexpected request {other:?}"),
+                };
+                let reply = header.reply(0).with_payload(&answer);
+                stream.write_all(&reply.encode()).unwrap();
+                stream.write_all(&answer).unwrap();
+            }
+        });
+        (addr, server)
+    }
+
+    #[test]
+    fn a_malformed_fence_reply_from_a_server_fails_the_fence() {
+        for (reply, errno, says) in [
+            (vec![1, 2, 3], libc::EPROTO, "fence reply of 3 bytes"),
+            (vec![], libc::EPROTO, "fence reply of 0 bytes"),
+            (
+                9u64.to_le_bytes().to_vec(),
+                libc::ENOLCK,
+                "its lease epoch 9; this writer's 5",
+            ),
+            (5u64.to_le_bytes().to_vec(), 0, ""),
+        ] {
+            let (addr, server) = misbehaving_server(reply);
+            let event_loop = EventLoop::start().unwrap();
+            let timeout = std::time::Duration::from_secs(5);
+            let connection = Connection::connect(
+                "ost",
+                &addr,
+                timeout,
+                1,
+                7,
+                event_loop.handle(),
+                event_loop.token(),
+            )
+            .unwrap();
+            let object = RemoteObject::open(Arc::clone(&connection), Uuid::new_v7()).unwrap();
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            object.fence(5, Box::new(move |result| tx.send(result).unwrap()));
+            let result = rx.recv_timeout(timeout).expect("the fence completes");
+            match errno {
+                0 => assert_eq!(result.unwrap(), 0),
+                _ => {
+                    let err = result.unwrap_err();
+                    assert_eq!(err.errno(), errno, "{err}");
+                    assert!(err.to_string().contains(says), "{err}");
+                    // Which server said so.
+                    assert!(err.to_string().contains(&format!("ost://{addr}")), "{err}");
+                }
+            }
+            drop(object);
+            drop(connection);
+            drop(event_loop);
+            let _ = server.join();
+        }
+    }
 
     #[test]
     fn a_fence_reply_is_eight_bytes_at_most_the_writers_epoch() {
