@@ -431,6 +431,19 @@ mod tests {
     }
 
     #[test]
+    fn connects_over_ipv6_too() {
+        // A host without IPv6 loopback has nothing to test here.
+        let Ok(listener) = std::net::TcpListener::bind("[::1]:0") else {
+            return;
+        };
+        let client =
+            connect_unpaced(&listener.local_addr().unwrap(), Duration::from_secs(5)).unwrap();
+        let (accepted, from) = listener.accept().unwrap();
+        assert_eq!(from, client.local_addr().unwrap());
+        assert_eq!(accepted.peer_addr().unwrap(), client.local_addr().unwrap());
+    }
+
+    #[test]
     fn connecting_to_nothing_is_refused_and_to_a_full_backlog_times_out() {
         let addr = {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
