@@ -64,8 +64,12 @@ fn codec_error(err: reed_solomon_simd::Error) -> Error {
     Error::new(libc::EINVAL, format!("Reed-Solomon: {err}"))
 }
 
+/// Data shards, parity shards and shard bytes an encoder is set up for.
+type Shape = (usize, usize, usize);
+
 thread_local! {
-    static ENCODER: RefCell<Option<ReedSolomonEncoder>> = const { RefCell::new(None) };
+    /// The thread's encoder and the shape it is set up for.
+    static ENCODER: RefCell<Option<(ReedSolomonEncoder, Shape)>> = const { RefCell::new(None) };
     static DECODER: RefCell<Option<ReedSolomonDecoder>> = const { RefCell::new(None) };
 }
 
@@ -95,24 +99,51 @@ impl Codec {
         use_parity: impl FnOnce(&[&[u8]]) -> R,
     ) -> Result<R> {
         let len = data.first().map_or(0, |d| d.len());
+        let shape = (self.data, self.parity, len);
         ENCODER.with_borrow_mut(|slot| {
             let encoder = match slot {
-                Some(encoder) => {
+                // An encoder is ready for more of the same after each
+                // encode: only another shape needs a reset.
+                Some((encoder, current)) if *current == shape => encoder,
+                Some((encoder, current)) => {
                     encoder
                         .reset(self.data, self.parity, len)
                         .map_err(codec_error)?;
+                    *current = shape;
                     encoder
                 }
-                None => slot.insert(
-                    ReedSolomonEncoder::new(self.data, self.parity, len).map_err(codec_error)?,
-                ),
+                None => {
+                    let encoder = ReedSolomonEncoder::new(self.data, self.parity, len)
+                        .map_err(codec_error)?;
+                    &mut slot.insert((encoder, shape)).0
+                }
             };
-            for shard in data {
-                encoder.add_original_shard(shard).map_err(codec_error)?;
+            let added = data
+                .iter()
+                .try_for_each(|shard| encoder.add_original_shard(shard));
+            if let Err(err) = added {
+                // The next encode starts from a new encoder.
+                *slot = None;
+                return Err(codec_error(err));
             }
-            let result = encoder.encode().map_err(codec_error)?;
-            let parity: Vec<&[u8]> = result.recovery_iter().collect();
-            Ok(use_parity(&parity))
+            // Dropping the result readies the encoder for the next one.
+            let failed = match encoder.encode() {
+                Ok(result) => {
+                    // Up to 8 parity shards without an allocation per encode.
+                    let mut few: [&[u8]; 8] = [&[]; 8];
+                    if self.parity <= few.len() {
+                        for (slot, shard) in few.iter_mut().zip(result.recovery_iter()) {
+                            *slot = shard;
+                        }
+                        return Ok(use_parity(&few[..self.parity]));
+                    }
+                    let parity: Vec<&[u8]> = result.recovery_iter().collect();
+                    return Ok(use_parity(&parity));
+                }
+                Err(err) => err,
+            };
+            *slot = None;
+            Err(codec_error(failed))
         })
     }
 
@@ -1629,6 +1660,29 @@ mod tests {
                 assert_eq!(&w[half.clone()], p.as_slice());
             }
         }
+    }
+
+    #[test]
+    fn a_failed_encode_leaves_the_next_one_right() {
+        let codec = Codec::new(4, 2).unwrap();
+        let data: Vec<Vec<u8>> = (0..4).map(|j| pattern(4096, j as u8)).collect();
+        let refs: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
+        let parity = |refs: &[&[u8]]| {
+            codec.encode_with(refs, |p| p.iter().map(|s| s.to_vec()).collect::<Vec<_>>())
+        };
+        let good = parity(&refs).unwrap();
+        assert_eq!(good.len(), 2);
+        // Too few shards, then shards of two sizes: refused.
+        assert!(parity(&refs[..3]).is_err());
+        let short = [refs[0], refs[1], refs[2], &refs[3][..2048]];
+        assert!(parity(&short).is_err());
+        // The thread's encoder starts over: same parity as before, and
+        // again for another shard size and back.
+        assert_eq!(parity(&refs).unwrap(), good);
+        let halves: Vec<&[u8]> = refs.iter().map(|r| &r[..2048]).collect();
+        let half = parity(&halves).unwrap();
+        assert_eq!(half[0], good[0][..2048], "position-wise");
+        assert_eq!(parity(&refs).unwrap(), good);
     }
 
     #[test]
