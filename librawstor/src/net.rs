@@ -17,7 +17,7 @@
 //! store identity is refused.
 
 use std::collections::BTreeMap;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice, Read};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
@@ -414,7 +414,7 @@ impl Connection {
             let Some(stream) = st.stream.as_mut() else {
                 return;
             };
-            match stream.write(&st.out[st.out_pos..]) {
+            match crate::sys::send_vectored(stream, &[IoSlice::new(&st.out[st.out_pos..])]) {
                 Ok(0) => {
                     st.broken = Some(self.error(libc::EPIPE, "connection closed while sending"));
                     return;
@@ -798,7 +798,7 @@ fn write_parts(stream: &mut TcpStream, parts: &[&[u8]]) -> io::Result<usize> {
     let mut written = 0;
     while !rest.is_empty() {
         let batch = rest.len().min(IOV_MAX);
-        match stream.write_vectored(&rest[..batch]) {
+        match crate::sys::send_vectored(stream, &rest[..batch]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => {
                 written += n;
@@ -879,9 +879,8 @@ fn connect_blocking(
         Header::request(Opcode::Hello, 0, Uuid::from_bytes([0; 16]), 0, 0).with_payload(&hello);
     // A server that refuses the connection says why before it closes, so
     // a failed send still reads the reply that may be waiting.
-    let sent = stream
-        .write_all(&header.encode())
-        .and_then(|()| stream.write_all(&hello));
+    let sent = crate::sys::send_all(&stream, &header.encode())
+        .and_then(|()| crate::sys::send_all(&stream, &hello));
     let mut head = [0u8; HEADER_LEN];
     if let Err(e) = stream.read_exact(&mut head) {
         return Err(match sent {
