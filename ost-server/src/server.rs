@@ -517,8 +517,8 @@ impl Server {
     }
 
     /// Runs one request; mutations go through the session's memory.
-    /// Runs a request; `crcs` are the crc32s of its payload's 4 KiB
-    /// blocks when it is a write of whole blocks.
+    /// `crcs` are the crc32s of the payload's 4 KiB blocks when it is a
+    /// write of whole blocks.
     fn execute(
         &self,
         session: u64,
@@ -696,7 +696,6 @@ fn refuse(mut stream: TcpStream) {
         });
 }
 
-/// Whether a request runs on the connection's own thread.
 /// Whether a frame is a write request of whole store blocks, whose
 /// payload is checked by its blocks' crcs (which then seal them).
 fn whole_blocks(header: &Header) -> bool {
@@ -709,6 +708,7 @@ fn whole_blocks(header: &Header) -> bool {
         && header.offset % block == 0
 }
 
+/// Whether a request runs on the connection's own thread.
 fn inline(op: Opcode, header: &Header) -> bool {
     match op {
         Opcode::Read => header.length <= INLINE_MAX,

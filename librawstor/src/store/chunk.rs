@@ -479,6 +479,28 @@ mod tests {
     }
 
     #[test]
+    fn blocks_sealed_with_the_callers_crcs_read_back() {
+        let (_dir, chunk) = chunk(64 << 10);
+        let data: Vec<u8> = (0..3 * BLOCK).map(|i| (i * 31 % 251) as u8).collect();
+        let crcs: Vec<u32> = data.chunks_exact(BLOCK).map(crc32fast::hash).collect();
+        chunk.write_blocks(8192, &data, &crcs).unwrap();
+        let mut back = vec![0u8; data.len()];
+        chunk.read(8192, &mut back).unwrap();
+        assert_eq!(back, data);
+        // The seals are what a write without crcs computes: the same
+        // bytes written again read back, and a wrong crc (a caller's bug)
+        // is caught by the next read, not returned as data.
+        chunk.write(8192, &data).unwrap();
+        chunk.read(8192, &mut back).unwrap();
+        assert_eq!(back, data);
+        let mut wrong = crcs.clone();
+        wrong[1] ^= 1;
+        chunk.write_blocks(32768, &data, &wrong).unwrap();
+        let err = chunk.read(32768, &mut back).unwrap_err();
+        assert_eq!(err.errno(), libc::EIO, "{err}");
+    }
+
+    #[test]
     fn flipped_byte_fails_the_read_not_silently() {
         let (dir, chunk) = chunk(64 << 10);
         chunk.write(8192, &[5u8; 4096]).unwrap();
