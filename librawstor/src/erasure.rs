@@ -419,6 +419,8 @@ pub(crate) struct Erasure {
     locks: StripeLocks,
     /// Shard rows of finished writes, kept for the next ones.
     spare: SpareRows,
+    /// Writes started by [`Erasure::write_now`] and not yet finished.
+    writing: AtomicUsize,
     journal: Arc<dyn Journal>,
     pool: Arc<Pool>,
 }
@@ -479,6 +481,7 @@ impl Erasure {
             suspect: Mutex::new(dirty.iter().copied().collect()),
             locks: StripeLocks::default(),
             spare: SpareRows::default(),
+            writing: AtomicUsize::new(0),
             journal,
             pool,
         }))
@@ -715,7 +718,9 @@ impl Erasure {
     /// write does not cover of its stripes is read from the data shards
     /// first, without a worker waiting (a write of whole stripes reads
     /// nothing); then a worker deals the data out, encodes it and starts
-    /// the shard writes, and is free again; the last shard's completion
+    /// the shard writes, and is free again (a write of whole stripes with
+    /// no other write of the object in flight does that on the caller's
+    /// thread, which would only wait); the last shard's completion
     /// finishes the write on the event loop thread. When one of those
     /// reads fails, the write is done by [`Erasure::write_sync`] instead,
     /// which rebuilds what it cannot read. Anything else gives `finish`
@@ -761,7 +766,13 @@ impl Erasure {
             outcomes: Outcomes::new(need.len()),
             finish: Mutex::new(Some(finish)),
         });
-        if need.is_empty() {
+        let alone = self.writing.fetch_add(1, Ordering::AcqRel) == 0;
+        if need.is_empty() && alone {
+            // The caller has no other write of this object in flight (one
+            // at a time, as at queue depth 1): it would only wait, so its
+            // thread encodes and sends, without a worker's wake-up.
+            write.encode_and_send();
+        } else if need.is_empty() {
             self.pool.run(move || write.encode_and_send());
         } else {
             let targets: Vec<RawBuf> = {
@@ -1748,6 +1759,7 @@ mod tests {
             suspect: Mutex::new(BTreeSet::new()),
             locks: StripeLocks::default(),
             spare: SpareRows::default(),
+            writing: AtomicUsize::new(0),
             journal: Arc::new(NoJournal),
             pool,
         };
@@ -2000,6 +2012,7 @@ impl StripeWrite {
         erasure.spare.give(std::mem::take(&mut *self.rows.lock()));
         erasure.locks.unlock(self.stripes);
         erasure.journal.after_write(self.offset, self.len);
+        erasure.writing.fetch_sub(1, Ordering::AcqRel);
         self.finish.lock().take()
     }
 
