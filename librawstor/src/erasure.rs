@@ -64,6 +64,10 @@ fn codec_error(err: reed_solomon_simd::Error) -> Error {
     Error::new(libc::EINVAL, format!("Reed-Solomon: {err}"))
 }
 
+/// Parity shards handed to [`Codec::encode_with`]'s caller from the stack;
+/// more take a `Vec`.
+const INLINE_PARITY: usize = 8;
+
 /// Data shards, parity shards and shard bytes an encoder is set up for.
 type Shape = (usize, usize, usize);
 
@@ -129,8 +133,9 @@ impl Codec {
             // Dropping the result readies the encoder for the next one.
             let failed = match encoder.encode() {
                 Ok(result) => {
-                    // Up to 8 parity shards without an allocation per encode.
-                    let mut few: [&[u8]; 8] = [&[]; 8];
+                    // Most layouts' parity shards, without an allocation
+                    // per encode.
+                    let mut few: [&[u8]; INLINE_PARITY] = [&[]; INLINE_PARITY];
                     if self.parity <= few.len() {
                         for (slot, shard) in few.iter_mut().zip(result.recovery_iter()) {
                             *slot = shard;
@@ -1687,6 +1692,9 @@ mod tests {
         assert!(parity(&refs[..3]).is_err());
         let short = [refs[0], refs[1], refs[2], &refs[3][..2048]];
         assert!(parity(&short).is_err());
+        // Shards of an odd length fit no Reed-Solomon shape: refused.
+        let odd: Vec<&[u8]> = refs.iter().map(|r| &r[..4095]).collect();
+        assert_eq!(parity(&odd).unwrap_err().errno(), libc::EINVAL);
         // The thread's encoder starts over: same parity as before, and
         // again for another shard size and back.
         assert_eq!(parity(&refs).unwrap(), good);

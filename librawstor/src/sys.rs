@@ -112,9 +112,12 @@ pub fn fsync_dir(dir: &std::path::Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Longest congestion control name, with its NUL (linux/tcp.h).
+const TCP_CA_NAME_MAX: usize = 16;
+
 /// The TCP congestion control of `socket` (`cubic`, `bbr`, ...).
 pub fn congestion_control(socket: &impl AsRawFd) -> io::Result<String> {
-    let mut name = [0u8; 16]; // TCP_CA_NAME_MAX
+    let mut name = [0u8; TCP_CA_NAME_MAX];
     let mut len = name.len() as libc::socklen_t;
     // `name` is writable for `len` bytes; the kernel stores the length.
     syscall!(getsockopt(
@@ -515,6 +518,20 @@ mod tests {
         let sent = unsafe { libc::send(stream.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), 0) };
         assert_eq!(sent, -1);
         assert!(took_sigpipe(), "a plain send should raise SIGPIPE");
+    }
+
+    #[test]
+    fn a_send_the_peer_does_not_take_times_out() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream =
+            connect_unpaced(&listener.local_addr().unwrap(), Duration::from_secs(5)).unwrap();
+        let (_unread, _) = listener.accept().unwrap();
+        stream
+            .set_write_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        // More than both sockets' buffers hold, and nobody reads.
+        let err = send_all(&stream, &vec![0u8; 256 << 20]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
     }
 
     #[test]

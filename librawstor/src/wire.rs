@@ -246,7 +246,9 @@ const fn crc_multiply(a: u32, mut b: u32) -> u32 {
 
 /// Tables that turn the crc32 of some bytes into what it becomes when
 /// [`CRC_BLOCK`] more bytes follow (before adding theirs): the XOR of
-/// `table[k][byte k of the crc]`. Built at compile time.
+/// `table[k][byte k of the crc]`. Built at compile time: crc32fast's
+/// own `Hasher::combine` works out the shift for every call, too slow to
+/// run once per 4 KiB block.
 const CRC_SHIFT: [[u32; 256]; 4] = {
     // x^(8 * CRC_BLOCK) modulo the polynomial: square x^8 up.
     let mut power = 0x8000_0000u32; // x^0
