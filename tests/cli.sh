@@ -35,6 +35,7 @@ expect_error 2 "absolute" "relative path is exit 2" $RAWSTOR create file://rel/d
 expect_error 2 "twice" "duplicate location is exit 2" $RAWSTOR create "$LOC,$LOC" --size 1M
 expect_error 2 "missing --size" "missing size is exit 2" $RAWSTOR create "$LOC"
 expect_error 2 "bad target" "target without UUID is exit 2" $RAWSTOR info "$LOC"
+expect_error 2 "closing" "an unclosed IPv6 bracket is exit 2, not a host lookup" $RAWSTOR create "ost://[::1" --size 1M
 expect_error 2 "unknown command" "unknown command is exit 2" $RAWSTOR frobnicate
 expect_error 66 "does not exist" "missing object is exit 66" $RAWSTOR info "$LOC/0190a1b2-c3d4-7e5f-8a6b-000000000000"
 expect_error 71 "already exists" "existing UUID is refused" $RAWSTOR create "$LOC" --size 1M --uuid $UUID

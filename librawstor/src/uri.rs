@@ -202,9 +202,38 @@ fn parse_host_port(text: &str, rest: &str) -> Result<String> {
     if host.is_empty() || host.contains('/') {
         return Err(bad("expected host:port"));
     }
+    check_host(host).map_err(|why| bad(&why))?;
     match port.parse::<u16>() {
         Ok(p) if p > 0 => Ok(format!("{host}:{p}")),
         _ => Err(bad(&format!("bad port '{port}'"))),
+    }
+}
+
+/// A host is a name or IPv4 address (letters, digits, `-`, `_`, `.`) or
+/// an IPv6 address in brackets; anything else (`[::1` with no closing
+/// bracket, `::1` without brackets) is refused here rather than looked up
+/// as a host name.
+fn check_host(host: &str) -> std::result::Result<(), String> {
+    if let Some(inner) = host.strip_prefix('[') {
+        let Some(inner) = inner.strip_suffix(']') else {
+            return Err(format!("'{host}': an IPv6 address needs a closing ']'"));
+        };
+        return inner
+            .parse::<std::net::Ipv6Addr>()
+            .map(drop)
+            .map_err(|_| format!("'{inner}' is not an IPv6 address"));
+    }
+    if host.contains(':') {
+        return Err(format!(
+            "'{host}': an IPv6 address goes in brackets ([{host}])"
+        ));
+    }
+    match host
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        Some(c) => Err(format!("'{host}': '{c}' cannot be part of a host name")),
+        None => Ok(()),
     }
 }
 
@@ -261,6 +290,10 @@ mod tests {
         let loc: Location = "ost://10.0.0.1:7777,ost://10.0.0.2:7777".parse().unwrap();
         assert_eq!(loc.endpoints().len(), 2);
         assert_eq!(loc.to_string(), "ost://10.0.0.1:7777,ost://10.0.0.2:7777");
+        let loc: Location = "ost://[::1]:7777,ost://my-host.example_1:7777"
+            .parse()
+            .unwrap();
+        assert_eq!(loc.endpoints()[0], Endpoint::Ost("[::1]:7777".into()));
     }
 
     #[test]
@@ -297,6 +330,13 @@ mod tests {
             ("file:///a,,file:///b", "empty element"),
             (r"file:///a\x", "must be followed"),
             ("mdt://m:1,ost://o:2", "mdt://"),
+            ("ost://[::1", "closing ']'"),
+            ("ost://[::1:7000", "closing ']'"),
+            ("ost://[::1]]:7000", "not an IPv6 address"),
+            ("ost://[::g]:7000", "not an IPv6 address"),
+            ("ost://::1:7000", "brackets"),
+            ("ost://ho st:7000", "host name"),
+            ("ost://host]:7000", "host name"),
         ];
         for (text, why) in cases {
             let err = text.parse::<Location>().unwrap_err();
