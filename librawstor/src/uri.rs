@@ -196,6 +196,9 @@ fn parse_file_path(text: &str, path: &str) -> Result<PathBuf> {
 fn parse_host_port(text: &str, rest: &str) -> Result<String> {
     let bad = |why: &str| Error::invalid(format!("bad address '{text}': {why}"));
     let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.starts_with('[') && !rest.contains(']') {
+        return Err(bad("an IPv6 address needs a closing ']'"));
+    }
     let Some((host, port)) = rest.rsplit_once(':') else {
         return Err(bad("expected host:port"));
     };
