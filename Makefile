@@ -18,7 +18,7 @@ FIO_ENGINE  := $(BUILD)/librawstor_fio.so
 
 SHELL       := /bin/bash
 .PHONY: all build demo header check-header cbindgen cargo-fuzz fuzz-smoke lint test test-ec test-replicas test-full bench-redundancy test-rust test-c test-asan \
-        test-valgrind test-cli test-mdt test-pkgconfig test-fio test-python python-wheel qemu test-qemu test-qemu-vm bench-qemu fio-engine install \
+        test-valgrind test-cli test-mdt test-bounds test-pkgconfig test-fio test-python python-wheel qemu test-qemu test-qemu-vm bench-qemu fio-engine install \
         bench bench-file bench-python clean
 
 all: build
@@ -64,7 +64,7 @@ lint: check-header
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## Everything CI checks (the README's test command).
-test: lint build test-rust test-c test-asan test-valgrind test-cli test-mdt test-pkgconfig test-fio test-ec test-replicas test-full \
+test: lint build test-rust test-c test-asan test-valgrind test-cli test-mdt test-bounds test-pkgconfig test-fio test-ec test-replicas test-full \
       test-python test-qemu fuzz-smoke
 	@echo "all tests passed"
 
@@ -98,6 +98,11 @@ test-cli: build
 ## rawstor-mdt with four rawstor-ost: registration, placement, failover, repair.
 test-mdt: build
 	bash tests/mdt.sh $(RAWSTOR)
+
+## Huge lengths and ranges past the end on every kind of target, under a
+## memory limit; one size seen by every handle.
+test-bounds: $(BUILD)/test_bounds
+	bash tests/bounds.sh $(RAWSTOR) $(BUILD)/test_bounds
 
 test-pkgconfig: build
 	rm -rf $(BUILD)/prefix

@@ -80,6 +80,12 @@ typedef struct rawstor_queue rawstor_queue;
 // Largest queue depth.
 #define RAWSTOR_QUEUE_DEPTH_MAX 65536
 
+// Longest read or write (all of an entry's iovecs together), in bytes:
+// longer ones fail with `EINVAL` before anything is allocated or sent.
+// Block layers split far below this (QEMU's driver advertises it as its
+// largest transfer).
+#define RAWSTOR_IO_MAX (1 << 30)
+
 // Instance options; zero fields take their defaults.
 typedef struct {
   // Default depth of new queues.

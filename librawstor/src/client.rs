@@ -37,6 +37,7 @@ use crate::mirror::{Leg, Mirror};
 use crate::net::{Connection, RawBuf};
 use crate::pool::Pool;
 use crate::queue::Queue;
+use crate::queue::opcode::RAWSTOR_IO_MAX;
 use crate::remote::{self, RemoteObject};
 use crate::store::{BLOCK_SIZE, DEFAULT_CHUNK_SIZE, ObjectInfo, Store, StoreObject};
 use crate::uri::{Endpoint, Location, Target};
@@ -883,7 +884,8 @@ impl Object {
         }
     }
 
-    /// Size and layout.
+    /// Size and layout as this handle last saw them (see
+    /// [`Object::stat`]).
     pub fn info(&self) -> ObjectInfo {
         match &self.inner.backend {
             Backend::File(object) => object.info(),
@@ -893,8 +895,62 @@ impl Object {
         }
     }
 
+    /// Size and layout as the object has them now: another handle (here
+    /// or in another process) may have resized it since this one opened.
+    pub fn stat(&self) -> Result<ObjectInfo> {
+        self.refresh_size()?;
+        Ok(self.info())
+    }
+
+    /// Asks where the size is kept (the server, a good copy, the MDT's
+    /// record) and keeps it as this handle's.
+    fn refresh_size(&self) -> Result<u64> {
+        match &self.inner.backend {
+            Backend::File(object) => object.refresh_size(),
+            Backend::Ost(object) => object.refresh_size(),
+            Backend::Mirror(mirror) => mirror.refresh_size(),
+            Backend::Erasure(erasure) => erasure.refresh_size(),
+        }
+    }
+
+    /// Checks a request of `len` bytes at `offset` before anything is
+    /// allocated or sent: `EINVAL` for a read or write (`data`) longer
+    /// than [`RAWSTOR_IO_MAX`], `ENXIO` past the end of the object (or
+    /// of the largest offset). A range past the end this
+    /// handle knows is checked again against the size kept where the
+    /// object lives (another handle may have grown it): one round trip,
+    /// on this path only.
+    pub(crate) fn check_io(&self, what: &str, offset: u64, len: u64, data: bool) -> Result<()> {
+        if data && len > RAWSTOR_IO_MAX {
+            return Err(Error::invalid(format!(
+                "{what} of {len} bytes is over the limit of {RAWSTOR_IO_MAX} bytes (RAWSTOR_IO_MAX): split it"
+            )));
+        }
+        let Some(end) = offset.checked_add(len) else {
+            return Err(Error::new(
+                libc::ENXIO,
+                format!("{what} of {len} bytes at offset {offset} ends past the largest offset"),
+            ));
+        };
+        if end <= self.size() {
+            return Ok(());
+        }
+        let size = self.refresh_size()?;
+        if end <= size {
+            return Ok(());
+        }
+        Err(Error::new(
+            libc::ENXIO,
+            format!(
+                "{what} of {len} bytes at offset {offset} is past the end of object {} ({size} bytes)",
+                self.inner.target.uuid
+            ),
+        ))
+    }
+
     /// Reads `buf.len()` bytes at `offset` (`ENXIO` past the end).
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        self.check_io("read", offset, buf.len() as u64, true)?;
         match &self.inner.backend {
             Backend::File(object) => object.read(offset, buf),
             Backend::Ost(object) => {
@@ -926,6 +982,7 @@ impl Object {
 
     /// Writes `buf` at `offset` (`ENXIO` past the end; never grows).
     pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
+        self.check_io("write", offset, buf.len() as u64, true)?;
         match &self.inner.backend {
             Backend::File(object) => object.write(offset, buf),
             Backend::Ost(object) => {
@@ -971,6 +1028,7 @@ impl Object {
 
     /// Discards a range: it reads as zeros and its space is freed.
     pub fn discard(&self, offset: u64, len: u64) -> Result<()> {
+        self.check_io("discard", offset, len, false)?;
         match &self.inner.backend {
             Backend::File(object) => object.zero(offset, len),
             Backend::Ost(object) => {

@@ -249,6 +249,9 @@ pub(crate) trait Journal: Send + Sync {
     fn flushed(&self, started: std::time::Instant, keep: &BTreeSet<u64>);
     /// The object's new size.
     fn set_size(&self, size: u64) -> Result<()>;
+    /// The object's size as recorded now (another handle may have
+    /// resized it since this one opened).
+    fn recorded_size(&self) -> Result<u64>;
     /// Repaired shards are no longer stale; resynced regions are clean.
     fn repaired(&self, shards: &[usize], regions: &[u64]) -> Result<()>;
     /// The object is closed: flushed regions are cleared, the lease goes.
@@ -535,6 +538,13 @@ impl Erasure {
             return None;
         }
         self.shards[i].1.as_ref()
+    }
+
+    /// The size as recorded in the MDT now, kept as this handle's.
+    pub(crate) fn refresh_size(&self) -> Result<u64> {
+        let size = self.journal.recorded_size()?;
+        self.size.store(size, Ordering::Release);
+        Ok(size)
     }
 
     fn check_range(&self, what: &str, offset: u64, len: u64) -> Result<()> {
@@ -1645,6 +1655,9 @@ mod tests {
         }
         fn flushed(&self, _: std::time::Instant, _: &BTreeSet<u64>) {}
         fn release(&self) {}
+        fn recorded_size(&self) -> Result<u64> {
+            Err(Error::new(libc::ENOTSUP, "no record"))
+        }
         fn set_size(&self, _: u64) -> Result<()> {
             Ok(())
         }

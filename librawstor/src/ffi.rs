@@ -492,7 +492,7 @@ pub unsafe extern "C" fn rawstor_object_stat(
     call_int(|| {
         // SAFETY: the caller passes valid pointers.
         let (object, out) = unsafe { (arg(object, "object")?, arg_mut(out, "out")?) };
-        *out = (&object.info()).into();
+        *out = (&object.stat()?).into();
         Ok(0)
     })
 }
@@ -697,7 +697,11 @@ pub unsafe extern "C" fn rawstor_object_pread(
         if buf.is_null() {
             return Err(Error::invalid("buf is NULL"));
         }
-        // SAFETY: the caller lends `len` writable bytes.
+        // Refused before a slice is made of a length the caller may not
+        // have lent (`SIZE_MAX - 4000`, say).
+        object.check_io("read", offset, len as u64, true)?;
+        // SAFETY: the caller lends `len` writable bytes (at most
+        // RAWSTOR_IO_MAX, checked above).
         object.read_at(unsafe { std::slice::from_raw_parts_mut(buf, len) }, offset)?;
         Ok(len as i64)
     })
@@ -724,7 +728,11 @@ pub unsafe extern "C" fn rawstor_object_pwrite(
         if buf.is_null() {
             return Err(Error::invalid("buf is NULL"));
         }
-        // SAFETY: the caller lends `len` readable bytes.
+        // Refused before a slice is made of a length the caller may not
+        // have lent (`SIZE_MAX - 4000`, say).
+        object.check_io("write", offset, len as u64, true)?;
+        // SAFETY: the caller lends `len` readable bytes (at most
+        // RAWSTOR_IO_MAX, checked above).
         object.write_at(unsafe { std::slice::from_raw_parts(buf, len) }, offset)?;
         Ok(len as i64)
     })

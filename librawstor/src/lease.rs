@@ -418,6 +418,10 @@ impl Journal for MdtJournal {
         self.update(&change).map(drop)
     }
 
+    fn recorded_size(&self) -> Result<u64> {
+        crate::remote::mdt_lookup(&self.mdt, self.uuid).map(|record| record.size)
+    }
+
     fn release(&self) {
         self.release_lease();
     }

@@ -123,6 +123,14 @@ impl Leg {
         }
     }
 
+    /// The size the copy has now, kept as this handle's.
+    pub(crate) fn refresh_size(&self) -> Result<u64> {
+        match self {
+            Leg::File(o) => o.refresh_size(),
+            Leg::Ost(o) => o.refresh_size(),
+        }
+    }
+
     pub(crate) fn extent(&self, offset: u64, len: u64) -> Result<(bool, u64)> {
         match self {
             Leg::File(o) => o.extent(offset, len),
@@ -416,6 +424,34 @@ impl Mirror {
             .or_else(|| self.legs.iter().find_map(|(_, l)| l.as_ref()))
             .map(Leg::info)
             .expect("a mirror keeps at least one leg")
+    }
+
+    /// The size the good copies have now (another handle may have
+    /// resized the object), as [`Mirror::info`] gives it: every good copy
+    /// is asked, so that whichever it looks at is current.
+    pub(crate) fn refresh_size(&self) -> Result<u64> {
+        let stale = self.stale.lock().clone();
+        let mut answers = self
+            .legs
+            .iter()
+            .zip(stale)
+            .filter_map(|((_, leg), st)| leg.as_ref().filter(|_| !st))
+            .map(Leg::refresh_size)
+            .collect::<Vec<_>>()
+            .into_iter();
+        let mut last = None;
+        for answer in answers.by_ref() {
+            match answer {
+                Ok(size) => return Ok(size),
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            Error::new(
+                libc::EIO,
+                format!("no readable copy of object {} is left", self.uuid),
+            )
+        }))
     }
 
     /// Good legs, starting at the rotating cursor.

@@ -343,6 +343,14 @@ impl RemoteObject {
         self.size.load(Ordering::Acquire)
     }
 
+    /// The size the server has now (another handle may have resized the
+    /// object), kept as this handle's.
+    pub(crate) fn refresh_size(&self) -> Result<u64> {
+        let size = stat(&self.connection, self.uuid)?.size;
+        self.size.store(size, Ordering::Release);
+        Ok(size)
+    }
+
     /// The connection the object's requests go on.
     pub(crate) fn connection(&self) -> &Arc<Connection> {
         &self.connection

@@ -20,7 +20,7 @@
         }                                                                  \
     } while (0)
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+static inline int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
     (void)sb;
     (void)flag;
@@ -30,7 +30,7 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 }
 
 /* rm -rf, retried: a removed object is freed by a background thread. */
-static void rm_rf(const char *path)
+static inline void rm_rf(const char *path)
 {
     if (path[0] == '\0')
         return;

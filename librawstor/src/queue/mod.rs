@@ -181,6 +181,10 @@ impl Queue {
                 Err(Error::invalid("submission entry has no object")),
             );
         };
+        // SAFETY: the caller lends the entry's iovec array, if any.
+        if let Err(err) = unsafe { check_range(object, sqe) } {
+            return self.shared.complete(sqe.user_data, Err(err));
+        }
         let backend = match &object.inner.backend {
             Backend::File(backend) => backend,
             remote @ (Backend::Ost(_) | Backend::Mirror(_) | Backend::Erasure(_)) => {
@@ -363,6 +367,36 @@ impl Drop for Queue {
     fn drop(&mut self) {
         self.release_drive(&self.shared.driver.lock());
     }
+}
+
+/// Checks the range an entry names against the object's size and the
+/// limits, before anything is allocated or sent (see [`Object::check_io`]).
+///
+/// # Safety
+///
+/// A readv/writev entry's `addr` points to `iovcnt` iovecs.
+unsafe fn check_range(object: &Object, sqe: &Sqe) -> Result<()> {
+    let (what, len, data) = match sqe.opcode {
+        RAWSTOR_OP_READ => ("read", sqe.length, true),
+        RAWSTOR_OP_WRITE => ("write", sqe.length, true),
+        RAWSTOR_OP_READV | RAWSTOR_OP_WRITEV => {
+            // SAFETY: per the function's contract.
+            let iovecs = unsafe { iovecs(sqe)? };
+            let len = iovecs
+                .iter()
+                .fold(0u64, |sum, iov| sum.saturating_add(iov.iov_len as u64));
+            let what = if sqe.opcode == RAWSTOR_OP_READV {
+                "read"
+            } else {
+                "write"
+            };
+            (what, len, true)
+        }
+        RAWSTOR_OP_DISCARD => ("discard", sqe.length, false),
+        RAWSTOR_OP_WRITE_ZEROES => ("write-zeroes", sqe.length, false),
+        _ => return Ok(()),
+    };
+    object.check_io(what, sqe.offset, len, data)
 }
 
 /// Runs a read, write or range operation on the calling thread.

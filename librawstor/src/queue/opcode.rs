@@ -22,3 +22,8 @@ pub const RAWSTOR_SQE_FUA: u8 = 1;
 pub const RAWSTOR_IOV_MAX: u32 = 1024;
 /// Largest queue depth.
 pub const RAWSTOR_QUEUE_DEPTH_MAX: u32 = 65536;
+/// Longest read or write (all of an entry's iovecs together), in bytes:
+/// longer ones fail with `EINVAL` before anything is allocated or sent.
+/// Block layers split far below this (QEMU's driver advertises it as its
+/// largest transfer).
+pub const RAWSTOR_IO_MAX: u64 = 1 << 30;

@@ -548,6 +548,30 @@ impl StoreObject {
         self.state.read().size
     }
 
+    /// The size as recorded now: another process (or instance) with the
+    /// store open may have resized the object. A newer record is adopted
+    /// whole (size, marks, fence).
+    pub fn refresh_size(&self) -> Result<u64> {
+        let mut state = self.state.write();
+        self.reload_locked(&mut state)?;
+        Ok(state.size)
+    }
+
+    /// Adopts the object's record when it is newer than the one `state`
+    /// came from.
+    fn reload_locked(&self, state: &mut ObjectState) -> Result<()> {
+        let (version, info, marks, fence) = self.store.read_object_record(self.uuid)?;
+        if version > state.version {
+            *state = ObjectState {
+                size: info.size,
+                version,
+                marks,
+                fence: fence.max(state.fence),
+            };
+        }
+        Ok(())
+    }
+
     /// Size, chunk size and block size.
     pub fn info(&self) -> ObjectInfo {
         self.info_locked(&self.state.read())
@@ -748,6 +772,12 @@ impl StoreObject {
     pub fn resize(&self, new_size: u64, allow_shrink: bool) -> Result<()> {
         check_object_size(new_size)?;
         let mut state = self.state.write();
+        // Another process may have resized it: the new record follows
+        // the newest, and a size it has already is no change.
+        self.reload_locked(&mut state)?;
+        if new_size == state.size {
+            return Ok(());
+        }
         if new_size < state.size {
             if !allow_shrink {
                 return Err(Error::invalid(format!(
