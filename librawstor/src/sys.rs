@@ -112,6 +112,18 @@ pub fn fsync_dir(dir: &std::path::Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// The soft limit on this process's open descriptors (`RLIMIT_NOFILE`),
+/// `None` when unlimited.
+pub fn nofile_soft_limit() -> io::Result<Option<u64>> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // `limit` is a valid rlimit for the call to fill in.
+    syscall!(getrlimit(libc::RLIMIT_NOFILE, &mut limit))?;
+    Ok((limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur))
+}
+
 /// Longest congestion control name, with its NUL (linux/tcp.h).
 const TCP_CA_NAME_MAX: usize = 16;
 

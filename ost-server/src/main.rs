@@ -139,6 +139,7 @@ fn main() -> ExitCode {
         }
     };
     let store_id = store.id();
+    let open_chunk_limit = store.open_chunk_limit();
     let store_mountpaths = store.mountpaths().to_vec();
     let (listener, stop, bound) = match daemon::listen("rawstor-ost", &args.bind) {
         Ok(started) => started,
@@ -172,7 +173,10 @@ fn main() -> ExitCode {
             return ExitCode::from(71);
         }
     }
-    eprintln!("rawstor-ost: serving {} on {}", args.location, args.bind);
+    eprintln!(
+        "rawstor-ost: serving {} on {} (at most {open_chunk_limit} chunk files open)",
+        args.location, args.bind
+    );
 
     let threads = server.accept_loop(&listener, &stop);
     drop(listener);

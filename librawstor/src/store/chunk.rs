@@ -88,11 +88,12 @@ fn check(data: &[u8], entry: u64) -> Check {
     }
 }
 
-/// An open chunk.
+/// An open chunk: one descriptor (its data file) and one memory map (its
+/// checksum file, whose descriptor is closed once mapped: a mapping stays
+/// valid without it).
 pub struct Chunk {
     data: File,
     sums: MappedWords,
-    _sums_file: File,
     blocks: u64,
     /// Serialises writers (checksum entry then data) and healing.
     write_lock: Mutex<()>,
@@ -151,10 +152,10 @@ impl Chunk {
                 format!("checksum file {} is damaged: {e}", sums_path.display()),
             )
         })?;
+        drop(sums_file);
         Ok(Self {
             data,
             sums,
-            _sums_file: sums_file,
             blocks,
             write_lock: Mutex::new(()),
             dirty: AtomicBool::new(false),
@@ -410,6 +411,19 @@ impl Chunk {
         };
         // `end > offset`: SEEK_DATA/SEEK_HOLE moved past `offset`.
         Ok((data, end.min(offset + len) - offset))
+    }
+
+    /// Whether the chunk changed since its last flush.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty.load(Ordering::Acquire)
+    }
+
+    /// Makes the next flush sync the chunk: for a chunk reopened after one
+    /// of its earlier openings was closed dirty. `fdatasync` and `msync`
+    /// write back the file's page cache, whichever descriptor or mapping
+    /// dirtied it.
+    pub fn mark_dirty(&self) {
+        self.dirty.store(true, Ordering::Release);
     }
 
     /// Makes every completed write durable.

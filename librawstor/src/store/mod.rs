@@ -15,10 +15,13 @@
 //!
 //! A chunk lives on the mountpath chosen by rendezvous (HRW) hashing of
 //! (mountpath, object, chunk index); it is looked for on the others too,
-//! so adding a mountpath never hides data.
+//! so adding a mountpath never hides data. Open chunk files are kept in a
+//! bounded cache, least recently used closed first (`cache.rs`).
 
+mod cache;
 mod chunk;
 pub mod control;
+mod object_chunks;
 pub mod record;
 
 use std::collections::HashMap;
@@ -28,8 +31,9 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
+use cache::ChunkCache;
+pub use cache::{MAX_OPEN_CHUNKS, MIN_OPEN_CHUNKS, NOFILE_SHARE_DIVISOR, open_chunk_limit};
 pub use chunk::BLOCK_SIZE;
-use chunk::Chunk;
 use record::Record;
 
 use crate::error::{Error, Result};
@@ -91,12 +95,43 @@ pub struct Store {
     id: Uuid,
     mountpaths: Vec<PathBuf>,
     objects: Mutex<HashMap<Uuid, Weak<StoreObject>>>,
+    /// Open chunks: the process's cache (store/cache.rs) unless given.
+    cache: Arc<ChunkCache>,
 }
 
 impl Store {
     /// Opens the store on `mountpaths`; with `create`, makes missing
-    /// directories and a new identity.
+    /// directories and a new identity. Its chunks share the process's
+    /// cache of open files, sized from `RLIMIT_NOFILE`.
     pub fn open(mountpaths: Vec<PathBuf>, create: bool) -> Result<Arc<Self>> {
+        Self::open_with_cache(mountpaths, create, ChunkCache::shared())
+    }
+
+    /// [`Store::open`] with a cache of its own keeping at most `limit`
+    /// chunks open.
+    pub fn open_with_chunk_limit(
+        mountpaths: Vec<PathBuf>,
+        create: bool,
+        limit: usize,
+    ) -> Result<Arc<Self>> {
+        Self::open_with_cache(mountpaths, create, Arc::new(ChunkCache::new(limit)))
+    }
+
+    /// Most chunks the store's cache keeps open.
+    pub fn open_chunk_limit(&self) -> usize {
+        self.cache.limit()
+    }
+
+    /// Chunks open in the store's cache now.
+    pub fn open_chunks(&self) -> usize {
+        self.cache.open_count()
+    }
+
+    fn open_with_cache(
+        mountpaths: Vec<PathBuf>,
+        create: bool,
+        cache: Arc<ChunkCache>,
+    ) -> Result<Arc<Self>> {
         if mountpaths.is_empty() || mountpaths.len() > MAX_MOUNTPATHS {
             return Err(Error::invalid(format!(
                 "a store needs 1 to {MAX_MOUNTPATHS} mountpaths"
@@ -157,6 +192,7 @@ impl Store {
             id,
             mountpaths,
             objects: Mutex::new(HashMap::new()),
+            cache,
         }))
     }
 
@@ -317,6 +353,7 @@ impl Store {
         let (version, info, marks, fence) = self.read_object_record(uuid)?;
         let object = Arc::new(StoreObject {
             store: Arc::clone(self),
+            key: cache::object_key(),
             uuid,
             chunk_size: info.chunk_size,
             state: RwLock::new(ObjectState {
@@ -326,7 +363,6 @@ impl Store {
                 fence,
             }),
             gate: RwLock::new(()),
-            chunks: RwLock::new(HashMap::new()),
             create_lock: Mutex::new(()),
         });
         objects.retain(|_, weak| weak.strong_count() > 0);
@@ -498,6 +534,8 @@ struct ObjectState {
 /// An open object of a store.
 pub struct StoreObject {
     store: Arc<Store>,
+    /// The object's chunks in the store's cache (known holes included).
+    key: u64,
     uuid: Uuid,
     chunk_size: u64,
     /// Size; read-locked by every I/O, write-locked by resize.
@@ -506,8 +544,6 @@ pub struct StoreObject {
     /// while the fence is raised: a raised fence has no admitted change
     /// still running.
     gate: RwLock<()>,
-    /// Open chunks; `None` caches a chunk known not to exist (a hole).
-    chunks: RwLock<HashMap<u64, Option<Arc<Chunk>>>>,
     /// Serialises chunk creation.
     create_lock: Mutex<()>,
 }
@@ -597,67 +633,6 @@ impl StoreObject {
                 ),
             )),
         }
-    }
-
-    /// The chunk `index`, opening it or (with `create`) creating it.
-    fn chunk(&self, index: u64, create: bool) -> Result<Option<Arc<Chunk>>> {
-        if let Some(cached) = self.chunks.read().get(&index) {
-            if cached.is_some() || !create {
-                return Ok(cached.clone());
-            }
-        }
-        let _creating = self.create_lock.lock();
-        if let Some(Some(chunk)) = self.chunks.read().get(&index) {
-            return Ok(Some(Arc::clone(chunk)));
-        }
-        let name = self.chunk_name(index);
-        let uuid = self.uuid.to_string();
-        let ranked = self.store.ranked_mountpaths(self.uuid, index);
-        let existing = ranked
-            .iter()
-            .find(|mp| mp.join(META_DIR).join(&uuid).join(&name).exists());
-        let chunk = match (existing, create) {
-            (Some(mp), _) => Some(self.open_chunk(mp, index, false)?),
-            (None, true) => Some(self.create_chunk(ranked[0], index)?),
-            (None, false) => None,
-        };
-        let chunk = chunk.map(Arc::new);
-        self.chunks.write().insert(index, chunk.clone());
-        Ok(chunk)
-    }
-
-    fn open_chunk(&self, mp: &Path, index: u64, create: bool) -> Result<Chunk> {
-        let name = self.chunk_name(index);
-        let data_dir = mp.join(DATA_DIR).join(self.uuid.to_string());
-        Chunk::open(
-            &data_dir.join(&name),
-            &data_dir.join(format!("{name}.crc")),
-            self.chunk_size,
-            create,
-            format!("{}/{name}", self.uuid),
-        )
-    }
-
-    /// Creates the data and checksum files, then publishes the chunk by
-    /// renaming its record into place: a chunk exists iff its record does.
-    fn create_chunk(&self, mp: &Path, index: u64) -> Result<Chunk> {
-        let data_dir = mp.join(DATA_DIR).join(self.uuid.to_string());
-        fs::create_dir_all(&data_dir)
-            .map_err(|e| Error::io(format!("cannot create {}", data_dir.display()), e))?;
-        let chunk = self.open_chunk(mp, index, true)?;
-        sys::fsync_dir(&data_dir).map_err(|e| Error::io("cannot sync data directory", e))?;
-        let mut record = Record::new();
-        record
-            .set("store", self.store.id)
-            .set("object", self.uuid)
-            .set("chunk", index)
-            .set("shard", 0)
-            .set("generation", 1)
-            .set("size", self.chunk_size)
-            .set("scheme", "plain");
-        let rel = format!("{META_DIR}/{}/{}", self.uuid, self.chunk_name(index));
-        control::write_file_atomic(mp, &rel, &control::encode(1, &record.encode()))?;
-        Ok(chunk)
     }
 
     /// Reads `buf.len()` bytes at `offset`; the range must lie inside the
@@ -759,12 +734,6 @@ impl StoreObject {
             }
         }
         Ok(())
-    }
-
-    /// Makes every completed write durable.
-    pub fn flush(&self) -> Result<()> {
-        let chunks: Vec<Arc<Chunk>> = self.chunks.read().values().flatten().cloned().collect();
-        chunks.iter().try_for_each(|chunk| chunk.flush())
     }
 
     /// Changes the size; shrinking needs `allow_shrink` and discards the
@@ -887,6 +856,12 @@ impl StoreObject {
             chunk_size: self.chunk_size,
             block_size: BLOCK_SIZE,
         }
+    }
+}
+
+impl Drop for StoreObject {
+    fn drop(&mut self) {
+        self.store.cache.forget(self.key);
     }
 }
 
