@@ -41,7 +41,7 @@ use crate::mdt::INTENT_REGION_BYTES;
 use crate::net::RawBuf;
 use crate::pool::Pool;
 use crate::remote::{Finish, RemoteObject};
-use crate::store::{ObjectInfo, StoreObject};
+use crate::store::{BLOCK_SIZE, ObjectInfo, StoreObject};
 use crate::uuid::Uuid;
 use crate::wire::{Marks, Opcode};
 
@@ -651,27 +651,9 @@ impl Mirror {
         while offset < hi {
             let n = COPY_STEP_BYTES.min(hi - offset) as usize;
             let piece = &mut buf[..n];
-            let raw = [raw_buf(piece)];
-            let mut source = None;
+            let (source, _) = self.read_any(&order, offset, piece)?;
             for &i in &order {
-                let leg = self.legs[i].1.as_ref().expect("readable legs are open");
-                if wait(|f| leg.read(offset, &raw, f)).is_ok() {
-                    source = Some(i);
-                    break;
-                }
-            }
-            let Some(source) = source else {
-                return Err(Error::new(
-                    libc::EIO,
-                    format!(
-                        "no copy of object {} reads bytes {offset}..{}",
-                        self.uuid,
-                        offset + n as u64
-                    ),
-                ));
-            };
-            for &i in &order {
-                if i == source || missed.contains(&i) {
+                if Some(i) == source || missed.contains(&i) {
                     continue;
                 }
                 let leg = self.legs[i].1.as_ref().expect("readable legs are open");
@@ -699,6 +681,80 @@ impl Mirror {
             .as_ref()
             .expect("only recorded mirrors resync");
         rec.journal.mark_stale(&missed)
+    }
+
+    /// Reads `piece` at `offset` from the first of the legs `order` that
+    /// reads it whole, or else block by block, each block from any leg
+    /// whose checksums verify it: one bad block on every copy, each in a
+    /// different place, still reads. Returns the leg that read it whole
+    /// (if one did) and the legs whose data failed to verify, for the
+    /// caller to rewrite. Fails naming the first block that no copy
+    /// verifies.
+    fn read_any(
+        &self,
+        order: &[usize],
+        offset: u64,
+        piece: &mut [u8],
+    ) -> Result<(Option<usize>, Vec<usize>)> {
+        let mut failed: Vec<(usize, Error)> = Vec::new();
+        for &i in order {
+            let leg = self.legs[i].1.as_ref().expect("readable legs are open");
+            match wait(|f| leg.read(offset, &[raw_buf(piece)], f)) {
+                Ok(_) => return Ok((Some(i), corrupt(&failed))),
+                Err(err) if caller_error(&err) => return Err(err),
+                Err(err) => failed.push((i, err)),
+            }
+        }
+        // Only copies that answered with bad data are worth asking again
+        // block by block (one that is down would time out per block).
+        let candidates = corrupt(&failed);
+        for (b, block) in piece.chunks_mut(BLOCK_SIZE as usize).enumerate() {
+            let at = offset + b as u64 * BLOCK_SIZE;
+            let mut errors = Vec::new();
+            let verified = candidates.iter().any(|&i| {
+                let leg = self.legs[i].1.as_ref().expect("readable legs are open");
+                match wait(|f| leg.read(at, &[raw_buf(block)], f)) {
+                    Ok(_) => true,
+                    Err(err) => {
+                        errors.push(format!("{}: {err}", self.legs[i].0));
+                        false
+                    }
+                }
+            });
+            if !verified {
+                let why = failed
+                    .iter()
+                    .filter(|(i, _)| !candidates.contains(i))
+                    .map(|(i, e)| format!("{}: {e}", self.legs[*i].0))
+                    .chain(errors);
+                return Err(Error::new(
+                    libc::EIO,
+                    format!(
+                        "object {}: no copy verifies bytes {at}..{} ({})",
+                        self.uuid,
+                        at + block.len() as u64,
+                        why.collect::<Vec<_>>().join("; ")
+                    ),
+                ));
+            }
+        }
+        Ok((None, candidates))
+    }
+
+    /// Rewrites `piece` at `offset` on the `corrupt` legs (a read found
+    /// bad data there), logging each. Waits.
+    fn mend(&self, corrupt: &[usize], offset: u64, piece: &mut [u8]) -> Result<()> {
+        for &i in corrupt {
+            let (name, leg) = &self.legs[i];
+            let leg = leg.as_ref().expect("readable legs are open");
+            store_piece(leg, offset, piece)?;
+            crate::log::warn(&format!(
+                "object {}: {name}: bytes {offset}..{} failed their checksums; rewritten from the copies that verify",
+                self.uuid,
+                offset + piece.len() as u64
+            ));
+        }
+        Ok(())
     }
 
     /// Gives back the writer lease (the object was closed).
@@ -968,6 +1024,14 @@ impl Mirror {
                     (votes, std::cmp::Reverse(*i))
                 })
                 .map(|&(i, data)| (i, data.to_vec()));
+            // No copy reads the whole step: with repair, it is put
+            // together block by block from the copies that verify.
+            if reference.is_none() && repair && !failed.is_empty() {
+                let order: Vec<usize> = failed.iter().map(|(i, _)| *i).collect();
+                if self.scrub_blockwise(&mut report, &order, offset, n, &range) {
+                    failed.clear();
+                }
+            }
             if let Some((source, data)) = reference {
                 let differ: Vec<usize> = read_ok
                     .iter()
@@ -1019,6 +1083,38 @@ impl Mirror {
         Ok(report)
     }
 
+    /// Scrub with repair of a step no copy reads whole: put together
+    /// block by block from the copies `order` where they verify, and
+    /// rewritten on those that failed. Whether it could be.
+    fn scrub_blockwise(
+        &self,
+        report: &mut ScrubReport,
+        order: &[usize],
+        offset: u64,
+        n: usize,
+        range: &str,
+    ) -> bool {
+        let mut data = vec![0u8; n];
+        let corrupt = match self.read_any(order, offset, &mut data) {
+            Ok((_, corrupt)) => corrupt,
+            Err(err) => {
+                report.problem(format!("{range}: {err}"));
+                return false;
+            }
+        };
+        for i in corrupt {
+            let (name, leg) = &self.legs[i];
+            let leg = leg.as_ref().expect("surveyed copies are open");
+            match store_piece(leg, offset, &mut data) {
+                Ok(_) => report.mended(format!(
+                    "{name}: {range} (checksums) rewritten block by block from the copies that verify"
+                )),
+                Err(err) => report.problem(format!("{name}: {range} could not be rewritten: {err}")),
+            }
+        }
+        true
+    }
+
     /// Copies a good leg onto every stale one and clears the marks; for
     /// an object placed by a rawstor-mdt, under the writer lease, also
     /// resyncing the regions a writer left. `progress` gets (bytes done,
@@ -1059,8 +1155,8 @@ impl Mirror {
         if let Some(rec) = &self.recorded {
             fence_for_repair(&self.legs, &targets, rec.journal.epoch(), self.uuid)?;
         }
-        let src = self.legs[source].1.as_ref().expect("all open");
-        let size = src.info().size;
+        let sources: Vec<usize> = (0..self.legs.len()).filter(|&i| !stale[i]).collect();
+        let size = self.legs[source].1.as_ref().expect("all open").info().size;
         let total = size * targets.len() as u64;
         let mut done_bytes = 0;
         let mut buf = vec![0u8; COPY_STEP_BYTES as usize];
@@ -1071,8 +1167,9 @@ impl Mirror {
             while offset < size {
                 let n = COPY_STEP_BYTES.min(size - offset) as usize;
                 let piece = &mut buf[..n];
-                wait(|f| src.read(offset, &[raw_buf(piece)], f))?;
+                let (_, corrupt) = self.read_any(&sources, offset, piece)?;
                 store_piece(dst, offset, piece)?;
+                self.mend(&corrupt, offset, piece)?;
                 offset += n as u64;
                 done_bytes += n as u64;
                 progress(done_bytes, total);
@@ -1080,6 +1177,10 @@ impl Mirror {
             wait(|f| dst.simple(Opcode::Flush, 0, 0, f))?;
             let clean = Marks::default();
             wait(|f| dst.set_marks(&clean, true, f))?;
+        }
+        for &i in &sources {
+            let leg = self.legs[i].1.as_ref().expect("all open");
+            wait(|f| leg.simple(Opcode::Flush, 0, 0, f))?;
         }
         let repaired: Vec<String> = targets.iter().map(|&t| self.legs[t].0.clone()).collect();
         for (i, (_, leg)) in self.legs.iter().enumerate() {
@@ -1116,6 +1217,16 @@ impl Mirror {
         }
         Ok(repaired)
     }
+}
+
+/// The legs of `failed` whose reads found bad data (checksums), not a
+/// server that did not answer.
+fn corrupt(failed: &[(usize, Error)]) -> Vec<usize> {
+    failed
+        .iter()
+        .filter(|(_, e)| e.errno() == libc::EIO)
+        .map(|(i, _)| *i)
+        .collect()
 }
 
 fn raw_buf(piece: &mut [u8]) -> RawBuf {
