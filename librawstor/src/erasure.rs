@@ -51,6 +51,8 @@ use crate::store::{BLOCK_SIZE, ObjectInfo};
 use crate::uuid::Uuid;
 use crate::wire::Opcode;
 
+mod units;
+
 /// Bytes of one stripe unit (per shard, per stripe).
 pub const EC_UNIT: u64 = 4096;
 
@@ -879,7 +881,7 @@ impl Erasure {
             .expect("failed shards have spans");
         let (lo, hi) = (lo / EC_UNIT * EC_UNIT, hi.div_ceil(EC_UNIT) * EC_UNIT);
         let _guard = self.locks.lock(lo / EC_UNIT, hi / EC_UNIT);
-        let rebuilt = self.rebuild(&failed, lo, hi)?;
+        let rebuilt = self.rebuild(&failed, lo, hi, false)?;
         for p in pieces.iter() {
             if let Some(r) = failed.iter().position(|&j| j == p.shard) {
                 let at = (p.shard_offset - lo) as usize;
@@ -956,7 +958,10 @@ impl Erasure {
 
     /// Shards `want` over shard range `lo..hi` (whole units), rebuilt from
     /// K other usable shards. The caller holds the stripe locks.
-    fn rebuild(&self, want: &[usize], lo: u64, hi: u64) -> Result<Vec<Vec<u8>>> {
+    /// When no K shards read the range whole but some answered with bad
+    /// data, the range is rebuilt unit by unit instead
+    /// ([`Erasure::rebuild_by_unit`], which `mend`s what it finds bad).
+    fn rebuild(&self, want: &[usize], lo: u64, hi: u64, mend: bool) -> Result<Vec<Vec<u8>>> {
         self.check_rebuildable(lo, hi)?;
         let len = (hi - lo) as usize;
         let k = self.k();
@@ -965,6 +970,7 @@ impl Erasure {
             .collect();
         let mut present: Vec<(usize, Vec<u8>)> = Vec::new();
         let mut errors = Vec::new();
+        let mut corrupt = false;
         while present.len() < k && !candidates.is_empty() {
             let take: Vec<usize> = candidates
                 .drain(..(k - present.len()).min(candidates.len()))
@@ -983,10 +989,15 @@ impl Erasure {
                         if err.errno() == libc::ESTALE {
                             self.stale.lock()[i] = true;
                         }
+                        corrupt |= err.errno() == libc::EIO;
                         errors.push(format!("{}: {err}", self.shards[i].0));
                     }
                 }
             }
+        }
+        if present.len() < k && (corrupt || want.iter().any(|&i| self.usable(i).is_some())) {
+            drop(present);
+            return self.rebuild_by_unit(want, lo, hi, mend);
         }
         if present.len() < k {
             let why = if errors.is_empty() {
@@ -1053,7 +1064,7 @@ impl Erasure {
         }
         for (j, lo, hi) in failed {
             let (alo, ahi) = (lo / EC_UNIT * EC_UNIT, hi.div_ceil(EC_UNIT) * EC_UNIT);
-            let rebuilt = self.rebuild(&[j], alo, ahi)?;
+            let rebuilt = self.rebuild(&[j], alo, ahi, false)?;
             data[j][(lo - base) as usize..(hi - base) as usize]
                 .copy_from_slice(&rebuilt[0][(lo - alo) as usize..(hi - alo) as usize]);
         }
@@ -1481,7 +1492,7 @@ impl Erasure {
             while at < shard_bytes {
                 let n = STEP_BYTES.min(shard_bytes - at);
                 let _guard = self.locks.lock(at / EC_UNIT, (at + n) / EC_UNIT);
-                let rebuilt = self.rebuild(&targets, at, at + n)?;
+                let rebuilt = self.rebuild(&targets, at, at + n, true)?;
                 for (&t, bytes) in targets.iter().zip(&rebuilt) {
                     let leg = self.shards[t].1.as_ref().expect("all open");
                     let raw = [raw_const(bytes)];
@@ -1613,7 +1624,7 @@ impl Erasure {
         hi: u64,
     ) {
         let want: Vec<usize> = failed.iter().map(|(i, _)| *i).collect();
-        let outcome = self.rebuild(&want, lo, hi).and_then(|rows| {
+        let outcome = self.rebuild(&want, lo, hi, true).and_then(|rows| {
             let writes = want
                 .iter()
                 .zip(&rows)
@@ -1643,7 +1654,7 @@ mod tests {
     use super::*;
 
     /// A journal that records nothing (no MDT in unit tests).
-    struct NoJournal;
+    pub(super) struct NoJournal;
 
     impl Journal for NoJournal {
         fn before_write(&self, _: u64, _: u64, _: u64) -> Result<Option<Vec<u64>>> {
