@@ -66,6 +66,10 @@ static struct fio_option options[] = {
 	},
 };
 
+/* Distinct failure messages remembered per job (later ones replace the
+ * oldest, so a long run may log a message again). */
+#define LOGGED_MAX 16
+
 struct rawstor_fio_data {
 	rawstor *instance;
 	rawstor_queue *queue;
@@ -75,7 +79,33 @@ struct rawstor_fio_data {
 	rawstor_cqe *cqes;
 	struct io_u **events; /* filled by ->getevents, read by ->event */
 	unsigned int inflight;
+	/* hashes of the failure messages logged, so each is logged once */
+	uint64_t logged[LOGGED_MAX];
+	unsigned int nr_logged;
 };
+
+/*
+ * fio shows only the errno of a failed I/O ("Device or resource busy");
+ * the library knows why ("another writer holds the lease"): log its
+ * message, once per distinct message.
+ */
+static void log_failure(struct rawstor_fio_data *d, uint64_t user_data, int64_t res)
+{
+	const char *msg = rawstor_queue_error(d->queue, user_data);
+	uint64_t hash = 1469598103934665603ULL; /* FNV-1a */
+	const char *p;
+	unsigned int i;
+
+	if (!msg)
+		msg = rawstor_strerror((int)res);
+	for (p = msg; *p; p++)
+		hash = (hash ^ (unsigned char)*p) * 1099511628211ULL;
+	for (i = 0; i < d->nr_logged && i < LOGGED_MAX; i++)
+		if (d->logged[i] == hash)
+			return;
+	d->logged[d->nr_logged++ % LOGGED_MAX] = hash;
+	log_err("fio: rawstor: %s\n", msg);
+}
 
 static int new_instance(struct thread_data *td, rawstor **out)
 {
@@ -353,6 +383,7 @@ static int fio_rawstor_getevents(struct thread_data *td, unsigned int min,
 
 			if (res < 0) {
 				io_u->error = (int)-res;
+				log_failure(d, d->cqes[i].user_data, res);
 			} else {
 				io_u->error = 0;
 				if (io_u->ddir == DDIR_READ || io_u->ddir == DDIR_WRITE)

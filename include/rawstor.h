@@ -86,6 +86,29 @@ typedef struct rawstor_queue rawstor_queue;
 // largest transfer).
 #define RAWSTOR_IO_MAX (1 << 30)
 
+// Share of the soft `RLIMIT_NOFILE` given to open chunks: one in this many.
+#define NOFILE_SHARE_DIVISOR 2
+
+// Fewest open chunks a cache sized from `RLIMIT_NOFILE` keeps.
+#define MIN_OPEN_CHUNKS 16
+
+// Most open chunks a cache sized from `RLIMIT_NOFILE` keeps: each is a
+// memory map too, and `vm.max_map_count` defaults to 65,530.
+#define MAX_OPEN_CHUNKS (16 << 10)
+
+// Known holes cached per open chunk allowed.
+#define HOLES_PER_OPEN_CHUNK 4
+
+// A full cache evicts 1/this of its limit at once: one scan for the
+// oldest per that many misses, and the closes (paid by the I/O that found
+// the cache full) stay few: 512 at [`MAX_OPEN_CHUNKS`].
+#define EVICTION_BATCH_DIVISOR 32
+
+// Times an open that ran out of descriptors closes idle chunks and tries
+// again. Each time closes half of the idle ones (at least one), so 16
+// empty any cache of up to 65,536 chunks, four times [`MAX_OPEN_CHUNKS`].
+#define OPEN_RETRIES 16
+
 // Instance options; zero fields take their defaults.
 typedef struct {
   // Default depth of new queues.
@@ -341,6 +364,17 @@ int rawstor_queue_reap(const rawstor_queue *queue,
                        uint32_t max,
                        uint32_t min,
                        int timeout_ms);
+
+// Why the failed completion tagged `user_data`, among those the last
+// `rawstor_queue_reap` on `queue` returned, failed, as the library tells
+// it ("object ...: another writer holds the lease ..."): a completion
+// carries only the errno. NULL when that reap returned no such failure.
+// Valid until the next reap on the queue.
+//
+// # Safety
+//
+// `queue` is NULL or from `rawstor_queue_new`, not yet freed.
+const char *rawstor_queue_error(const rawstor_queue *queue, uint64_t user_data);
 
 // Reads `len` bytes at `offset`, waiting for them. Returns `len`.
 //

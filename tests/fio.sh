@@ -73,6 +73,9 @@ for target in "${targets[@]}"; do
             --verify=crc32c 2>&1) && rc=0 || rc=$?
         assert "$kind numjobs=4: one job holds the writer lease, the others get EBUSY" \
             '[[ $rc -ne 0 && $out =~ "Device or resource busy" ]] || { echo "$out" | tail -5; false; }'
+        assert "$kind the jobs refused log why, once each: another client holds the lease" \
+            '(( $(grep -c "fio: rawstor: .*has a writer" <<<"$out") >= 1 &&
+                $(grep -c "fio: rawstor: .*has a writer" <<<"$out") <= 3 )) || { echo "$out" | grep rawstor | head; false; }'
     else
         assert "$kind numjobs=4 forked, each verifying its own quarter" \
             'rfio "$target" --rw=randwrite --bs=8k --iodepth=8 --numjobs=4 --size=16M --offset_increment=16M \

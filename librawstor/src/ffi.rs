@@ -676,6 +676,30 @@ pub unsafe extern "C" fn rawstor_queue_reap(
     })
 }
 
+/// Why the failed completion tagged `user_data`, among those the last
+/// `rawstor_queue_reap` on `queue` returned, failed, as the library tells
+/// it ("object ...: another writer holds the lease ..."): a completion
+/// carries only the errno. NULL when that reap returned no such failure.
+/// Valid until the next reap on the queue.
+///
+/// # Safety
+///
+/// `queue` is NULL or from `rawstor_queue_new`, not yet freed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rawstor_queue_error(queue: *const Queue, user_data: u64) -> *const c_char {
+    // SAFETY: the caller passes a valid pointer or NULL.
+    let Some(queue) = (unsafe { queue.as_ref() }) else {
+        return std::ptr::null();
+    };
+    // The message lives in the queue until its next reap.
+    catch_unwind(AssertUnwindSafe(|| {
+        queue.error_with(user_data, CStr::as_ptr)
+    }))
+    .ok()
+    .flatten()
+    .unwrap_or(std::ptr::null())
+}
+
 /// Reads `len` bytes at `offset`, waiting for them. Returns `len`.
 ///
 /// # Safety

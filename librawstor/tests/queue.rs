@@ -173,3 +173,32 @@ fn threads_with_their_own_queues_share_an_object() {
         }
     });
 }
+
+#[test]
+fn a_failed_completion_tells_why_until_the_next_reap() {
+    let (_dir, instance, target) = setup("qwhy");
+    let object = instance.open(&target).unwrap();
+    let queue = instance.queue(8).unwrap();
+    let mut buf = [0u8; 4096];
+    let sqes = [
+        Sqe::read(&object, 0, buf.as_mut_ptr(), 4096).user_data(1),
+        Sqe::read(&object, 16 * MIB, buf.as_mut_ptr(), 4096).user_data(2),
+        Sqe::read(&object, 0, buf.as_mut_ptr(), 4096).user_data(3),
+        Sqe::read(&object, u64::MAX - 1, buf.as_mut_ptr(), 4096).user_data(4),
+    ];
+    // SAFETY: `buf` outlives the reap below.
+    assert_eq!(unsafe { queue.submit(&sqes) }.unwrap(), 4);
+    let mut cqes = [Cqe::default(); 4];
+    assert_eq!(queue.reap(&mut cqes, 4, None), 4);
+    let results: Vec<(u64, i64)> = cqes.iter().map(|c| (c.user_data, c.result)).collect();
+    let enxio = -i64::from(libc::ENXIO);
+    assert_eq!(results, [(1, 4096), (2, enxio), (3, 4096), (4, enxio)]);
+    let why = queue.error_message(2).expect("a message for the failure");
+    assert!(why.contains("past the end of object"), "{why}");
+    assert!(why.contains(&format!("offset {}", 16 * MIB)), "{why}");
+    assert!(queue.error_message(4).unwrap().contains("largest offset"));
+    assert_eq!(queue.error_message(1), None, "a success has none");
+    // The next reap replaces them.
+    assert_eq!(queue.reap(&mut cqes, 0, Some(Duration::ZERO)), 0);
+    assert_eq!(queue.error_message(2), None);
+}

@@ -56,6 +56,10 @@ static int64_t queued(rawstor *inst, rawstor_object *obj, uint8_t op, uint64_t o
     rawstor_cqe cqe;
     CHECK_EQ(rawstor_queue_reap(q, &cqe, 1, 1, 10000), 1);
     CHECK_EQ(cqe.user_data, 7);
+    /* A failure tells why, until the next reap; a success does not. */
+    const char *why = rawstor_queue_error(q, 7);
+    CHECK(cqe.result < 0 ? why && (strstr(why, "bytes") || strstr(why, "NULL")) : !why);
+    CHECK(rawstor_queue_error(q, 8) == NULL && rawstor_queue_error(NULL, 7) == NULL);
     rawstor_queue_free(q);
     return cqe.result;
 }

@@ -389,8 +389,9 @@ class Object:
             cqe = _ffi.Cqe()
             while check(lib.rawstor_queue_reap(self._sync_queue, ctypes.byref(cqe), 1, 1, -1)) == 0:
                 pass
+            why = _why(self._sync_queue, cqe)
         if cqe.result < 0:
-            raise _failure(self, opcode, offset, length, cqe.result)
+            raise _failure(self, opcode, offset, length, cqe.result, why)
         return cqe.result
 
     # -- asyncio --------------------------------------------------------------
@@ -504,11 +505,24 @@ _OP_NAMES = {
 }
 
 
-def _failure(obj: Object, opcode: int, offset: int, length: int, result: int) -> OSError:
-    """The exception for a queue completion, which carries only an errno."""
+def _why(queue: int, cqe: Any) -> str | None:
+    """The library's message for a failed completion just reaped."""
+    if cqe.result >= 0:
+        return None
+    why = lib.rawstor_queue_error(queue, cqe.user_data)
+    return why.decode(errors="replace") if why else None
+
+
+def _failure(
+    obj: Object, opcode: int, offset: int, length: int, result: int, why: str | None = None
+) -> OSError:
+    """The exception for a queue completion: the library's message when it
+    gave one (the completion itself carries only an errno)."""
+    code = -result
+    if why:
+        return from_errno(code, f"{obj.target}: {why}")
     name = _OP_NAMES[opcode]
     what = name if opcode == _ffi.OP_FLUSH else f"{name} of {length} bytes at offset {offset}"
-    code = -result
     if code == errno.ENXIO:
         try:
             what += f" is past the end of the object ({obj.size} bytes)"
@@ -583,13 +597,13 @@ class _AsyncQueue:
             count = check(lib.rawstor_queue_reap(self._handle, self._cqes, self.REAP_BATCH, 0, 0))
             for cqe in self._cqes[:count]:
                 self._submitted -= 1
-                self._complete(cqe.user_data, cqe.result)
+                self._complete(cqe.user_data, cqe.result, _why(self._handle, cqe))
             if count < self.REAP_BATCH:
                 break
         if self._waiting and not self._submit_scheduled:
             self._submit()
 
-    def _complete(self, token: int, result: int | OSError) -> None:
+    def _complete(self, token: int, result: int | OSError, why: str | None = None) -> None:
         future, obj, (opcode, offset, length), _buffer = self._in_flight.pop(token)
         obj._finished()
         if future.done() or self._loop.is_closed():
@@ -597,7 +611,7 @@ class _AsyncQueue:
         if isinstance(result, OSError):
             future.set_exception(result)
         elif result < 0:
-            future.set_exception(_failure(obj, opcode, offset, length, result))
+            future.set_exception(_failure(obj, opcode, offset, length, result, why))
         else:
             future.set_result(result)
 
@@ -617,7 +631,7 @@ class _AsyncQueue:
             )
             for cqe in self._cqes[:count]:
                 self._submitted -= 1
-                self._complete(cqe.user_data, cqe.result)
+                self._complete(cqe.user_data, cqe.result, _why(handle, cqe))
         if not self._loop.is_closed():
             self._loop.remove_reader(self._eventfd)
         self._handle = None

@@ -91,6 +91,7 @@ _vp = ctypes.c_void_p
 _SIGNATURES = {
     "rawstor_strerror": (ctypes.c_char_p, [ctypes.c_int]),
     "rawstor_last_error": (ctypes.c_char_p, []),
+    "rawstor_queue_error": (ctypes.c_char_p, [ctypes.c_void_p, ctypes.c_uint64]),
     "rawstor_version": (ctypes.c_char_p, []),
     "rawstor_struct_size": (ctypes.c_size_t, [ctypes.c_int]),
     "rawstor_options_init": (ctypes.c_int, [_P(Options)]),

@@ -72,6 +72,9 @@ def test_io_past_the_end_fails_and_the_object_does_not_grow(obj):
     with pytest.raises(OSError, match="past the end") as caught:
         obj.read(size - 4096, 8192)
     assert caught.value.errno == errno.ENXIO
+    # The library's own words (rawstor_queue_error), naming the object.
+    uuid = str(obj.target).rsplit("/", 1)[-1]
+    assert f"past the end of object {uuid} ({size} bytes)" in str(caught.value)
     with pytest.raises(OSError, match="past the end"):
         obj.write(size, b"x" * 4096)
     with pytest.raises(OSError, match="past the end"):

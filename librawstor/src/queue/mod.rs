@@ -34,9 +34,16 @@ use opcode::*;
 
 struct Completions {
     ready: VecDeque<Cqe>,
+    /// The library's message for each failed completion in `ready`, in
+    /// the same order.
+    messages: VecDeque<String>,
     /// Submitted and not yet reaped.
     outstanding: u32,
 }
+
+/// The messages of the failed completions the last `reap` returned
+/// (`user_data`, message): at most the queue's depth.
+type Reaped = Vec<(u64, std::ffi::CString)>;
 
 /// The connections this queue's operations wait on.
 enum Driver {
@@ -57,6 +64,8 @@ struct QueueShared {
     holding: std::sync::atomic::AtomicBool,
     driving_mode: std::sync::atomic::AtomicBool,
     completions: Mutex<Completions>,
+    /// See [`Reaped`].
+    reaped: Mutex<Reaped>,
     completed: Condvar,
     /// Made on first request: callers that never poll pay no syscalls.
     eventfd: OnceLock<EventFd>,
@@ -64,11 +73,14 @@ struct QueueShared {
 
 impl QueueShared {
     fn complete(&self, user_data: u64, result: Result<u64>) {
+        let mut completions = self.completions.lock();
         let result = match result {
             Ok(bytes) => bytes as i64,
-            Err(err) => -i64::from(err.errno()),
+            Err(err) => {
+                completions.messages.push_back(err.to_string());
+                -i64::from(err.errno())
+            }
         };
-        let mut completions = self.completions.lock();
         completions.ready.push_back(Cqe { user_data, result });
         if completions.ready.len() == 1 {
             if let Some(eventfd) = self.eventfd.get() {
@@ -101,8 +113,10 @@ impl Queue {
                 driving_mode: std::sync::atomic::AtomicBool::new(false),
                 completions: Mutex::new(Completions {
                     ready: VecDeque::with_capacity(depth as usize),
+                    messages: VecDeque::new(),
                     outstanding: 0,
                 }),
+                reaped: Mutex::new(Vec::new()),
                 completed: Condvar::new(),
                 eventfd: OnceLock::new(),
             }),
@@ -339,9 +353,19 @@ impl Queue {
             }
         }
         let count = out.len().min(completions.ready.len());
-        for (slot, cqe) in out.iter_mut().zip(completions.ready.drain(..count)) {
-            *slot = cqe;
+        let mut reaped = self.shared.reaped.lock();
+        reaped.clear();
+        for slot in out.iter_mut().take(count) {
+            *slot = completions.ready.pop_front().expect("counted");
+            if slot.result < 0 {
+                let message = completions.messages.pop_front().expect("one per failure");
+                let message =
+                    std::ffi::CString::new(message.replace('\0', " ")).expect("NULs replaced");
+                reaped.push((slot.user_data, message));
+            }
         }
+        debug_assert!(completions.messages.len() <= completions.ready.len());
+        drop(reaped);
         completions.outstanding -= count as u32;
         if completions.ready.is_empty() {
             if let Some(eventfd) = self.shared.eventfd.get() {
@@ -355,6 +379,27 @@ impl Queue {
             self.release_drive(&self.shared.driver.lock());
         }
         count
+    }
+
+    /// Why the failed completion tagged `user_data` among those the last
+    /// [`Queue::reap`] returned failed, as the library tells it (the
+    /// completion itself carries only the errno): for callers that log
+    /// it (fio, QEMU). `None` when that reap returned no such failure.
+    pub fn error_message(&self, user_data: u64) -> Option<String> {
+        self.error_with(user_data, |m| m.to_string_lossy().into_owned())
+    }
+
+    /// Runs `f` on the message [`Queue::error_message`] describes.
+    pub(crate) fn error_with<R>(
+        &self,
+        user_data: u64,
+        f: impl FnOnce(&std::ffi::CStr) -> R,
+    ) -> Option<R> {
+        let reaped = self.shared.reaped.lock();
+        reaped
+            .iter()
+            .find(|(u, _)| *u == user_data)
+            .map(|(_, m)| f(m))
     }
 
     /// Operations submitted and not yet reaped.
