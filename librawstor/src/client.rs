@@ -1045,13 +1045,34 @@ impl Object {
         }
     }
 
-    /// Changes the size; shrinking needs `allow_shrink`.
+    /// Changes the size; shrinking needs `allow_shrink`. Resizing to the
+    /// size an object has changes nothing, so a resize whose outcome is
+    /// unknown can be checked with [`Object::stat`] and asked again.
+    ///
+    /// A resize either happens (`Ok`) or fails saying whether it may
+    /// have: when a server did not answer, the size is asked again; if it
+    /// is the new one the resize happened, otherwise the error says that
+    /// it may still take effect (a server that was only slow may apply a
+    /// request it has already received).
     pub fn resize(&self, size: u64, allow_shrink: bool) -> Result<()> {
-        match &self.inner.backend {
+        let result = match &self.inner.backend {
             Backend::File(object) => object.resize(size, allow_shrink),
             Backend::Ost(object) => object.resize(size, allow_shrink),
             Backend::Mirror(mirror) => mirror.resize(size, allow_shrink),
             Backend::Erasure(erasure) => erasure.resize(size, allow_shrink),
+        };
+        match result {
+            Err(err) if outcome_unknown(&err) => match self.refresh_size() {
+                Ok(now) if now == size => Ok(()),
+                _ => Err(Error::new(
+                    err.errno(),
+                    format!(
+                        "resize of object {} to {size} bytes may or may not take effect ({err}): check its size (stat) and resize again (resizing to the size it has changes nothing)",
+                        self.inner.target.uuid
+                    ),
+                )),
+            },
+            result => result,
         }
     }
 
@@ -1078,6 +1099,23 @@ impl Object {
     pub fn pending(&self) -> usize {
         self.inner.pending.load(Ordering::Acquire)
     }
+}
+
+/// Whether a failed change may still have happened: the server, or the
+/// way to it, failed, not the request.
+fn outcome_unknown(err: &Error) -> bool {
+    matches!(
+        err.errno(),
+        libc::ETIMEDOUT
+            | libc::ECONNRESET
+            | libc::ECONNREFUSED
+            | libc::ECONNABORTED
+            | libc::EPIPE
+            | libc::EHOSTDOWN
+            | libc::EHOSTUNREACH
+            | libc::ENETUNREACH
+            | libc::EIO
+    )
 }
 
 /// Where an object's data is, and the names of its copies.

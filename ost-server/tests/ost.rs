@@ -806,3 +806,41 @@ fn refused_connections_and_a_replaced_store_fail_clearly() {
     assert_eq!(err.errno(), libc::ESTALE, "{err}");
     assert!(err.to_string().contains("instead of"), "{err}");
 }
+
+#[test]
+fn a_resize_the_server_did_not_answer_says_it_may_take_effect_and_can_be_checked() {
+    let dir = TempDir::new("resize-unknown");
+    let ost = Ost::start(&[dir.path().to_path_buf()]);
+    let rs = rawstor::Instance::new(rawstor::Options {
+        timeout_ms: 300,
+        retries: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let target = rs.create(&ost.location(), &CreateSpec::new(MB)).unwrap();
+    let object = rs.open(&target).unwrap();
+    ost.freeze();
+    let err = object.resize(4 * MB, false).unwrap_err();
+    assert_eq!(err.errno(), libc::ETIMEDOUT, "{err}");
+    assert!(
+        err.to_string().contains("may or may not take effect"),
+        "{err}"
+    );
+    ost.signal(libc::SIGCONT);
+    // The caller checks, and asks again: resizing to the size it has is
+    // no change, so either way it ends at the new size.
+    let seen = object.stat().unwrap().size;
+    assert!(seen == MB || seen == 4 * MB, "{seen}");
+    object.resize(4 * MB, false).unwrap();
+    assert_eq!(object.stat().unwrap().size, 4 * MB);
+    // Another handle sees the same size, and I/O at the end works.
+    let other = rawstor::Instance::new(rawstor::Options::default()).unwrap();
+    let peer = other.open(&target).unwrap();
+    assert_eq!(peer.stat().unwrap().size, 4 * MB);
+    object
+        .write_at(&pattern(2, 2, 4096), 4 * MB - 4096)
+        .unwrap();
+    let mut back = vec![0u8; 4096];
+    peer.read_at(&mut back, 4 * MB - 4096).unwrap();
+    assert!(back == pattern(2, 2, 4096));
+}
