@@ -51,6 +51,7 @@ use crate::store::{BLOCK_SIZE, ObjectInfo};
 use crate::uuid::Uuid;
 use crate::wire::Opcode;
 
+mod recheck;
 mod units;
 
 /// Bytes of one stripe unit (per shard, per stripe).
@@ -1599,7 +1600,7 @@ impl Erasure {
                         Some(Err(err)) => {
                             report.problem(format!("{what}: cannot rewrite it: {err}"))
                         }
-                        None => report.problem(what),
+                        None => self.report_mismatch(&mut report, what, at, &good),
                     }
                 }
             }
@@ -1611,6 +1612,27 @@ impl Erasure {
             self.flush_sync()?;
         }
         Ok(report)
+    }
+
+    /// Scrub without repair found parity that does not match the data in
+    /// the step at shard offset `at` (read as `good`): reported, with the
+    /// stripes, unless a second look finds every such stripe changing (a
+    /// writer in another process was in the middle of it).
+    fn report_mismatch(
+        &self,
+        report: &mut ScrubReport,
+        what: String,
+        at: u64,
+        good: &[(usize, Vec<u8>)],
+    ) {
+        let shards: Vec<usize> = good.iter().map(|(i, _)| *i).collect();
+        let still = self.still_mismatched(&shards, self.mismatched_rows(at, good));
+        if let Some(first) = still.first() {
+            report.problem(format!(
+                "{what} ({} stripe(s), the first at shard byte {first})",
+                still.len()
+            ));
+        }
     }
 
     /// Scrub with repair: shards whose range `lo..hi` failed to read

@@ -45,6 +45,9 @@ use crate::store::{BLOCK_SIZE, ObjectInfo, StoreObject};
 use crate::uuid::Uuid;
 use crate::wire::{Marks, Opcode};
 
+mod scrub;
+pub use scrub::ScrubReport;
+
 /// One copy of a mirrored object.
 pub(crate) enum Leg {
     File(Arc<StoreObject>),
@@ -217,75 +220,6 @@ pub(crate) fn fence_for_repair(
 /// Waits for an operation started with a [`Finish`].
 pub(crate) fn wait(start: impl FnOnce(Finish)) -> Result<u64> {
     RemoteObject::wait(start)
-}
-
-/// Bytes read from every copy at a time by a scrub.
-const SCRUB_STEP_BYTES: usize = 1 << 20;
-/// Problems a scrub lists before it only counts them.
-const SCRUB_MAX_PROBLEMS: usize = 100;
-
-/// What a scrub found.
-#[derive(Debug, Default)]
-pub struct ScrubReport {
-    /// The copies, by name.
-    pub copies: Vec<String>,
-    /// Bytes of the object compared.
-    pub bytes_checked: u64,
-    /// What is wrong, at most [`SCRUB_MAX_PROBLEMS`] lines.
-    pub problems: Vec<String>,
-    /// Problems found beyond those listed.
-    pub more_problems: usize,
-    /// What a scrub with repair mended (no longer among the problems), at
-    /// most [`SCRUB_MAX_PROBLEMS`] lines.
-    pub repaired: Vec<String>,
-    /// Mended beyond those listed.
-    pub more_repaired: usize,
-}
-
-impl ScrubReport {
-    pub(crate) fn problem(&mut self, what: String) {
-        if self.problems.len() < SCRUB_MAX_PROBLEMS {
-            self.problems.push(what);
-        } else {
-            self.more_problems += 1;
-        }
-    }
-
-    pub(crate) fn mended(&mut self, what: String) {
-        if self.repaired.len() < SCRUB_MAX_PROBLEMS {
-            self.repaired.push(what);
-        } else {
-            self.more_repaired += 1;
-        }
-    }
-
-    /// Lists `copies` (name, open copy or `None`) and notes those that
-    /// are unreachable or `stale` (`rawstor repair` then `fix`es them);
-    /// returns the indexes of the others, to be checked.
-    pub(crate) fn survey<T>(
-        &mut self,
-        copies: &[(String, Option<T>)],
-        stale: &[bool],
-        fix: &str,
-    ) -> Vec<usize> {
-        let mut checked = Vec::new();
-        for (i, (name, copy)) in copies.iter().enumerate() {
-            self.copies.push(name.clone());
-            match copy {
-                None => self.problem(format!("{name}: unreachable")),
-                Some(_) if stale[i] => self.problem(format!(
-                    "{name}: stale (it missed writes; rawstor repair {fix} it)"
-                )),
-                Some(_) => checked.push(i),
-            }
-        }
-        checked
-    }
-
-    /// Whether every copy was read and they all agree (after repairs).
-    pub fn clean(&self) -> bool {
-        self.problems.is_empty() && self.more_problems == 0
-    }
 }
 
 /// Errors that another leg would repeat: the caller's, not the leg's
@@ -981,138 +915,6 @@ impl Mirror {
             (Some(rec), Ok(_)) => rec.journal.set_size(size),
             (_, result) => result.map(drop),
         }
-    }
-
-    /// Reads every reachable, non-stale copy in full and compares them:
-    /// blocks failing their checksums and ranges where copies differ are
-    /// reported, as are unreachable and stale copies. With `repair`, such
-    /// ranges are rewritten on the copies that failed or differ, from what
-    /// most copies hold (under the writer lease, for an object placed by a
-    /// rawstor-mdt); otherwise nothing changes.
-    pub(crate) fn scrub(
-        &self,
-        repair: bool,
-        progress: &mut dyn FnMut(u64, u64),
-    ) -> Result<ScrubReport> {
-        if repair && self.recorded.is_some() {
-            self.begin_write(0, 0)?;
-        }
-        let mut report = ScrubReport::default();
-        let checked: Vec<usize> = report.survey(&self.legs, &self.stale.lock(), "resyncs");
-        let size = self.info().size;
-        let mut bufs = vec![vec![0u8; SCRUB_STEP_BYTES]; checked.len()];
-        let mut offset = 0;
-        while offset < size {
-            let n = (SCRUB_STEP_BYTES as u64).min(size - offset) as usize;
-            let range = format!("bytes {offset}..{}", offset + n as u64);
-            let mut read_ok = Vec::new();
-            let mut failed = Vec::new();
-            for (&i, buf) in checked.iter().zip(bufs.iter_mut()) {
-                let (name, leg) = &self.legs[i];
-                let leg = leg.as_ref().expect("surveyed copies are open");
-                match wait(|f| leg.read(offset, &[raw_buf(&mut buf[..n])], f)) {
-                    Ok(_) => read_ok.push((i, &buf[..n])),
-                    Err(err) if repair => failed.push((i, err)),
-                    Err(err) => report.problem(format!("{name}: {range}: {err}")),
-                }
-            }
-            // The bytes most copies hold (the first copy's on a tie).
-            let reference = read_ok
-                .iter()
-                .max_by_key(|(i, data)| {
-                    let votes = read_ok.iter().filter(|(_, d)| d == data).count();
-                    (votes, std::cmp::Reverse(*i))
-                })
-                .map(|&(i, data)| (i, data.to_vec()));
-            // No copy reads the whole step: with repair, it is put
-            // together block by block from the copies that verify.
-            if reference.is_none() && repair && !failed.is_empty() {
-                let order: Vec<usize> = failed.iter().map(|(i, _)| *i).collect();
-                if self.scrub_blockwise(&mut report, &order, offset, n, &range) {
-                    failed.clear();
-                }
-            }
-            if let Some((source, data)) = reference {
-                let differ: Vec<usize> = read_ok
-                    .iter()
-                    .filter(|(_, d)| *d != data.as_slice())
-                    .map(|(i, _)| *i)
-                    .collect();
-                if repair {
-                    let mut data = data;
-                    let from = &self.legs[source].0;
-                    let bad = failed
-                        .iter()
-                        .map(|(i, err)| (*i, err.to_string()))
-                        .chain(differ.iter().map(|&i| (i, format!("differs from {from}"))));
-                    for (i, why) in bad.collect::<Vec<_>>() {
-                        let (name, leg) = &self.legs[i];
-                        let leg = leg.as_ref().expect("surveyed copies are open");
-                        match store_piece(leg, offset, &mut data) {
-                            Ok(_) => report
-                                .mended(format!("{name}: {range} ({why}) rewritten from {from}")),
-                            Err(err) => report.problem(format!(
-                                "{name}: {range} ({why}) could not be rewritten: {err}"
-                            )),
-                        }
-                    }
-                } else if !differ.is_empty() {
-                    let names: Vec<&str> =
-                        differ.iter().map(|&i| self.legs[i].0.as_str()).collect();
-                    report.problem(format!(
-                        "{range}: {} differ from {}",
-                        names.join(", "),
-                        self.legs[source].0
-                    ));
-                }
-            } else {
-                for (i, err) in failed {
-                    report.problem(format!("{}: {range}: {err}", self.legs[i].0));
-                }
-            }
-            report.bytes_checked += n as u64;
-            offset += n as u64;
-            progress(offset, size);
-        }
-        if repair && !report.repaired.is_empty() {
-            for &i in &checked {
-                let leg = self.legs[i].1.as_ref().expect("surveyed copies are open");
-                wait(|f| leg.simple(Opcode::Flush, 0, 0, f))?;
-            }
-        }
-        Ok(report)
-    }
-
-    /// Scrub with repair of a step no copy reads whole: put together
-    /// block by block from the copies `order` where they verify, and
-    /// rewritten on those that failed. Whether it could be.
-    fn scrub_blockwise(
-        &self,
-        report: &mut ScrubReport,
-        order: &[usize],
-        offset: u64,
-        n: usize,
-        range: &str,
-    ) -> bool {
-        let mut data = vec![0u8; n];
-        let corrupt = match self.read_any(order, offset, &mut data) {
-            Ok((_, corrupt)) => corrupt,
-            Err(err) => {
-                report.problem(format!("{range}: {err}"));
-                return false;
-            }
-        };
-        for i in corrupt {
-            let (name, leg) = &self.legs[i];
-            let leg = leg.as_ref().expect("surveyed copies are open");
-            match store_piece(leg, offset, &mut data) {
-                Ok(_) => report.mended(format!(
-                    "{name}: {range} (checksums) rewritten block by block from the copies that verify"
-                )),
-                Err(err) => report.problem(format!("{name}: {range} could not be rewritten: {err}")),
-            }
-        }
-        true
     }
 
     /// Copies a good leg onto every stale one and clears the marks; for

@@ -182,7 +182,7 @@ impl Erasure {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::os::unix::fs::FileExt;
     use std::sync::Arc;
 
@@ -196,11 +196,11 @@ mod tests {
 
     const MIB: u64 = 1 << 20;
 
-    struct Fixture {
-        dir: std::path::PathBuf,
-        object: Arc<Erasure>,
-        shards: Vec<Uuid>,
-        data: Vec<u8>,
+    pub(in crate::erasure) struct Fixture {
+        pub dir: std::path::PathBuf,
+        pub object: Arc<Erasure>,
+        pub shards: Vec<Uuid>,
+        pub data: Vec<u8>,
     }
 
     impl Drop for Fixture {
@@ -211,7 +211,7 @@ mod tests {
 
     /// ec:4+2 over file:// shards of one store: a 4 MiB object (shards
     /// of 1 MiB, one chunk each) holding a pattern.
-    fn fixture(tag: &str) -> Fixture {
+    pub(in crate::erasure) fn fixture(tag: &str) -> Fixture {
         let dir = std::env::temp_dir().join(format!("rawstor-units-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let store = Store::open(vec![dir.clone()], true).unwrap();
