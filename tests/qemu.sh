@@ -112,6 +112,18 @@ image_checks() {
          RAWSTOR_OPTS_QUEUE_DEPTH=2 timeout 60 "$QEMU_IMG" bench -f raw -w -c 4000 -d 32 -s 4k \
             --pattern=0x77 "rawstor:$target" >/dev/null && qio "$target" "read -P 0x77 0 4k"'
 
+    if [[ $location == mdt://* ]]; then
+        # A second writer: QEMU passes on only the errno; the driver logs
+        # the library's reason, once for any number of requests.
+        timeout 60 "$QEMU_IO" -f raw -c "write -P 0x55 0 4k" -c "sleep 4000" "rawstor:$target" >/dev/null 2>&1 &
+        local holder=$!
+        sleep 1.5
+        out=$(timeout 60 "$QEMU_IO" -f raw -c "write 0 4k" -c "write 4k 4k" -c "write 8k 4k" "rawstor:$target" 2>&1 || true)
+        wait "$holder" || true
+        assert "$kind a second writer's failed requests log the library's reason once" \
+            '[[ $(grep -c "rawstor: .*has a writer" <<<"$out") -eq 1 && $out =~ "busy" ]] || { echo "$out" >&2; false; }'
+    fi
+
     # resize: grow; shrink only with --shrink.
     timeout 60 "$QEMU_IMG" resize -f raw "rawstor:$target" 96M >/dev/null
     assert "$kind qemu-img resize grows the object" \
