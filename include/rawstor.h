@@ -119,6 +119,12 @@ typedef struct {
   uint32_t retries;
   // Objects fetched per page by `list`.
   uint32_t list_limit;
+  // Longest wait, in milliseconds, for a copy or shard that has not
+  // answered a change while the others have (or for a slow read when
+  // another copy can answer): past it the copy is recorded stale and
+  // the change completes, or the read asks another copy. The wait
+  // itself follows recent latency (see `straggler.rs`).
+  uint32_t straggler_ms;
 } rawstor_options;
 
 // What to create; zero `chunk_size` and NULL `uuid` take defaults.
@@ -435,5 +441,5 @@ size_t rawstor_struct_size(int which);
 RAWSTOR_STATIC_ASSERT(sizeof(rawstor_sqe) == RAWSTOR_SQE_SIZE, "rawstor_sqe layout");
 RAWSTOR_STATIC_ASSERT(sizeof(rawstor_cqe) == RAWSTOR_CQE_SIZE, "rawstor_cqe layout");
 RAWSTOR_STATIC_ASSERT(sizeof(rawstor_object_info) == 64, "rawstor_object_info layout");
-RAWSTOR_STATIC_ASSERT(sizeof(rawstor_options) == 16, "rawstor_options layout");
+RAWSTOR_STATIC_ASSERT(sizeof(rawstor_options) == 20, "rawstor_options layout");
 #endif  /* RAWSTOR_H_LAYOUT */

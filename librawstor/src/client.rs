@@ -56,6 +56,12 @@ pub struct Options {
     pub retries: u32,
     /// Objects fetched per page by `list`.
     pub list_limit: u32,
+    /// Longest wait, in milliseconds, for a copy or shard that has not
+    /// answered a change while the others have (or for a slow read when
+    /// another copy can answer): past it the copy is recorded stale and
+    /// the change completes, or the read asks another copy. The wait
+    /// itself follows recent latency (see `straggler.rs`).
+    pub straggler_ms: u32,
 }
 
 impl Default for Options {
@@ -65,6 +71,7 @@ impl Default for Options {
             timeout_ms: 5000,
             retries: 3,
             list_limit: 1000,
+            straggler_ms: 600,
         }
     }
 }
@@ -79,6 +86,7 @@ impl Options {
             ("RAWSTOR_OPTS_TIMEOUT_MS", &mut options.timeout_ms),
             ("RAWSTOR_OPTS_IO_ATTEMPTS", &mut options.retries),
             ("RAWSTOR_OPTS_LIST_LIMIT", &mut options.list_limit),
+            ("RAWSTOR_OPTS_STRAGGLER_MS", &mut options.straggler_ms),
         ];
         for (name, field) in vars {
             if let Ok(text) = std::env::var(name) {
@@ -98,6 +106,7 @@ impl Options {
             (&mut self.timeout_ms, defaults.timeout_ms),
             (&mut self.retries, defaults.retries),
             (&mut self.list_limit, defaults.list_limit),
+            (&mut self.straggler_ms, defaults.straggler_ms),
         ] {
             if *field == 0 {
                 *field = default;
@@ -313,6 +322,7 @@ impl Instance {
             self.open_legs(resolved),
             stale,
             recorded,
+            std::time::Duration::from_millis(u64::from(self.shared.options.straggler_ms)),
         )
     }
 
@@ -376,6 +386,7 @@ impl Instance {
             &record.dirty,
             journal,
             self.shared.pool()?,
+            std::time::Duration::from_millis(u64::from(self.shared.options.straggler_ms)),
         )
     }
 

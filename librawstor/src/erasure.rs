@@ -45,11 +45,13 @@ use crate::error::{Error, Result};
 use crate::mdt::INTENT_REGION_BYTES;
 use crate::mirror::{Leg, ScrubReport};
 use crate::net::RawBuf;
-use crate::pool::{Pool, wait_all};
+use crate::pool::Pool;
 use crate::remote::Finish;
 use crate::store::{BLOCK_SIZE, ObjectInfo};
+use crate::straggler::{Fan, Latency};
 use crate::uuid::Uuid;
 use crate::wire::Opcode;
+use std::time::{Duration, Instant};
 
 mod recheck;
 mod units;
@@ -434,7 +436,15 @@ pub(crate) struct Erasure {
     writing: AtomicUsize,
     journal: Arc<dyn Journal>,
     pool: Arc<Pool>,
+    /// How long the shards take to answer a change, and a read.
+    changes: Arc<Latency>,
+    reads: Latency,
+    /// Per shard, until when reads leave it out (it let one time out).
+    slow: Mutex<Vec<Option<Instant>>>,
 }
+
+/// How long a shard that let a read time out is left out of reads.
+const SLOW_FOR: Duration = Duration::from_secs(2);
 
 impl Erasure {
     #[allow(clippy::too_many_arguments)]
@@ -448,6 +458,7 @@ impl Erasure {
         dirty: &[u64],
         journal: Arc<dyn Journal>,
         pool: Arc<Pool>,
+        straggler: Duration,
     ) -> Result<Arc<Self>> {
         let mut marks = vec![false; shards.len()];
         for &i in stale {
@@ -481,6 +492,7 @@ impl Erasure {
                 ),
             ));
         }
+        let shard_count = marks.len();
         Ok(Arc::new(Self {
             uuid,
             codec,
@@ -495,7 +507,19 @@ impl Erasure {
             writing: AtomicUsize::new(0),
             journal,
             pool,
+            changes: Arc::new(Latency::new(straggler)),
+            reads: Latency::new(straggler),
+            slow: Mutex::new(vec![None; shard_count]),
         }))
+    }
+
+    /// Shards that let a read time out lately (left out of reads).
+    fn slow_shards(&self) -> Vec<usize> {
+        let now = Instant::now();
+        let slow = self.slow.lock();
+        (0..slow.len())
+            .filter(|&i| slow[i].is_some_and(|t| t > now))
+            .collect()
     }
 
     /// A change to shard `i` failed for a reason of the shard's: logged and
@@ -689,15 +713,27 @@ impl Erasure {
         let pieces = self.pieces(offset, len);
         let spans = self.spans(&pieces);
         let shards: Vec<usize> = (0..self.k()).filter(|&j| spans[j].is_some()).collect();
-        if shards.iter().any(|&j| self.usable(j).is_none()) {
+        let slow = self.slow_shards();
+        if shards
+            .iter()
+            .any(|&j| self.usable(j).is_none() || slow.contains(&j))
+        {
             return Err(finish);
         }
+        // With shards to rebuild from, a shard slower than its peers lately
+        // have been is given up on, and its part rebuilt from the others.
+        let spare = (0..self.shards.len())
+            .filter(|&i| self.usable(i).is_some())
+            .count()
+            > self.k();
+        let within = self.reads.wait();
         let mut targets: Vec<Vec<RawBuf>> = (0..self.k()).map(|_| Vec::new()).collect();
         for p in &pieces {
             slice_bufs(bufs, p.pos, p.len, &mut targets[p.shard]);
         }
         let read = Arc::new(ShardRead {
             erasure: Arc::clone(self),
+            began: Instant::now(),
             offset,
             bufs: Mutex::new(bufs.to_vec()),
             outcomes: Outcomes::new(shards.len()),
@@ -709,7 +745,10 @@ impl Erasure {
             self.on_usable(
                 j,
                 Box::new(move |result| shard.shard_done(j, result)),
-                |leg, done| leg.read(at, &targets[j], done),
+                |leg, done| match spare {
+                    true => leg.read_within(at, &targets[j], within, done),
+                    false => leg.read(at, &targets[j], done),
+                },
             );
         }
         Ok(())
@@ -782,6 +821,7 @@ impl Erasure {
             fua,
             rows: Mutex::new(self.spare.take(self.shards.len(), row as usize)),
             outcomes: Outcomes::new(need.len()),
+            fan: Mutex::new(None),
             finish: Mutex::new(Some(finish)),
         });
         let alone = self.writing.fetch_add(1, Ordering::AcqRel) == 0;
@@ -829,7 +869,7 @@ impl Erasure {
     // ---- blocking implementations ----
 
     pub(crate) fn read_sync(&self, offset: u64, bufs: &[RawBuf]) -> Result<u64> {
-        self.read_sync_without(offset, bufs, &[])
+        self.read_sync_without(offset, bufs, &self.slow_shards())
     }
 
     /// [`Erasure::read_sync`], rebuilding the data shards `skip` (seen to
@@ -918,15 +958,62 @@ impl Erasure {
     /// waits for all of them; results in order. A shard that is not open
     /// fails with `EHOSTDOWN`.
     fn run_on(&self, shards: &[usize], start: impl Fn(usize, &Leg, Finish)) -> Vec<Result<u64>> {
+        self.run_on_fanned(shards, None, start)
+    }
+
+    /// [`Erasure::run_on`] for changes and flushes: a shard that lags
+    /// behind the others fails after a short while more (see
+    /// [`crate::straggler`]), for the caller to settle without it.
+    fn run_on_changes(
+        &self,
+        shards: &[usize],
+        start: impl Fn(usize, &Leg, Finish),
+    ) -> Vec<Result<u64>> {
+        let fan = Arc::new(self.fan(shards));
+        self.run_on_fanned(shards, Some(&fan), start)
+    }
+
+    /// A [`Fan`] over `shards`.
+    fn fan(&self, shards: &[usize]) -> Fan {
+        Fan::new(
+            Arc::clone(&self.changes),
+            shards
+                .iter()
+                .map(|&i| {
+                    let (name, leg) = &self.shards[i];
+                    (name.clone(), leg.as_ref().and_then(Leg::hurrier))
+                })
+                .collect(),
+        )
+    }
+
+    fn run_on_fanned(
+        &self,
+        shards: &[usize],
+        fan: Option<&Arc<Fan>>,
+        start: impl Fn(usize, &Leg, Finish),
+    ) -> Vec<Result<u64>> {
         let start = &start;
+        let watched = |k: usize, f: Finish| -> Finish {
+            match fan {
+                Some(fan) => {
+                    let fan = Arc::clone(fan);
+                    Box::new(move |result| {
+                        fan.answered(k, result.is_ok());
+                        f(result)
+                    })
+                }
+                None => f,
+            }
+        };
         let starts: Vec<Box<dyn FnOnce(Finish) + '_>> = shards
             .iter()
             .enumerate()
             .map(|(k, &i)| -> Box<dyn FnOnce(Finish) + '_> {
                 match &self.shards[i].1 {
-                    Some(leg) => Box::new(move |f| start(k, leg, f)),
+                    Some(leg) => Box::new(move |f| start(k, leg, watched(k, f))),
                     None => Box::new(move |f| {
-                        f(Err(Error::new(
+                        watched(k, f)(Err(Error::new(
                             libc::EHOSTDOWN,
                             format!("shard {} is unreachable", self.shards[i].0),
                         )))
@@ -934,7 +1021,11 @@ impl Erasure {
                 }
             })
             .collect();
-        wait_all(starts)
+        crate::pool::wait_all_with(starts, || {
+            if let Some(fan) = fan {
+                fan.started_all();
+            }
+        })
     }
 
     /// Reads `(shard, shard offset, into)` from each shard at once.
@@ -955,6 +1046,9 @@ impl Erasure {
         if err.errno() == libc::ESTALE {
             self.stale.lock()[i] = true;
         }
+        if err.errno() == libc::ETIMEDOUT {
+            self.slow.lock()[i] = Some(Instant::now() + SLOW_FOR);
+        }
     }
 
     /// Shards `want` over shard range `lo..hi` (whole units), rebuilt from
@@ -969,6 +1063,9 @@ impl Erasure {
         let mut candidates: Vec<usize> = (0..self.shards.len())
             .filter(|i| !want.contains(i) && self.usable(*i).is_some())
             .collect();
+        // Shards slow to answer lately are read last.
+        let slow = self.slow_shards();
+        candidates.sort_by_key(|i| slow.contains(i));
         let mut present: Vec<(usize, Vec<u8>)> = Vec::new();
         let mut errors = Vec::new();
         let mut corrupt = false;
@@ -1145,7 +1242,7 @@ impl Erasure {
         let mut missed: Vec<usize> = out.iter().map(|w| w.0).collect();
         let shards: Vec<usize> = live.iter().map(|w| w.0).collect();
         let raws: Vec<RawBuf> = live.iter().map(|w| raw_const(w.2)).collect();
-        let results = self.run_on(&shards, |k, leg, f| {
+        let results = self.run_on_changes(&shards, |k, leg, f| {
             leg.write(live[k].1, std::slice::from_ref(&raws[k]), fua, f)
         });
         for (&i, result) in shards.iter().zip(results) {
@@ -1301,7 +1398,7 @@ impl Erasure {
         let targets: Vec<usize> = (0..self.shards.len())
             .filter(|&i| self.usable(i).is_some())
             .collect();
-        let results = self.run_on(&targets, |_, leg, f| leg.simple(Opcode::Flush, 0, 0, f));
+        let results = self.run_on_changes(&targets, |_, leg, f| leg.simple(Opcode::Flush, 0, 0, f));
         let mut missed = Vec::new();
         for (&i, result) in targets.iter().zip(results) {
             if let Err(err) = result {
@@ -1357,7 +1454,7 @@ impl Erasure {
             .into_iter()
             .filter(|i| !missed.contains(i))
             .collect();
-        let results = self.run_on(&live, |_, leg, f| {
+        let results = self.run_on_changes(&live, |_, leg, f| {
             leg.simple(op, s0 * EC_UNIT, (s1 - s0) * EC_UNIT, f)
         });
         for (&i, result) in live.iter().zip(results) {
@@ -1798,7 +1895,8 @@ mod tests {
                 &[],
                 &[],
                 Arc::new(NoJournal),
-                Arc::clone(&pool)
+                Arc::clone(&pool),
+                Duration::from_millis(600),
             )
             .is_err()
         );
@@ -1816,6 +1914,9 @@ mod tests {
             writing: AtomicUsize::new(0),
             journal: Arc::new(NoJournal),
             pool,
+            changes: Arc::new(Latency::new(Duration::from_millis(600))),
+            reads: Latency::new(Duration::from_millis(600)),
+            slow: Mutex::new(vec![None; 3]),
         };
         // 12 KiB from 2 KiB into unit 0: units 0 (shard 0), 1 (shard 1),
         // 2 (shard 0, stripe 1), 3 (shard 1, stripe 1, first 2 KiB).
@@ -1873,6 +1974,7 @@ mod tests {
             &[],
             Arc::new(NoJournal),
             Arc::new(Pool::new(1, "t").unwrap()),
+            Duration::from_millis(600),
         )
         .unwrap();
         assert_eq!(object.extent(0, 1 << 20).unwrap(), (false, 1 << 20));
@@ -1927,6 +2029,8 @@ struct StripeWrite {
     rows: Mutex<Vec<Vec<u8>>>,
     /// The unit reads, then the shard writes.
     outcomes: Outcomes,
+    /// The shard writes' watch for stragglers, and their shards in order.
+    fan: Mutex<Option<WatchedWrites>>,
     finish: Mutex<Option<Finish>>,
 }
 
@@ -2007,6 +2111,9 @@ impl StripeWrite {
             return self.complete(Err(err));
         }
         self.outcomes.expect(writes.len());
+        let order: Vec<usize> = writes.iter().map(|w| w.0).collect();
+        let fan = Arc::new(erasure.fan(&order));
+        *self.fan.lock() = Some((Arc::clone(&fan), Arc::new(order)));
         for (i, at, raw) in writes {
             let shard = Arc::clone(&self);
             // The rows stay untouched in `self` until every shard is done.
@@ -2016,9 +2123,17 @@ impl StripeWrite {
                 |leg, done| leg.write(at, std::slice::from_ref(&raw), self.fua, done),
             );
         }
+        // A shard that lags behind the others fails after a short while
+        // more, and is marked stale when the write settles.
+        fan.started_all();
     }
 
     fn shard_done(self: Arc<Self>, i: usize, result: Result<u64>) {
+        let fan = self.fan.lock().clone();
+        if let Some((fan, order)) = fan {
+            let k = order.iter().position(|&s| s == i).expect("a shard written");
+            fan.answered(k, result.is_ok());
+        }
         if !self.note(i, result, "write to") {
             return;
         }
@@ -2078,6 +2193,9 @@ impl StripeWrite {
     }
 }
 
+/// A [`Fan`] over shard writes, and their shards in order.
+type WatchedWrites = (Arc<Fan>, Arc<Vec<usize>>);
+
 /// Stripe rows up to this many bytes per shard are encoded on the event
 /// loop thread once their unit reads are in: in less time than a worker
 /// takes to wake up. (Whole small stripes are not encoded on the caller's
@@ -2127,6 +2245,7 @@ impl SpareRows {
 /// A read started by [`Erasure::read_now`], until its last shard is done.
 struct ShardRead {
     erasure: Arc<Erasure>,
+    began: Instant,
     offset: u64,
     /// The caller's buffers, for reading again on a worker.
     bufs: Mutex<Vec<RawBuf>>,
@@ -2136,6 +2255,9 @@ struct ShardRead {
 
 impl ShardRead {
     fn shard_done(self: Arc<Self>, j: usize, result: Result<u64>) {
+        if result.is_ok() {
+            self.erasure.reads.note(self.began.elapsed());
+        }
         if !self
             .outcomes
             .note(j, result, |err| self.erasure.read_failed(j, err))

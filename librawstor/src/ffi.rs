@@ -89,7 +89,7 @@ impl From<&crate::store::ObjectInfo> for rawstor_object_info {
 }
 
 const _: () = assert!(std::mem::size_of::<rawstor_object_info>() == 64);
-const _: () = assert!(std::mem::size_of::<Options>() == 16);
+const _: () = assert!(std::mem::size_of::<Options>() == 20);
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());

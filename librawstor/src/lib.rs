@@ -21,6 +21,7 @@ pub mod queue;
 mod remote;
 pub mod size;
 pub mod store;
+mod straggler;
 mod sys;
 pub mod uri;
 pub mod uuid;

@@ -32,6 +32,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -42,6 +43,7 @@ use crate::net::RawBuf;
 use crate::pool::Pool;
 use crate::remote::{Finish, RemoteObject};
 use crate::store::{BLOCK_SIZE, ObjectInfo, StoreObject};
+use crate::straggler::{Fan, Hurrier, Latency};
 use crate::uuid::Uuid;
 use crate::wire::{Marks, Opcode};
 
@@ -81,6 +83,30 @@ impl Leg {
                 Ok(at - offset)
             })()),
             Leg::Ost(o) => o.read(offset, bufs, finish),
+        }
+    }
+
+    /// [`Leg::read`] that gives up after `within` where another copy can
+    /// be asked (a local file answers or fails by itself).
+    pub(crate) fn read_within(
+        &self,
+        offset: u64,
+        bufs: &[RawBuf],
+        within: Duration,
+        finish: Finish,
+    ) {
+        match self {
+            Leg::File(_) => self.read(offset, bufs, finish),
+            Leg::Ost(o) => o.read_within(offset, bufs, within, finish),
+        }
+    }
+
+    /// Where this copy's changes wait (see [`crate::straggler`]); a local
+    /// file answers or fails by itself.
+    pub(crate) fn hurrier(&self) -> Option<Hurrier> {
+        match self {
+            Leg::File(_) => None,
+            Leg::Ost(o) => Some(o.hurrier()),
         }
     }
 
@@ -255,6 +281,9 @@ impl Recorded {
     }
 }
 
+/// How long a leg that let a read time out is asked last.
+const SLOW_FOR: Duration = Duration::from_secs(2);
+
 /// Bytes copied from one leg to another at a time (repair, resync).
 const COPY_STEP_BYTES: u64 = 1 << 20;
 
@@ -269,6 +298,11 @@ pub(crate) struct Mirror {
     cursor: AtomicUsize,
     /// For objects placed by a rawstor-mdt.
     recorded: Option<Recorded>,
+    /// How long the copies take to answer a change, and a read.
+    changes: Arc<Latency>,
+    reads: Latency,
+    /// Per leg, until when it is asked last (it let a read time out).
+    slow: Mutex<Vec<Option<Instant>>>,
 }
 
 impl Mirror {
@@ -281,6 +315,7 @@ impl Mirror {
         legs: Vec<(String, Result<Leg>)>,
         stale: &[usize],
         recorded: Option<Recorded>,
+        straggler: Duration,
     ) -> Result<Arc<Self>> {
         if legs.iter().all(|(_, l)| l.is_err()) {
             let mut errors = legs.into_iter().map(|(_, l)| l.err().expect("all failed"));
@@ -324,12 +359,16 @@ impl Mirror {
                 ),
             ));
         }
+        let n = legs.len();
         let mirror = Arc::new(Self {
             uuid,
             legs,
             stale: Mutex::new(stale),
             cursor: AtomicUsize::new(0),
             recorded,
+            changes: Arc::new(Latency::new(straggler)),
+            reads: Latency::new(straggler),
+            slow: Mutex::new(vec![None; n]),
         });
         // Tell reachable stale legs what they are, so that no client (this
         // one or an older one) reads them.
@@ -388,15 +427,25 @@ impl Mirror {
         }))
     }
 
-    /// Good legs, starting at the rotating cursor.
+    /// Good legs, starting at the rotating cursor; legs that were slow
+    /// to answer a read lately come last.
     fn readable(&self) -> Vec<usize> {
         let stale = self.stale.lock().clone();
+        let now = Instant::now();
+        let slow: Vec<bool> = self
+            .slow
+            .lock()
+            .iter()
+            .map(|s| s.is_some_and(|t| t > now))
+            .collect();
         let n = self.legs.len();
         let start = self.cursor.fetch_add(1, Ordering::Relaxed) % n;
-        (0..n)
+        let mut order: Vec<usize> = (0..n)
             .map(|k| (start + k) % n)
             .filter(|&i| self.legs[i].1.is_some() && !stale[i])
-            .collect()
+            .collect();
+        order.sort_by_key(|&i| slow[i]);
+        order
     }
 
     /// Block status from one good leg, failing over like a read.
@@ -444,25 +493,36 @@ impl Mirror {
         let leg = self.legs[i].1.as_ref().expect("readable legs are open");
         let retry_bufs = bufs.clone();
         let me = Arc::clone(&self);
-        leg.read(
-            offset,
-            &bufs,
-            Box::new(move |result| match result {
-                Ok(n) => finish(Ok(n)),
-                Err(err) if caller_error(&err) => finish(Err(err)),
-                Err(err) => {
-                    let name = &me.legs[i].0;
-                    crate::log::warn(&format!(
-                        "read of object {} from {name} failed ({err}); trying another copy",
-                        me.uuid
-                    ));
-                    if err.errno() == libc::ESTALE {
-                        me.stale.lock()[i] = true;
-                    }
-                    me.read_from(order, k + 1, offset, retry_bufs, finish, Some(err));
+        let began = Instant::now();
+        let another = k + 1 < order.len();
+        let done: Finish = Box::new(move |result| match result {
+            Ok(n) => {
+                me.reads.note(began.elapsed());
+                finish(Ok(n))
+            }
+            Err(err) if caller_error(&err) => finish(Err(err)),
+            Err(err) => {
+                let name = &me.legs[i].0;
+                crate::log::warn(&format!(
+                    "read of object {} from {name} failed ({err}); trying another copy",
+                    me.uuid
+                ));
+                if err.errno() == libc::ESTALE {
+                    me.stale.lock()[i] = true;
                 }
-            }),
-        );
+                if err.errno() == libc::ETIMEDOUT {
+                    // Asked last for a while, so that reads do not wait
+                    // for it one after another.
+                    me.slow.lock()[i] = Some(Instant::now() + SLOW_FOR);
+                }
+                me.read_from(order, k + 1, offset, retry_bufs, finish, Some(err));
+            }
+        });
+        if another {
+            leg.read_within(offset, &bufs, self.reads.wait(), done);
+        } else {
+            leg.read(offset, &bufs, done);
+        }
     }
 
     /// Runs a change of `len` bytes at `offset` on every good leg and
@@ -724,16 +784,32 @@ impl Mirror {
         let results = Arc::new(Mutex::new(Vec::with_capacity(targets.len())));
         let remaining = Arc::new(AtomicUsize::new(targets.len()));
         let finish = Arc::new(Mutex::new(Some(finish)));
-        for &i in &targets {
+        // A leg that lags behind the others fails after a short while
+        // more, and is marked stale by the settling.
+        let fan = Arc::new(Fan::new(
+            Arc::clone(&self.changes),
+            targets
+                .iter()
+                .map(|&i| {
+                    (
+                        self.legs[i].0.clone(),
+                        self.legs[i].1.as_ref().and_then(Leg::hurrier),
+                    )
+                })
+                .collect(),
+        ));
+        for (k, &i) in targets.iter().enumerate() {
             let me = Arc::clone(self);
             let results = Arc::clone(&results);
             let remaining = Arc::clone(&remaining);
             let finish = Arc::clone(&finish);
+            let fan = Arc::clone(&fan);
             let down = down.clone();
             let leg = self.legs[i].1.as_ref().expect("targets are open");
             start(
                 leg,
                 Box::new(move |result| {
+                    fan.answered(k, result.is_ok());
                     results.lock().push((i, result));
                     if remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
                         let results = std::mem::take(&mut *results.lock());
@@ -744,6 +820,7 @@ impl Mirror {
                 }),
             );
         }
+        fan.started_all();
     }
 
     /// After every leg answered: succeed, fail, or mark and succeed.

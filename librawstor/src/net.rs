@@ -92,6 +92,9 @@ pub(crate) struct Request {
     pub(crate) payload: Payload,
     pub(crate) dest: Dest,
     pub(crate) done: Done,
+    /// A caller with another copy to ask fails the request (`ETIMEDOUT`)
+    /// when no reply came within this, leaving the connection as it is.
+    pub(crate) within: Option<Duration>,
 }
 
 impl Request {
@@ -102,6 +105,7 @@ impl Request {
             payload: Payload::None,
             dest: Dest::None,
             done,
+            within: None,
         }
     }
 }
@@ -111,6 +115,9 @@ struct Pending {
     /// Times sent.
     attempts: u32,
     deadline: Instant,
+    /// Set by [`Connection::hurry`]: when the caller stops waiting, and
+    /// the error it then gets.
+    cutoff: Option<(Instant, Error)>,
 }
 
 struct State {
@@ -310,6 +317,7 @@ impl Connection {
         request.header.request_id = id;
         request.header = request.header.with_payload_parts(&request.payload.parts());
         st.last_activity = now;
+        let within = request.within;
         let mut attempts = 0;
         if st.stream.is_some() && st.broken.is_none() {
             if !self.send_after_round(&mut st, &request) {
@@ -323,6 +331,13 @@ impl Connection {
                 request,
                 attempts,
                 deadline: now + self.timeout,
+                cutoff: within.map(|w| {
+                    let err = self.error(
+                        libc::ETIMEDOUT,
+                        format!("no answer within {} ms; asking another copy", w.as_millis()),
+                    );
+                    (now + w, err)
+                }),
             },
         );
         let reconnect = st.stream.is_none() && !st.connecting;
@@ -334,6 +349,63 @@ impl Connection {
         drop(st);
         if !self.armed.swap(true, Ordering::AcqRel) || reconnect {
             self.handle.wake();
+        }
+    }
+
+    /// Fails the requests on `object` still waiting here at `at` with
+    /// `err`, leaving the connection as it is: a caller whose other copies
+    /// or shards answered stops waiting for this one. A request already
+    /// sent is not taken back (the server may still run it; the caller
+    /// marks this copy stale first), and is not sent again: its lent
+    /// buffers are the caller's once its completion has run.
+    /// Only changes and flushes are hurried: reads set their own cutoff
+    /// ([`Request::within`]).
+    pub(crate) fn hurry(&self, object: Uuid, at: Instant, err: &Error) {
+        let object = *object.as_bytes();
+        let changes = |h: &Header| {
+            matches!(
+                h.op(),
+                Some(
+                    Opcode::Write
+                        | Opcode::Discard
+                        | Opcode::WriteZeroes
+                        | Opcode::Flush
+                        | Opcode::Mark
+                )
+            )
+        };
+        let mut st = self.state.lock();
+        let mut any = false;
+        for p in st.pending.values_mut() {
+            let header = &p.request.header;
+            if header.object == object
+                && changes(header)
+                && p.cutoff.as_ref().is_none_or(|(t, _)| at < *t)
+            {
+                p.cutoff = Some((at, err.clone()));
+                any = true;
+            }
+        }
+        drop(st);
+        if any {
+            // The loop ticks for this connection and sees the cutoff.
+            self.armed.store(true, Ordering::Release);
+            self.handle.wake();
+        }
+    }
+
+    /// Fails the requests whose cutoff has come (see [`Connection::hurry`]).
+    fn cut_off(&self, st: &mut State, now: Instant, done: &mut Vec<(Done, Result<Vec<u8>>)>) {
+        let due: Vec<u64> = st
+            .pending
+            .iter()
+            .filter(|(_, p)| p.cutoff.as_ref().is_some_and(|(t, _)| *t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            let p = st.pending.remove(&id).expect("listed");
+            let (_, err) = p.cutoff.expect("due");
+            done.push((p.request.done, Err(err)));
         }
     }
 
@@ -698,6 +770,7 @@ impl Handler for Connection {
         if let Some(err) = st.broken.take() {
             self.disconnect(&mut st, registry, err, &mut done);
         }
+        self.cut_off(&mut st, now, &mut done);
         let overdue = st.pending.values().any(|p| p.deadline <= now);
         if overdue {
             if st.stream.is_some() {
@@ -745,7 +818,11 @@ impl Handler for Connection {
             let earliest = st
                 .pending
                 .values()
-                .map(|p| p.deadline)
+                .map(|p| {
+                    p.cutoff
+                        .as_ref()
+                        .map_or(p.deadline, |(t, _)| p.deadline.min(*t))
+                })
                 .min()
                 .unwrap_or(check);
             let due = earliest.min(check);

@@ -73,6 +73,15 @@ impl Drop for Pool {
 /// dropped without a result counts as an I/O error). The waiting thread
 /// is woken once, by the last completion, not once per operation.
 pub(crate) fn wait_all<'a>(starts: Vec<Box<dyn FnOnce(Finish) + 'a>>) -> Vec<Result<u64>> {
+    wait_all_with(starts, || {})
+}
+
+/// [`wait_all`], running `started` once every operation has been started
+/// and before the wait.
+pub(crate) fn wait_all_with<'a>(
+    starts: Vec<Box<dyn FnOnce(Finish) + 'a>>,
+    started: impl FnOnce(),
+) -> Vec<Result<u64>> {
     let count = starts.len();
     let (done, all_done) = crossbeam_channel::bounded(1);
     let shared = Arc::new(Outcomes {
@@ -88,6 +97,7 @@ pub(crate) fn wait_all<'a>(starts: Vec<Box<dyn FnOnce(Finish) + 'a>>) -> Vec<Res
         };
         start(Box::new(move |result| slot.fill(result)));
     }
+    started();
     if count > 0 {
         // Every slot sends before it is gone, so this cannot fail while
         // `shared` holds the sender; the result is checked below anyway.

@@ -372,6 +372,29 @@ impl RemoteObject {
         });
     }
 
+    /// [`RemoteObject::read`] that fails with `ETIMEDOUT` when the
+    /// server has not answered `within` (the caller asks another copy).
+    pub(crate) fn read_within(
+        &self,
+        offset: u64,
+        bufs: &[RawBuf],
+        within: std::time::Duration,
+        finish: Finish,
+    ) {
+        self.split_io(Opcode::Read, offset, bufs, finish, |request, piece| {
+            request.dest = Dest::Bufs(piece);
+            request.within = Some(within);
+        });
+    }
+
+    /// Where this object's changes wait, for [`crate::straggler::Fan`].
+    pub(crate) fn hurrier(&self) -> crate::straggler::Hurrier {
+        crate::straggler::Hurrier {
+            connection: Arc::clone(&self.connection),
+            object: self.uuid,
+        }
+    }
+
     /// Writes `bufs` (in order, sent from where they are) at `offset`;
     /// with `fua`, durably.
     pub(crate) fn write(&self, offset: u64, bufs: &[RawBuf], fua: bool, finish: Finish) {

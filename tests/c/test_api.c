@@ -150,6 +150,7 @@ static void test_options(void)
     unsetenv("RAWSTOR_OPTS_TIMEOUT_MS");
     unsetenv("RAWSTOR_OPTS_IO_ATTEMPTS");
     unsetenv("RAWSTOR_OPTS_LIST_LIMIT");
+    unsetenv("RAWSTOR_OPTS_STRAGGLER_MS");
 
     memset(&opts, 0xa5, sizeof(opts));
     CHECK_EQ(rawstor_options_init(&opts), 0);
@@ -157,6 +158,7 @@ static void test_options(void)
     CHECK(opts.timeout_ms > 0 && opts.timeout_ms != 0xa5a5a5a5u);
     CHECK(opts.retries > 0 && opts.retries != 0xa5a5a5a5u);
     CHECK(opts.list_limit > 0 && opts.list_limit != 0xa5a5a5a5u);
+    CHECK(opts.straggler_ms > 0 && opts.straggler_ms != 0xa5a5a5a5u);
 
     /* Environment overrides. */
     setenv("RAWSTOR_OPTS_QUEUE_DEPTH", "64", 1);
@@ -189,7 +191,7 @@ static void test_options(void)
     CHECK_EQ(rawstor_new(NULL, NULL), -EINVAL);
 
     /* Zero fields take their defaults. */
-    rawstor_options zero = {0, 0, 0, 0};
+    rawstor_options zero = {0, 0, 0, 0, 0};
     CHECK_EQ(rawstor_new(&zero, &inst), 0);
     rawstor_free(inst);
 }

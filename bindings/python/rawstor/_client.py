@@ -31,6 +31,10 @@ class Options:
     retries: int | None = None
     #: Objects fetched per page by :meth:`Client.list`.
     list_limit: int | None = None
+    #: Longest wait, in milliseconds, for a copy or shard that lags behind
+    #: the others before it is recorded stale (or, for a read, another is
+    #: asked).
+    straggler_ms: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,7 +129,9 @@ class Client:
                 if number == 0 or number >= 1 << 32:
                     raise ValueError(f"{field.name} must be between 1 and 2**32-1: {number}")
                 setattr(raw, field.name, number)
-        self.options = Options(raw.queue_depth, raw.timeout_ms, raw.retries, raw.list_limit)
+        self.options = Options(
+            raw.queue_depth, raw.timeout_ms, raw.retries, raw.list_limit, raw.straggler_ms
+        )
         handle = ctypes.c_void_p()
         check(lib.rawstor_new(ctypes.byref(raw), ctypes.byref(handle)))
         self._handle: ctypes.c_void_p | None = handle

@@ -45,6 +45,7 @@ class Options(ctypes.Structure):
         ("timeout_ms", ctypes.c_uint32),
         ("retries", ctypes.c_uint32),
         ("list_limit", ctypes.c_uint32),
+        ("straggler_ms", ctypes.c_uint32),
     ]
 
 

@@ -237,6 +237,7 @@ pub(super) mod tests {
             &[],
             Arc::new(NoJournal),
             Arc::new(Pool::new(1, "t").unwrap()),
+            std::time::Duration::from_millis(600),
         )
         .unwrap();
         let data: Vec<u8> = (0..4 * MIB).map(|i| (i / 5 % 253) as u8).collect();

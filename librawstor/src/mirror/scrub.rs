@@ -303,7 +303,7 @@ mod tests {
             .enumerate()
             .map(|(i, o)| (format!("c{i}"), Ok(Leg::File(Arc::clone(o)))))
             .collect();
-        let mirror = Mirror::new(uuid, legs, &[], None).unwrap();
+        let mirror = Mirror::new(uuid, legs, &[], None, Duration::from_millis(600)).unwrap();
         // Block 8: a writer elsewhere has changed copy 0 and not yet copy 1.
         let stop = AtomicBool::new(false);
         let started = AtomicBool::new(false);

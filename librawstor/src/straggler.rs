@@ -1,0 +1,241 @@
+//! How long a redundant operation waits for a copy or shard that lags
+//! behind the others.
+//!
+//! A change completes once every copy (or shard) has it. One that has not
+//! answered while the others have, for longer than a short deadline
+//! derived from recent latency, is given up on: its requests fail at
+//! once ([`crate::net::Connection::hurry`]), the caller records it stale
+//! in the MDT (before acknowledging, as for any copy that missed a
+//! change) and completes; `rawstor repair` makes it current again. A read
+//! whose copy or shard is that slow asks another. So a dead or hung server
+//! costs a writer well under a second instead of the request timeout.
+//!
+//! The deadline is [`STRAGGLER_FACTOR`] times the running average of the
+//! layout's answers, at least [`STRAGGLER_MIN`] (far above this machine
+//! kind's jitter: idle cores wake slowly), at most the instance's
+//! `straggler_ms` option.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::error::Error;
+use crate::net::Connection;
+use crate::uuid::Uuid;
+
+/// Shortest wait for a straggler.
+pub(crate) const STRAGGLER_MIN: Duration = Duration::from_millis(150);
+/// A straggler is waited for this many times the recent average answer.
+const STRAGGLER_FACTOR: u32 = 10;
+/// The running average moves by 1/this of each new answer's difference.
+const AVERAGE_WEIGHT: u64 = 8;
+
+/// The running average of a layout's answers, and the deadline it gives.
+pub(crate) struct Latency {
+    average_us: AtomicU64,
+    max: Duration,
+}
+
+impl Latency {
+    /// An average that starts at nothing, for deadlines of at most `max`
+    /// (the instance's `straggler_ms`).
+    pub(crate) fn new(max: Duration) -> Self {
+        Self {
+            average_us: AtomicU64::new(0),
+            max: max.max(STRAGGLER_MIN),
+        }
+    }
+
+    /// Notes an answer that took `took`.
+    pub(crate) fn note(&self, took: Duration) {
+        let sample = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        // Lost updates between racing callers only slow the average down.
+        let old = self.average_us.load(Ordering::Relaxed);
+        let new = if sample >= old {
+            old + (sample - old) / AVERAGE_WEIGHT
+        } else {
+            old - (old - sample) / AVERAGE_WEIGHT
+        };
+        self.average_us.store(new, Ordering::Relaxed);
+    }
+
+    /// How long a straggler is waited for once the others answered.
+    pub(crate) fn wait(&self) -> Duration {
+        let average = Duration::from_micros(self.average_us.load(Ordering::Relaxed));
+        (average * STRAGGLER_FACTOR).clamp(STRAGGLER_MIN, self.max)
+    }
+}
+
+/// Where a copy's or shard's changes wait: what [`Fan`] hurries.
+#[derive(Clone)]
+pub(crate) struct Hurrier {
+    pub(crate) connection: Arc<Connection>,
+    pub(crate) object: Uuid,
+}
+
+/// A change fanned out to copies or shards, watched for stragglers: once
+/// every piece has been started and one answered well, the pieces still
+/// out get [`Latency::wait`] more, then fail (`ETIMEDOUT`), so that the
+/// caller settles the change without them (marking them stale).
+pub(crate) struct Fan {
+    watch: Watch,
+    began: Instant,
+    latency: Arc<Latency>,
+    /// Each piece's name (for messages) and server (`None`: a local file,
+    /// which answers or fails by itself).
+    pieces: Vec<(String, Option<Hurrier>)>,
+}
+
+impl Fan {
+    /// A fan-out over `pieces`, starting now.
+    pub(crate) fn new(latency: Arc<Latency>, pieces: Vec<(String, Option<Hurrier>)>) -> Self {
+        Self {
+            watch: Watch::new(pieces.len()),
+            began: Instant::now(),
+            latency,
+            pieces,
+        }
+    }
+
+    /// Piece `k` answered (`ok`: well).
+    pub(crate) fn answered(&self, k: usize, ok: bool) {
+        if ok {
+            self.latency.note(self.began.elapsed());
+        }
+        self.hurry(&self.watch.answered(k, ok));
+    }
+
+    /// Every piece has been started.
+    pub(crate) fn started_all(&self) {
+        self.hurry(&self.watch.started_all());
+    }
+
+    fn hurry(&self, late: &[usize]) {
+        if late.is_empty() {
+            return;
+        }
+        let wait = self.latency.wait();
+        let at = Instant::now() + wait;
+        for &k in late {
+            let (name, hurrier) = &self.pieces[k];
+            let Some(hurrier) = hurrier else { continue };
+            let err = Error::new(
+                libc::ETIMEDOUT,
+                format!(
+                    "{name}: no answer within {} ms of the others",
+                    wait.as_millis()
+                ),
+            );
+            hurrier.connection.hurry(hurrier.object, at, &err);
+        }
+    }
+}
+
+/// One fan-out's watch for stragglers: once every piece has been started
+/// and one has answered well, the pieces that have not answered are due
+/// to be hurried, once.
+struct Watch {
+    state: Mutex<WatchState>,
+}
+
+struct WatchState {
+    answered: Vec<bool>,
+    started_all: bool,
+    answered_ok: bool,
+    fired: bool,
+}
+
+impl Watch {
+    /// A watch over `pieces` pieces.
+    pub(crate) fn new(pieces: usize) -> Self {
+        Self {
+            state: Mutex::new(WatchState {
+                answered: vec![false; pieces],
+                started_all: false,
+                answered_ok: false,
+                fired: false,
+            }),
+        }
+    }
+
+    /// Piece `k` answered (`ok`: well). Returns the pieces to hurry now.
+    pub(crate) fn answered(&self, k: usize, ok: bool) -> Vec<usize> {
+        let mut st = self.state.lock();
+        assert!(!st.answered[k], "a piece answers once");
+        st.answered[k] = true;
+        st.answered_ok |= ok;
+        Self::due(&mut st)
+    }
+
+    /// Every piece has been started. Returns the pieces to hurry now.
+    pub(crate) fn started_all(&self) -> Vec<usize> {
+        let mut st = self.state.lock();
+        st.started_all = true;
+        Self::due(&mut st)
+    }
+
+    fn due(st: &mut WatchState) -> Vec<usize> {
+        if st.fired || !st.started_all || !st.answered_ok {
+            return Vec::new();
+        }
+        let late: Vec<usize> = (0..st.answered.len())
+            .filter(|&k| !st.answered[k])
+            .collect();
+        st.fired = !late.is_empty();
+        late
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wait_follows_recent_answers_within_its_bounds() {
+        let latency = Latency::new(Duration::from_millis(600));
+        assert_eq!(latency.wait(), STRAGGLER_MIN, "nothing seen yet");
+        for _ in 0..200 {
+            latency.note(Duration::from_millis(40));
+        }
+        let wait = latency.wait();
+        assert!(
+            wait > Duration::from_millis(380) && wait <= Duration::from_millis(400),
+            "{wait:?}"
+        );
+        for _ in 0..200 {
+            latency.note(Duration::from_secs(2));
+        }
+        assert_eq!(
+            latency.wait(),
+            Duration::from_millis(600),
+            "the option bounds it"
+        );
+        assert_eq!(Latency::new(Duration::ZERO).wait(), STRAGGLER_MIN);
+    }
+
+    #[test]
+    fn stragglers_are_due_once_all_started_and_one_answered_well() {
+        let watch = Watch::new(3);
+        assert_eq!(
+            watch.answered(0, false),
+            Vec::<usize>::new(),
+            "a failure is no reference"
+        );
+        assert_eq!(
+            watch.answered(1, true),
+            Vec::<usize>::new(),
+            "not all started yet"
+        );
+        assert_eq!(watch.started_all(), [2]);
+        assert_eq!(watch.answered(2, true), Vec::<usize>::new(), "once");
+        let watch = Watch::new(2);
+        assert!(watch.started_all().is_empty());
+        assert_eq!(watch.answered(1, true), [0]);
+        let all = Watch::new(2);
+        all.started_all();
+        all.answered(0, true);
+        assert!(all.answered(1, true).is_empty(), "nobody left to hurry");
+    }
+}
