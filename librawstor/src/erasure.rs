@@ -810,6 +810,7 @@ impl Erasure {
         let pieces = self.pieces(offset, len);
         let spans = self.spans(&pieces);
         let need = self.uncovered(&spans, base, row);
+        let within = self.reads.wait();
         let write = Arc::new(StripeWrite {
             erasure: Arc::clone(self),
             offset,
@@ -847,7 +848,9 @@ impl Erasure {
                 self.on_usable(
                     j,
                     Box::new(move |result| shard.unit_read(j, result)),
-                    |leg, done| leg.read(a, std::slice::from_ref(&target), done),
+                    // Every shard is usable here: one that is slow to
+                    // answer is given up on, and write_sync rebuilds.
+                    |leg, done| leg.read_within(a, std::slice::from_ref(&target), within, done),
                 );
             }
         }
@@ -1030,9 +1033,23 @@ impl Erasure {
 
     /// Reads `(shard, shard offset, into)` from each shard at once.
     fn read_shards(&self, reads: &[(usize, u64, RawBuf)]) -> Vec<Result<u64>> {
+        self.read_shards_within(reads, None)
+    }
+
+    /// [`Erasure::read_shards`]; with `within`, a read not answered by
+    /// then fails with `ETIMEDOUT` (for callers that can rebuild it).
+    fn read_shards_within(
+        &self,
+        reads: &[(usize, u64, RawBuf)],
+        within: Option<Duration>,
+    ) -> Vec<Result<u64>> {
         let shards: Vec<usize> = reads.iter().map(|r| r.0).collect();
         self.run_on(&shards, |k, leg, f| {
-            leg.read(reads[k].1, std::slice::from_ref(&reads[k].2), f)
+            let (at, into) = (reads[k].1, std::slice::from_ref(&reads[k].2));
+            match within {
+                Some(within) => leg.read_within(at, into, within, f),
+                None => leg.read(at, into, f),
+            }
         })
     }
 
@@ -1141,7 +1158,10 @@ impl Erasure {
                 )
             })
             .collect();
-        for (&(j, lo, hi), result) in readable.iter().zip(self.read_shards(&reads)) {
+        // What is rebuilt when it cannot be read need not wait for a shard
+        // slower than its peers lately have been.
+        let within = rebuild.then(|| self.reads.wait());
+        for (&(j, lo, hi), result) in readable.iter().zip(self.read_shards_within(&reads, within)) {
             match result {
                 Ok(_) => {}
                 Err(err) if caller_error(&err) => return Err(err),
