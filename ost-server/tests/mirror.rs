@@ -227,3 +227,91 @@ fn an_open_mirror_is_not_removed_even_in_part() {
         assert_eq!(err.errno(), libc::ENOENT, "{err}");
     }
 }
+
+#[test]
+fn a_hung_copy_costs_a_write_and_a_read_well_under_a_second_and_is_marked_stale() {
+    let (da, db) = (TempDir::new("hung-a"), TempDir::new("hung-b"));
+    let (a, _b, location) = two_servers(&da, &db);
+    // The default request timeout (5 s): the straggler wait, not the
+    // timeout, decides.
+    let rs = rawstor::Instance::new(rawstor::Options::default()).unwrap();
+    let mut spec = CreateSpec::new(4 * MB);
+    spec.chunk_size = Some(MB);
+    let target = rs.create(&location, &spec).unwrap();
+    let object = rs.open(&target).unwrap();
+    let v1 = pattern(1, 1, 4 * MB as usize);
+    object.write_at(&v1, 0).unwrap();
+    a.freeze();
+    let started = std::time::Instant::now();
+    let v2 = pattern(2, 2, 64 << 10);
+    object.write_at(&v2, 0).unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(900), "a write took {took:?}");
+    // The hung copy is stale now: later writes and reads do not wait for it.
+    let started = std::time::Instant::now();
+    for i in 0..8u64 {
+        object.write_at(&v2, i * (64 << 10)).unwrap();
+        let mut back = vec![0u8; 64 << 10];
+        object.read_at(&mut back, i * (64 << 10)).unwrap();
+        assert!(back == v2);
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(900),
+        "8 writes and reads took {took:?}"
+    );
+    a.signal(libc::SIGCONT);
+    drop(object);
+    let fresh = instance();
+    let repaired = fresh.repair(&target, &mut |_, _| {}).unwrap();
+    assert_eq!(
+        repaired,
+        vec![format!("ost://{}", a.addr)],
+        "the hung copy was marked stale"
+    );
+    let direct = fresh.open(&single(&a.addr, &target)).unwrap();
+    let mut want = v1.clone();
+    for i in 0..8 {
+        want[i * (64 << 10)..(i + 1) * (64 << 10)].copy_from_slice(&v2);
+    }
+    assert!(
+        read_all(&direct, 4 * MB).unwrap() == want,
+        "the copy is current after repair"
+    );
+}
+
+#[test]
+fn a_hung_copy_costs_a_read_well_under_a_second() {
+    let (da, db) = (TempDir::new("slowread-a"), TempDir::new("slowread-b"));
+    let (a, b, location) = two_servers(&da, &db);
+    let rs = rawstor::Instance::new(rawstor::Options::default()).unwrap();
+    let target = rs.create(&location, &CreateSpec::new(MB)).unwrap();
+    let object = rs.open(&target).unwrap();
+    let v1 = pattern(3, 3, MB as usize);
+    object.write_at(&v1, 0).unwrap();
+    a.freeze();
+    // Reads rotate over the copies: some go to the hung one first.
+    let started = std::time::Instant::now();
+    for _ in 0..6 {
+        let mut back = vec![0u8; 4096];
+        let one = std::time::Instant::now();
+        object.read_at(&mut back, 8192).unwrap();
+        assert!(back == v1[8192..8192 + 4096]);
+        assert!(
+            one.elapsed() < Duration::from_millis(900),
+            "a read took {:?}",
+            one.elapsed()
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    a.signal(libc::SIGCONT);
+    // The late replies to the reads given up on are dropped, and the same
+    // connection serves the copy again.
+    let direct = rs.open(&single(&a.addr, &target)).unwrap();
+    assert!(read_all(&direct, MB).unwrap() == v1);
+    drop(b);
+}
