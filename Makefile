@@ -17,7 +17,7 @@ CACHE       ?= $(HOME)/.cache/rawstor
 FIO_ENGINE  := $(BUILD)/librawstor_fio.so
 
 SHELL       := /bin/bash
-.PHONY: all build demo header check-header cbindgen cargo-fuzz fuzz-smoke lint test test-ec test-replicas test-full bench-redundancy test-rust test-c test-asan \
+.PHONY: all build demo header check-header cbindgen cargo-fuzz fuzz-smoke lint test test-ec test-replicas test-failover test-full bench-redundancy test-rust test-c test-asan \
         test-valgrind test-cli test-mdt test-bounds test-pkgconfig test-fio test-python python-wheel qemu test-qemu test-qemu-vm bench-qemu fio-engine install \
         bench bench-file bench-python clean
 
@@ -64,7 +64,7 @@ lint: check-header
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## Everything CI checks (the README's test command).
-test: lint build test-rust test-c test-asan test-valgrind test-cli test-mdt test-bounds test-pkgconfig test-fio test-ec test-replicas test-full \
+test: lint build test-rust test-c test-asan test-valgrind test-cli test-mdt test-bounds test-pkgconfig test-fio test-ec test-replicas test-failover test-full \
       test-python test-qemu fuzz-smoke
 	@echo "all tests passed"
 
@@ -191,6 +191,11 @@ test-ec: $(FIO_ENGINE)
 ## Replication fault tests on rawstor-mdt (four OSTs, SIGKILLs, leases, write intent).
 test-replicas: $(FIO_ENGINE)
 	bash tests/replicas.sh $(RAWSTOR) $(FIO_ENGINE)
+
+## Failover latency: an OST killed or hung under a writer and a reader,
+## replicas:3 and ec:4+2; each max latency must stay under FAILOVER_MAX_MS.
+test-failover: $(FIO_ENGINE)
+	bash tests/failover.sh $(RAWSTOR) $(FIO_ENGINE)
 
 ## Full disks (small ext4 file systems on loop devices: needs root).
 test-full: $(FIO_ENGINE)

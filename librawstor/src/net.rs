@@ -318,6 +318,14 @@ impl Connection {
         request.header = request.header.with_payload_parts(&request.payload.parts());
         st.last_activity = now;
         let within = request.within;
+        // A caller with another copy to ask does not wait for a server
+        // this connection cannot reach now.
+        if within.is_some() && st.stream.is_none() {
+            if let Some(err) = st.last_error.clone() {
+                drop(st);
+                return (request.done)(Err(err));
+            }
+        }
         let mut attempts = 0;
         if st.stream.is_some() && st.broken.is_none() {
             if !self.send_after_round(&mut st, &request) {
