@@ -48,7 +48,7 @@ use crate::net::RawBuf;
 use crate::pool::Pool;
 use crate::remote::Finish;
 use crate::store::{BLOCK_SIZE, ObjectInfo};
-use crate::straggler::{Fan, Latency};
+use crate::straggler::{Fan, Latency, Pieces};
 use crate::uuid::Uuid;
 use crate::wire::Opcode;
 use std::time::{Duration, Instant};
@@ -441,6 +441,8 @@ pub(crate) struct Erasure {
     reads: Latency,
     /// Per shard, until when reads leave it out (it let one time out).
     slow: Mutex<Vec<Option<Instant>>>,
+    /// The shards' names and servers, for [`Fan`].
+    pieces: Pieces,
 }
 
 /// How long a shard that let a read time out is left out of reads.
@@ -493,6 +495,10 @@ impl Erasure {
             ));
         }
         let shard_count = marks.len();
+        let pieces: Pieces = shards
+            .iter()
+            .map(|(name, leg)| (name.clone(), leg.as_ref().and_then(Leg::hurrier)))
+            .collect();
         Ok(Arc::new(Self {
             uuid,
             codec,
@@ -510,6 +516,7 @@ impl Erasure {
             changes: Arc::new(Latency::new(straggler)),
             reads: Latency::new(straggler),
             slow: Mutex::new(vec![None; shard_count]),
+            pieces,
         }))
     }
 
@@ -978,16 +985,7 @@ impl Erasure {
 
     /// A [`Fan`] over `shards`.
     fn fan(&self, shards: &[usize]) -> Fan {
-        Fan::new(
-            Arc::clone(&self.changes),
-            shards
-                .iter()
-                .map(|&i| {
-                    let (name, leg) = &self.shards[i];
-                    (name.clone(), leg.as_ref().and_then(Leg::hurrier))
-                })
-                .collect(),
-        )
+        Fan::new(Arc::clone(&self.changes), &self.pieces, shards.to_vec())
     }
 
     fn run_on_fanned(
@@ -1937,6 +1935,7 @@ mod tests {
             changes: Arc::new(Latency::new(Duration::from_millis(600))),
             reads: Latency::new(Duration::from_millis(600)),
             slow: Mutex::new(vec![None; 3]),
+            pieces: Vec::new().into(),
         };
         // 12 KiB from 2 KiB into unit 0: units 0 (shard 0), 1 (shard 1),
         // 2 (shard 0, stripe 1), 3 (shard 1, stripe 1, first 2 KiB).

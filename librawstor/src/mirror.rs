@@ -43,7 +43,7 @@ use crate::net::RawBuf;
 use crate::pool::Pool;
 use crate::remote::{Finish, RemoteObject};
 use crate::store::{BLOCK_SIZE, ObjectInfo, StoreObject};
-use crate::straggler::{Fan, Hurrier, Latency};
+use crate::straggler::{Fan, Hurrier, Latency, Pieces};
 use crate::uuid::Uuid;
 use crate::wire::{Marks, Opcode};
 
@@ -301,6 +301,8 @@ pub(crate) struct Mirror {
     /// How long the copies take to answer a change, and a read.
     changes: Arc<Latency>,
     reads: Latency,
+    /// The legs' names and servers, for [`Fan`].
+    pieces: Pieces,
     /// Per leg, until when it is asked last (it let a read time out).
     slow: Mutex<Vec<Option<Instant>>>,
 }
@@ -360,6 +362,10 @@ impl Mirror {
             ));
         }
         let n = legs.len();
+        let pieces: Pieces = legs
+            .iter()
+            .map(|(name, leg)| (name.clone(), leg.as_ref().and_then(Leg::hurrier)))
+            .collect();
         let mirror = Arc::new(Self {
             uuid,
             legs,
@@ -369,6 +375,7 @@ impl Mirror {
             changes: Arc::new(Latency::new(straggler)),
             reads: Latency::new(straggler),
             slow: Mutex::new(vec![None; n]),
+            pieces,
         });
         // Tell reachable stale legs what they are, so that no client (this
         // one or an older one) reads them.
@@ -788,15 +795,8 @@ impl Mirror {
         // more, and is marked stale by the settling.
         let fan = Arc::new(Fan::new(
             Arc::clone(&self.changes),
-            targets
-                .iter()
-                .map(|&i| {
-                    (
-                        self.legs[i].0.clone(),
-                        self.legs[i].1.as_ref().and_then(Leg::hurrier),
-                    )
-                })
-                .collect(),
+            &self.pieces,
+            targets.clone(),
         ));
         for (k, &i) in targets.iter().enumerate() {
             let me = Arc::clone(self);

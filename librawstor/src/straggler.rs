@@ -75,6 +75,11 @@ pub(crate) struct Hurrier {
     pub(crate) object: Uuid,
 }
 
+/// The copies or shards of one opened object, for [`Fan`]: each one's
+/// name (for messages) and where its changes wait (`None`: a local file,
+/// which answers or fails by itself). Made once per opening.
+pub(crate) type Pieces = Arc<[(String, Option<Hurrier>)]>;
+
 /// A change fanned out to copies or shards, watched for stragglers: once
 /// every piece has been started and one answered well, the pieces still
 /// out get [`Latency::wait`] more, then fail (`ETIMEDOUT`), so that the
@@ -83,19 +88,20 @@ pub(crate) struct Fan {
     watch: Watch,
     began: Instant,
     latency: Arc<Latency>,
-    /// Each piece's name (for messages) and server (`None`: a local file,
-    /// which answers or fails by itself).
-    pieces: Vec<(String, Option<Hurrier>)>,
+    all: Pieces,
+    /// The pieces of `all` this change went to, in the order of `k`.
+    which: Vec<usize>,
 }
 
 impl Fan {
-    /// A fan-out over `pieces`, starting now.
-    pub(crate) fn new(latency: Arc<Latency>, pieces: Vec<(String, Option<Hurrier>)>) -> Self {
+    /// A fan-out to the pieces `which` of `all`, starting now.
+    pub(crate) fn new(latency: Arc<Latency>, all: &Pieces, which: Vec<usize>) -> Self {
         Self {
-            watch: Watch::new(pieces.len()),
+            watch: Watch::new(which.len()),
             began: Instant::now(),
             latency,
-            pieces,
+            all: Arc::clone(all),
+            which,
         }
     }
 
@@ -119,7 +125,7 @@ impl Fan {
         let wait = self.latency.wait();
         let at = Instant::now() + wait;
         for &k in late {
-            let (name, hurrier) = &self.pieces[k];
+            let (name, hurrier) = &self.all[self.which[k]];
             let Some(hurrier) = hurrier else { continue };
             let err = Error::new(
                 libc::ETIMEDOUT,
