@@ -49,6 +49,12 @@ assert "fio: whole-stripe writes mixed with partial ones in the same stripes ver
     'rfio "$target" --rw=randwrite --bssplit=4k/40:16k/30:64k/20:1m/10 --blockalign=4k --iodepth=32 --size=32M \
         --io_size=16M --verify=crc32c --verify_fatal=1 >/dev/null'
 
+# --- Scrub beside a live writer (another process): stripes the writer is
+# in the middle of are not reported as damage.
+scrubs_ok=$(scrubs_beside_writer "$target")
+assert "scrub beside a live 4 KiB random writer reports nothing, three times" '[[ $scrubs_ok -eq 3 ]]'
+assert "and finds the object clean once the writer is done" '$RAWSTOR scrub "$target" >/dev/null'
+
 # --- SIGKILL a data shard's OST during verified writes.
 job=(--rw=randwrite --bs=16k --iodepth=8 --size=32M --rate=8m --verify=crc32c --verify_fatal=1 --randseed=7)
 rfio "$target" "${job[@]}" >"$WORK/fio1.out" 2>&1 &

@@ -106,6 +106,19 @@ start_mdt_osts() { # COUNT
         ost_pid[$OST_ADDR]=$OST_PID ost_name[$OST_ADDR]=ost$i
     done
 }
+# Runs `rawstor scrub` on TARGET three times while fio writes 4 KiB random
+# blocks to it from another process; prints how many reported nothing.
+scrubs_beside_writer() { # TARGET
+    local fio_pid ok=0 out
+    rfio "$1" --rw=randwrite --bs=4k --iodepth=16 --size=32M --time_based --runtime=6 >/dev/null 2>&1 &
+    fio_pid=$!
+    sleep 1
+    for _ in 1 2 3; do
+        out=$("$RAWSTOR" scrub "$1" 2>&1) && ok=$((ok + 1)) || echo "$out" | tail -3 >&2
+    done
+    wait "$fio_pid" || true
+    echo "$ok"
+}
 kill_ost() { # ADDR
     local pid=${ost_pid[$1]}
     kill -KILL "$pid"

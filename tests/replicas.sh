@@ -30,6 +30,13 @@ mapfile -t addrs < <(copies "$target")
 assert "replicas:3 is placed on three distinct OSTs" \
     '[[ ${#addrs[@]} -eq 3 && $(printf "%s\n" "${addrs[@]}" | sort -u | wc -l) -eq 3 ]]'
 
+# --- Scrub beside a live writer (another process): blocks the writer has
+# put on one copy and not yet on the others are not reported as damage.
+rfio "$target" --rw=write --bs=1m --iodepth=4 --size=32M >/dev/null 2>&1
+scrubs_ok=$(scrubs_beside_writer "$target")
+assert "scrub beside a live 4 KiB random writer reports nothing, three times" '[[ $scrubs_ok -eq 3 ]]'
+assert "and finds the copies agreeing once the writer is done" '$RAWSTOR scrub "$target" >/dev/null'
+
 # --- SIGKILL a copy's OST during verified writes.
 job=(--rw=randwrite --bs=16k --iodepth=8 --size=32M --rate=8m --verify=crc32c --verify_fatal=1 --randseed=7)
 rfio "$target" "${job[@]}" >"$WORK/fio1.out" 2>&1 &

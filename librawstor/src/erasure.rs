@@ -48,7 +48,7 @@ use crate::net::RawBuf;
 use crate::pool::Pool;
 use crate::remote::Finish;
 use crate::store::{BLOCK_SIZE, ObjectInfo};
-use crate::straggler::{Fan, Latency, Pieces};
+use crate::straggler::{Fan, Latency, Pieces, Slow};
 use crate::uuid::Uuid;
 use crate::wire::Opcode;
 use std::time::{Duration, Instant};
@@ -439,14 +439,11 @@ pub(crate) struct Erasure {
     /// How long the shards take to answer a change, and a read.
     changes: Arc<Latency>,
     reads: Latency,
-    /// Per shard, until when reads leave it out (it let one time out).
-    slow: Mutex<Vec<Option<Instant>>>,
+    /// Shards that let a read time out lately: left out of reads.
+    slow: Slow,
     /// The shards' names and servers, for [`Fan`].
     pieces: Pieces,
 }
-
-/// How long a shard that let a read time out is left out of reads.
-const SLOW_FOR: Duration = Duration::from_secs(2);
 
 impl Erasure {
     #[allow(clippy::too_many_arguments)]
@@ -495,10 +492,7 @@ impl Erasure {
             ));
         }
         let shard_count = marks.len();
-        let pieces: Pieces = shards
-            .iter()
-            .map(|(name, leg)| (name.clone(), leg.as_ref().and_then(Leg::hurrier)))
-            .collect();
+        let pieces = crate::mirror::pieces(&shards);
         Ok(Arc::new(Self {
             uuid,
             codec,
@@ -515,18 +509,14 @@ impl Erasure {
             pool,
             changes: Arc::new(Latency::new(straggler)),
             reads: Latency::new(straggler),
-            slow: Mutex::new(vec![None; shard_count]),
+            slow: Slow::new(shard_count),
             pieces,
         }))
     }
 
     /// Shards that let a read time out lately (left out of reads).
     fn slow_shards(&self) -> Vec<usize> {
-        let now = Instant::now();
-        let slow = self.slow.lock();
-        (0..slow.len())
-            .filter(|&i| slow[i].is_some_and(|t| t > now))
-            .collect()
+        self.slow.now()
     }
 
     /// A change to shard `i` failed for a reason of the shard's: logged and
@@ -1062,7 +1052,7 @@ impl Erasure {
             self.stale.lock()[i] = true;
         }
         if err.errno() == libc::ETIMEDOUT {
-            self.slow.lock()[i] = Some(Instant::now() + SLOW_FOR);
+            self.slow.mark(i);
         }
     }
 
@@ -1934,7 +1924,7 @@ mod tests {
             pool,
             changes: Arc::new(Latency::new(Duration::from_millis(600))),
             reads: Latency::new(Duration::from_millis(600)),
-            slow: Mutex::new(vec![None; 3]),
+            slow: Slow::new(3),
             pieces: Vec::new().into(),
         };
         // 12 KiB from 2 KiB into unit 0: units 0 (shard 0), 1 (shard 1),

@@ -43,7 +43,7 @@ use crate::net::RawBuf;
 use crate::pool::Pool;
 use crate::remote::{Finish, RemoteObject};
 use crate::store::{BLOCK_SIZE, ObjectInfo, StoreObject};
-use crate::straggler::{Fan, Hurrier, Latency, Pieces};
+use crate::straggler::{Fan, Hurrier, Latency, Pieces, Slow};
 use crate::uuid::Uuid;
 use crate::wire::{Marks, Opcode};
 
@@ -281,8 +281,12 @@ impl Recorded {
     }
 }
 
-/// How long a leg that let a read time out is asked last.
-const SLOW_FOR: Duration = Duration::from_secs(2);
+/// The names and servers of `legs`, for a [`crate::straggler::Fan`].
+pub(crate) fn pieces(legs: &[(String, Option<Leg>)]) -> Pieces {
+    legs.iter()
+        .map(|(name, leg)| (name.clone(), leg.as_ref().and_then(Leg::hurrier)))
+        .collect()
+}
 
 /// Bytes copied from one leg to another at a time (repair, resync).
 const COPY_STEP_BYTES: u64 = 1 << 20;
@@ -303,8 +307,8 @@ pub(crate) struct Mirror {
     reads: Latency,
     /// The legs' names and servers, for [`Fan`].
     pieces: Pieces,
-    /// Per leg, until when it is asked last (it let a read time out).
-    slow: Mutex<Vec<Option<Instant>>>,
+    /// Legs that let a read time out lately: asked last.
+    slow: Slow,
 }
 
 impl Mirror {
@@ -362,20 +366,16 @@ impl Mirror {
             ));
         }
         let n = legs.len();
-        let pieces: Pieces = legs
-            .iter()
-            .map(|(name, leg)| (name.clone(), leg.as_ref().and_then(Leg::hurrier)))
-            .collect();
         let mirror = Arc::new(Self {
             uuid,
-            legs,
             stale: Mutex::new(stale),
             cursor: AtomicUsize::new(0),
             recorded,
             changes: Arc::new(Latency::new(straggler)),
             reads: Latency::new(straggler),
-            slow: Mutex::new(vec![None; n]),
-            pieces,
+            slow: Slow::new(n),
+            pieces: pieces(&legs),
+            legs,
         });
         // Tell reachable stale legs what they are, so that no client (this
         // one or an older one) reads them.
@@ -438,20 +438,16 @@ impl Mirror {
     /// to answer a read lately come last.
     fn readable(&self) -> Vec<usize> {
         let stale = self.stale.lock().clone();
-        let now = Instant::now();
-        let slow: Vec<bool> = self
-            .slow
-            .lock()
-            .iter()
-            .map(|s| s.is_some_and(|t| t > now))
-            .collect();
+        let slow = self.slow.now();
         let n = self.legs.len();
         let start = self.cursor.fetch_add(1, Ordering::Relaxed) % n;
         let mut order: Vec<usize> = (0..n)
             .map(|k| (start + k) % n)
             .filter(|&i| self.legs[i].1.is_some() && !stale[i])
             .collect();
-        order.sort_by_key(|&i| slow[i]);
+        if !slow.is_empty() {
+            order.sort_by_key(|i| slow.contains(i));
+        }
         order
     }
 
@@ -520,7 +516,7 @@ impl Mirror {
                 if err.errno() == libc::ETIMEDOUT {
                     // Asked last for a while, so that reads do not wait
                     // for it one after another.
-                    me.slow.lock()[i] = Some(Instant::now() + SLOW_FOR);
+                    me.slow.mark(i);
                 }
                 me.read_from(order, k + 1, offset, retry_bufs, finish, Some(err));
             }

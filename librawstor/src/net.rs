@@ -115,9 +115,16 @@ struct Pending {
     /// Times sent.
     attempts: u32,
     deadline: Instant,
-    /// Set by [`Connection::hurry`]: when the caller stops waiting, and
-    /// the error it then gets.
-    cutoff: Option<(Instant, Error)>,
+    /// When the caller stops waiting ([`Request::within`],
+    /// [`Connection::hurry`]), and why.
+    cutoff: Option<(Instant, Cutoff)>,
+}
+
+/// Why a request's caller stops waiting. The error is made only when it
+/// does (a read's deadline is set on every read that has another copy).
+enum Cutoff {
+    Within(Duration),
+    Hurried(Error),
 }
 
 struct State {
@@ -339,13 +346,7 @@ impl Connection {
                 request,
                 attempts,
                 deadline: now + self.timeout,
-                cutoff: within.map(|w| {
-                    let err = self.error(
-                        libc::ETIMEDOUT,
-                        format!("no answer within {} ms; asking another copy", w.as_millis()),
-                    );
-                    (now + w, err)
-                }),
+                cutoff: within.map(|w| (now + w, Cutoff::Within(w))),
             },
         );
         let reconnect = st.stream.is_none() && !st.connecting;
@@ -390,7 +391,7 @@ impl Connection {
                 && changes(header)
                 && p.cutoff.as_ref().is_none_or(|(t, _)| at < *t)
             {
-                p.cutoff = Some((at, err.clone()));
+                p.cutoff = Some((at, Cutoff::Hurried(err.clone())));
                 any = true;
             }
         }
@@ -412,7 +413,13 @@ impl Connection {
             .collect();
         for id in due {
             let p = st.pending.remove(&id).expect("listed");
-            let (_, err) = p.cutoff.expect("due");
+            let err = match p.cutoff.expect("due").1 {
+                Cutoff::Hurried(err) => err,
+                Cutoff::Within(w) => self.error(
+                    libc::ETIMEDOUT,
+                    format!("no answer within {} ms; asking another copy", w.as_millis()),
+                ),
+            };
             done.push((p.request.done, Err(err)));
         }
     }

@@ -16,7 +16,7 @@
 //! `straggler_ms` option.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -65,6 +65,50 @@ impl Latency {
     pub(crate) fn wait(&self) -> Duration {
         let average = Duration::from_micros(self.average_us.load(Ordering::Relaxed));
         (average * STRAGGLER_FACTOR).clamp(STRAGGLER_MIN, self.max)
+    }
+}
+
+/// The copies or shards of an object that let a read time out lately:
+/// reads ask them last (or leave them out) for [`SLOW_FOR`]. Free to ask
+/// while none is.
+pub(crate) struct Slow {
+    until: Mutex<Vec<Option<Instant>>>,
+    /// Whether any entry may be set: reads skip the lock while not.
+    any: AtomicBool,
+}
+
+/// How long a copy or shard that let a read time out is asked last.
+const SLOW_FOR: Duration = Duration::from_secs(2);
+
+impl Slow {
+    /// Nothing slow among `count` copies or shards.
+    pub(crate) fn new(count: usize) -> Self {
+        Self {
+            until: Mutex::new(vec![None; count]),
+            any: AtomicBool::new(false),
+        }
+    }
+
+    /// Copy or shard `i` let a read time out.
+    pub(crate) fn mark(&self, i: usize) {
+        self.until.lock()[i] = Some(Instant::now() + SLOW_FOR);
+        self.any.store(true, Ordering::Release);
+    }
+
+    /// Those slow now (usually none, without a lock).
+    pub(crate) fn now(&self) -> Vec<usize> {
+        if !self.any.load(Ordering::Acquire) {
+            return Vec::new();
+        }
+        let now = Instant::now();
+        let until = self.until.lock();
+        let slow: Vec<usize> = (0..until.len())
+            .filter(|&i| until[i].is_some_and(|t| t > now))
+            .collect();
+        if slow.is_empty() {
+            self.any.store(false, Ordering::Release);
+        }
+        slow
     }
 }
 

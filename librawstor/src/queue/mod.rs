@@ -66,6 +66,8 @@ struct QueueShared {
     completions: Mutex<Completions>,
     /// See [`Reaped`].
     reaped: Mutex<Reaped>,
+    /// Whether `reaped` may hold anything.
+    has_reaped: std::sync::atomic::AtomicBool,
     completed: Condvar,
     /// Made on first request: callers that never poll pay no syscalls.
     eventfd: OnceLock<EventFd>,
@@ -117,6 +119,7 @@ impl Queue {
                     outstanding: 0,
                 }),
                 reaped: Mutex::new(Vec::new()),
+                has_reaped: std::sync::atomic::AtomicBool::new(false),
                 completed: Condvar::new(),
                 eventfd: OnceLock::new(),
             }),
@@ -353,19 +356,23 @@ impl Queue {
             }
         }
         let count = out.len().min(completions.ready.len());
-        let mut reaped = self.shared.reaped.lock();
-        reaped.clear();
+        // The messages of the last reap's failures go; a reap that had
+        // none and has none takes no lock for them.
+        if !completions.messages.is_empty() || self.shared.has_reaped.load(Ordering::Acquire) {
+            self.shared.reaped.lock().clear();
+            self.shared.has_reaped.store(false, Ordering::Release);
+        }
         for slot in out.iter_mut().take(count) {
             *slot = completions.ready.pop_front().expect("counted");
             if slot.result < 0 {
                 let message = completions.messages.pop_front().expect("one per failure");
                 let message =
                     std::ffi::CString::new(message.replace('\0', " ")).expect("NULs replaced");
-                reaped.push((slot.user_data, message));
+                self.shared.reaped.lock().push((slot.user_data, message));
+                self.shared.has_reaped.store(true, Ordering::Release);
             }
         }
         debug_assert!(completions.messages.len() <= completions.ready.len());
-        drop(reaped);
         completions.outstanding -= count as u32;
         if completions.ready.is_empty() {
             if let Some(eventfd) = self.shared.eventfd.get() {

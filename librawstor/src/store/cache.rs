@@ -54,6 +54,7 @@
 //! at most [`HOLES_PER_OPEN_CHUNK`] times the limit.
 
 use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -114,14 +115,14 @@ struct Entry {
 
 #[derive(Default)]
 struct Object {
-    chunks: HashMap<u64, Entry>,
+    chunks: HashMap<u64, Entry, Keys>,
     /// Chunks closed with writes since their last flush.
     evicted_dirty: BTreeSet<u64>,
 }
 
 #[derive(Default)]
 struct Inner {
-    objects: HashMap<u64, Object>,
+    objects: HashMap<u64, Object, Keys>,
     open: usize,
     holes: usize,
 }
@@ -328,6 +329,32 @@ impl Inner {
             closed.extend(entry.chunk);
         }
         closed
+    }
+}
+
+/// Hashes the cache's keys (object keys from a counter, chunk indexes):
+/// one multiplication, on every I/O's lookup, where SipHash took two
+/// rounds. The keys are the library's own, so there is nothing to guard
+/// against; the multiplier (2^64 / golden ratio) spreads them into the
+/// high bits the map's groups use.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+type Keys = BuildHasherDefault<KeyHasher>;
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        self.0 = (self.0 ^ key).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 

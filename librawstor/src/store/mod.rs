@@ -356,6 +356,7 @@ impl Store {
             key: cache::object_key(),
             uuid,
             chunk_size: info.chunk_size,
+            size_now: std::sync::atomic::AtomicU64::new(info.size),
             state: RwLock::new(ObjectState {
                 size: info.size,
                 version,
@@ -538,6 +539,9 @@ pub struct StoreObject {
     key: u64,
     uuid: Uuid,
     chunk_size: u64,
+    /// `state.size`, readable without the lock (checks before an I/O);
+    /// written with `state` write-locked.
+    size_now: std::sync::atomic::AtomicU64,
     /// Size; read-locked by every I/O, write-locked by resize.
     state: RwLock<ObjectState>,
     /// Read-locked by changes admitted under a lease epoch, write-locked
@@ -581,7 +585,7 @@ impl StoreObject {
 
     /// Current size in bytes.
     pub fn size(&self) -> u64 {
-        self.state.read().size
+        self.size_now.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The size as recorded now: another process (or instance) with the
@@ -604,6 +608,8 @@ impl StoreObject {
                 marks,
                 fence: fence.max(state.fence),
             };
+            self.size_now
+                .store(state.size, std::sync::atomic::Ordering::Release);
         }
         Ok(())
     }
@@ -776,6 +782,8 @@ impl StoreObject {
         )?;
         state.version += 1;
         state.size = size;
+        self.size_now
+            .store(size, std::sync::atomic::Ordering::Release);
         state.marks = marks;
         Ok(())
     }
