@@ -177,5 +177,30 @@ assert "repair makes the copies agree again" \
 $RAWSTOR remove "$target"
 expect_failure "does not exist" "a removed object is gone" "$RAWSTOR" info "$target"
 
+# --- Repair takes every block from a copy that verifies it: a byte flipped
+# in block 1 of one copy, then the OST of another copy dies; the copy moved
+# to a new OST is filled from both survivors, and the flipped one is mended.
+for i in 5 6; do
+    start_ost "ost$i" 127.0.0.1:0 --mdt "mdt://$MDT_ADDR" --domain "host-$i"
+    ost_pid[$OST_ADDR]=$OST_PID ost_name[$OST_ADDR]=ost$i
+done
+assert "two more OSTs register" 'await_up 5'
+target=$($RAWSTOR create "mdt://$MDT_ADDR" --size 8M --chunk-size 4M --layout replicas:3)
+head -c $((8 << 20)) /dev/urandom >"$WORK/v9"
+$RAWSTOR import "$WORK/v9" "$target"
+mapfile -t addrs < <(copies "$target")
+chunk=$(find "$WORK/${ost_name[${addrs[1]}]}/%ob/${target##*/}" -name c00000000)
+python3 -c 'import sys; f = open(sys.argv[1], "r+b"); f.seek(4096 + 77); b = f.read(1); f.seek(4096 + 77); f.write(bytes([b[0] ^ 0xff]))' "$chunk"
+expect_failure "found 1 problem" "scrub reports the flipped block" "$RAWSTOR" scrub "$target"
+kill_ost "${addrs[0]}"
+assert "the MDT sees the OST of copy 0 down" 'await_up 4'
+out=$(after_lease "$RAWSTOR" repair "$target" 2>&1) && rc=0 || rc=$?
+assert "repair moves copy 0 and fills it, taking block 1 from the copy that verifies" \
+    '[[ $rc -eq 0 ]] || { echo "$out"; false; }'
+$RAWSTOR export "$target" "$WORK/back9"
+assert "the object reads back whole" 'cmp -s "$WORK/v9" "$WORK/back9"'
+assert "scrub finds the three copies agreeing (the flipped block was mended)" \
+    '$RAWSTOR scrub "$target" >/dev/null 2>&1'
+
 echo "$fails failed"
 [[ $fails -eq 0 ]]
