@@ -438,6 +438,7 @@ pub(crate) struct Erasure {
     pool: Arc<Pool>,
     /// How long the shards take to answer a change, and a read.
     changes: Arc<Latency>,
+    flushes: Arc<Latency>,
     reads: Latency,
     /// Shards that let a read time out lately: left out of reads.
     slow: Slow,
@@ -508,6 +509,7 @@ impl Erasure {
             journal,
             pool,
             changes: Arc::new(Latency::new(straggler)),
+            flushes: Arc::new(Latency::new(straggler)),
             reads: Latency::new(straggler),
             slow: Slow::new(shard_count),
             pieces,
@@ -967,15 +969,19 @@ impl Erasure {
     fn run_on_changes(
         &self,
         shards: &[usize],
+        flush: bool,
         start: impl Fn(usize, &Leg, Finish),
     ) -> Vec<Result<u64>> {
-        let fan = Arc::new(self.fan(shards));
+        let fan = Arc::new(self.fan(shards, flush));
         self.run_on_fanned(shards, Some(&fan), start)
     }
 
     /// A [`Fan`] over `shards`.
-    fn fan(&self, shards: &[usize]) -> Fan {
-        Fan::new(Arc::clone(&self.changes), &self.pieces, shards.to_vec())
+    /// Flushes, which take as long as the dirty data, have their own
+    /// average.
+    fn fan(&self, shards: &[usize], flush: bool) -> Fan {
+        let latency = if flush { &self.flushes } else { &self.changes };
+        Fan::new(Arc::clone(latency), &self.pieces, shards.to_vec())
     }
 
     fn run_on_fanned(
@@ -1250,7 +1256,7 @@ impl Erasure {
         let mut missed: Vec<usize> = out.iter().map(|w| w.0).collect();
         let shards: Vec<usize> = live.iter().map(|w| w.0).collect();
         let raws: Vec<RawBuf> = live.iter().map(|w| raw_const(w.2)).collect();
-        let results = self.run_on_changes(&shards, |k, leg, f| {
+        let results = self.run_on_changes(&shards, false, |k, leg, f| {
             leg.write(live[k].1, std::slice::from_ref(&raws[k]), fua, f)
         });
         for (&i, result) in shards.iter().zip(results) {
@@ -1406,7 +1412,9 @@ impl Erasure {
         let targets: Vec<usize> = (0..self.shards.len())
             .filter(|&i| self.usable(i).is_some())
             .collect();
-        let results = self.run_on_changes(&targets, |_, leg, f| leg.simple(Opcode::Flush, 0, 0, f));
+        let results = self.run_on_changes(&targets, true, |_, leg, f| {
+            leg.simple(Opcode::Flush, 0, 0, f)
+        });
         let mut missed = Vec::new();
         for (&i, result) in targets.iter().zip(results) {
             if let Err(err) = result {
@@ -1462,7 +1470,7 @@ impl Erasure {
             .into_iter()
             .filter(|i| !missed.contains(i))
             .collect();
-        let results = self.run_on_changes(&live, |_, leg, f| {
+        let results = self.run_on_changes(&live, false, |_, leg, f| {
             leg.simple(op, s0 * EC_UNIT, (s1 - s0) * EC_UNIT, f)
         });
         for (&i, result) in live.iter().zip(results) {
@@ -1590,9 +1598,10 @@ impl Erasure {
         // which needs every data shard: resync what can be first.
         let resynced = self.resync(&left);
         if !targets.is_empty() {
+            let failed = crate::mirror::repair_failed(self.uuid);
             for &t in &targets {
                 let leg = self.shards[t].1.as_ref().expect("all open");
-                leg.resize(shard_bytes, true)?;
+                leg.resize(shard_bytes, true).map_err(&failed)?;
             }
             let mut at = 0;
             while at < shard_bytes {
@@ -1603,17 +1612,18 @@ impl Erasure {
                     let leg = self.shards[t].1.as_ref().expect("all open");
                     let raw = [raw_const(bytes)];
                     if bytes.iter().all(|&b| b == 0) {
-                        crate::mirror::wait(|f| leg.simple(Opcode::Discard, at, n, f))?;
+                        crate::mirror::wait(|f| leg.simple(Opcode::Discard, at, n, f))
                     } else {
-                        crate::mirror::wait(|f| leg.write(at, &raw, false, f))?;
+                        crate::mirror::wait(|f| leg.write(at, &raw, false, f))
                     }
+                    .map_err(&failed)?;
                 }
                 at += n;
                 progress(at * targets.len() as u64, total);
             }
             for &t in &targets {
                 let leg = self.shards[t].1.as_ref().expect("all open");
-                crate::mirror::wait(|f| leg.simple(Opcode::Flush, 0, 0, f))?;
+                crate::mirror::wait(|f| leg.simple(Opcode::Flush, 0, 0, f)).map_err(&failed)?;
             }
         }
         // The rebuilt shards now agree with the others: resync the rest.
@@ -1923,6 +1933,7 @@ mod tests {
             journal: Arc::new(NoJournal),
             pool,
             changes: Arc::new(Latency::new(Duration::from_millis(600))),
+            flushes: Arc::new(Latency::new(Duration::from_millis(600))),
             reads: Latency::new(Duration::from_millis(600)),
             slow: Slow::new(3),
             pieces: Vec::new().into(),
@@ -2121,7 +2132,7 @@ impl StripeWrite {
         }
         self.outcomes.expect(writes.len());
         let order: Vec<usize> = writes.iter().map(|w| w.0).collect();
-        let fan = Arc::new(erasure.fan(&order));
+        let fan = Arc::new(erasure.fan(&order, false));
         *self.fan.lock() = Some((Arc::clone(&fan), Arc::new(order)));
         for (i, at, raw) in writes {
             let shard = Arc::clone(&self);

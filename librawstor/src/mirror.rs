@@ -243,6 +243,13 @@ pub(crate) fn fence_for_repair(
     }
 }
 
+/// An error met writing the part a repair rebuilds, naming the object:
+/// the leg's own error already names its OST and the cause (a full disk's
+/// `ENOSPC`, a down OST's `EHOSTDOWN`).
+pub(crate) fn repair_failed(uuid: Uuid) -> impl Fn(Error) -> Error {
+    move |err| Error::new(err.errno(), format!("cannot repair object {uuid}: {err}"))
+}
+
 /// Waits for an operation started with a [`Finish`].
 pub(crate) fn wait(start: impl FnOnce(Finish)) -> Result<u64> {
     RemoteObject::wait(start)
@@ -304,6 +311,7 @@ pub(crate) struct Mirror {
     recorded: Option<Recorded>,
     /// How long the copies take to answer a change, and a read.
     changes: Arc<Latency>,
+    flushes: Arc<Latency>,
     reads: Latency,
     /// The legs' names and servers, for [`Fan`].
     pieces: Pieces,
@@ -372,6 +380,7 @@ impl Mirror {
             cursor: AtomicUsize::new(0),
             recorded,
             changes: Arc::new(Latency::new(straggler)),
+            flushes: Arc::new(Latency::new(straggler)),
             reads: Latency::new(straggler),
             slow: Slow::new(n),
             pieces: pieces(&legs),
@@ -789,11 +798,13 @@ impl Mirror {
         let finish = Arc::new(Mutex::new(Some(finish)));
         // A leg that lags behind the others fails after a short while
         // more, and is marked stale by the settling.
-        let fan = Arc::new(Fan::new(
-            Arc::clone(&self.changes),
-            &self.pieces,
-            targets.clone(),
-        ));
+        // Flushes take as long as the dirty data: their own average.
+        let latency = if changes_data {
+            &self.changes
+        } else {
+            &self.flushes
+        };
+        let fan = Arc::new(Fan::new(Arc::clone(latency), &self.pieces, targets.clone()));
         for (k, &i) in targets.iter().enumerate() {
             let me = Arc::clone(self);
             let results = Arc::clone(&results);
@@ -1035,23 +1046,24 @@ impl Mirror {
         let total = size * targets.len() as u64;
         let mut done_bytes = 0;
         let mut buf = vec![0u8; COPY_STEP_BYTES as usize];
+        let failed = repair_failed(self.uuid);
         for &t in &targets {
             let dst = self.legs[t].1.as_ref().expect("all open");
-            dst.resize(size, true)?;
+            dst.resize(size, true).map_err(&failed)?;
             let mut offset = 0;
             while offset < size {
                 let n = COPY_STEP_BYTES.min(size - offset) as usize;
                 let piece = &mut buf[..n];
                 let (_, corrupt) = self.read_any(&sources, offset, piece)?;
-                store_piece(dst, offset, piece)?;
+                store_piece(dst, offset, piece).map_err(&failed)?;
                 self.mend(&corrupt, offset, piece)?;
                 offset += n as u64;
                 done_bytes += n as u64;
                 progress(done_bytes, total);
             }
-            wait(|f| dst.simple(Opcode::Flush, 0, 0, f))?;
+            wait(|f| dst.simple(Opcode::Flush, 0, 0, f)).map_err(&failed)?;
             let clean = Marks::default();
-            wait(|f| dst.set_marks(&clean, true, f))?;
+            wait(|f| dst.set_marks(&clean, true, f)).map_err(&failed)?;
         }
         for &i in &sources {
             let leg = self.legs[i].1.as_ref().expect("all open");

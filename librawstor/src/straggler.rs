@@ -124,10 +124,18 @@ pub(crate) struct Hurrier {
 /// which answers or fails by itself). Made once per opening.
 pub(crate) type Pieces = Arc<[(String, Option<Hurrier>)]>;
 
+/// Pieces of one change given up on at most: one, so that a moment in
+/// which several servers are slow (a burst of flushes, a loaded machine)
+/// never leaves fewer copies current than the layout's width less one; a
+/// change with two pieces out waits for the request timeout, as before.
+const GIVEN_UP_AT_ONCE: usize = 1;
+
 /// A change fanned out to copies or shards, watched for stragglers: once
-/// every piece has been started and one answered well, the pieces still
-/// out get [`Latency::wait`] more, then fail (`ETIMEDOUT`), so that the
-/// caller settles the change without them (marking them stale).
+/// every piece has been started and all but [`GIVEN_UP_AT_ONCE`] have
+/// answered (one well), those still out get [`Latency::wait`] more, or as
+/// long again as the others took if that is longer (a flush of much
+/// dirty data is slow on every server), then fail (`ETIMEDOUT`), so that
+/// the caller settles the change without them (marking them stale).
 pub(crate) struct Fan {
     watch: Watch,
     began: Instant,
@@ -141,7 +149,7 @@ impl Fan {
     /// A fan-out to the pieces `which` of `all`, starting now.
     pub(crate) fn new(latency: Arc<Latency>, all: &Pieces, which: Vec<usize>) -> Self {
         Self {
-            watch: Watch::new(which.len()),
+            watch: Watch::new(which.len(), GIVEN_UP_AT_ONCE),
             began: Instant::now(),
             latency,
             all: Arc::clone(all),
@@ -166,7 +174,7 @@ impl Fan {
         if late.is_empty() {
             return;
         }
-        let wait = self.latency.wait();
+        let wait = self.latency.wait().max(self.began.elapsed());
         let at = Instant::now() + wait;
         for &k in late {
             let (name, hurrier) = &self.all[self.which[k]];
@@ -183,10 +191,11 @@ impl Fan {
     }
 }
 
-/// One fan-out's watch for stragglers: once every piece has been started
-/// and one has answered well, the pieces that have not answered are due
-/// to be hurried, once.
+/// One fan-out's watch for stragglers: once every piece has been started,
+/// one has answered well and at most `tolerance` have not answered, those
+/// are due to be hurried, once.
 struct Watch {
+    tolerance: usize,
     state: Mutex<WatchState>,
 }
 
@@ -198,9 +207,10 @@ struct WatchState {
 }
 
 impl Watch {
-    /// A watch over `pieces` pieces.
-    pub(crate) fn new(pieces: usize) -> Self {
+    /// A watch over `pieces` pieces that gives up on at most `tolerance`.
+    fn new(pieces: usize, tolerance: usize) -> Self {
         Self {
+            tolerance,
             state: Mutex::new(WatchState {
                 answered: vec![false; pieces],
                 started_all: false,
@@ -211,28 +221,31 @@ impl Watch {
     }
 
     /// Piece `k` answered (`ok`: well). Returns the pieces to hurry now.
-    pub(crate) fn answered(&self, k: usize, ok: bool) -> Vec<usize> {
+    fn answered(&self, k: usize, ok: bool) -> Vec<usize> {
         let mut st = self.state.lock();
         assert!(!st.answered[k], "a piece answers once");
         st.answered[k] = true;
         st.answered_ok |= ok;
-        Self::due(&mut st)
+        self.due(&mut st)
     }
 
     /// Every piece has been started. Returns the pieces to hurry now.
-    pub(crate) fn started_all(&self) -> Vec<usize> {
+    fn started_all(&self) -> Vec<usize> {
         let mut st = self.state.lock();
         st.started_all = true;
-        Self::due(&mut st)
+        self.due(&mut st)
     }
 
-    fn due(st: &mut WatchState) -> Vec<usize> {
+    fn due(&self, st: &mut WatchState) -> Vec<usize> {
         if st.fired || !st.started_all || !st.answered_ok {
             return Vec::new();
         }
         let late: Vec<usize> = (0..st.answered.len())
             .filter(|&k| !st.answered[k])
             .collect();
+        if late.len() > self.tolerance {
+            return Vec::new();
+        }
         st.fired = !late.is_empty();
         late
     }
@@ -266,26 +279,33 @@ mod tests {
     }
 
     #[test]
-    fn stragglers_are_due_once_all_started_and_one_answered_well() {
-        let watch = Watch::new(3);
-        assert_eq!(
-            watch.answered(0, false),
-            Vec::<usize>::new(),
+    fn stragglers_are_due_once_all_started_and_at_most_the_tolerance_is_out() {
+        let watch = Watch::new(3, 1);
+        assert!(
+            watch.answered(0, false).is_empty(),
             "a failure is no reference"
         );
-        assert_eq!(
-            watch.answered(1, true),
-            Vec::<usize>::new(),
-            "not all started yet"
-        );
+        assert!(watch.answered(1, true).is_empty(), "not all started yet");
         assert_eq!(watch.started_all(), [2]);
-        assert_eq!(watch.answered(2, true), Vec::<usize>::new(), "once");
-        let watch = Watch::new(2);
-        assert!(watch.started_all().is_empty());
-        assert_eq!(watch.answered(1, true), [0]);
-        let all = Watch::new(2);
+        assert!(watch.answered(2, true).is_empty(), "once");
+        // Copies: one at a time. The first answer of three leaves two out.
+        let copies = Watch::new(3, 1);
+        copies.started_all();
+        assert!(
+            copies.answered(0, true).is_empty(),
+            "two out: wait for one more"
+        );
+        assert_eq!(copies.answered(2, true), [1]);
+        // ec:4+2: up to two shards.
+        let shards = Watch::new(6, 2);
+        shards.started_all();
+        for k in 0..3 {
+            assert!(shards.answered(k, true).is_empty(), "{} out", 5 - k);
+        }
+        assert_eq!(shards.answered(5, true), [3, 4]);
+        let all = Watch::new(2, 1);
         all.started_all();
-        all.answered(0, true);
+        assert_eq!(all.answered(0, true), [1]);
         assert!(all.answered(1, true).is_empty(), "nobody left to hurry");
     }
 }
