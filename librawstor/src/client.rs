@@ -26,20 +26,23 @@ use std::sync::{Arc, OnceLock, Weak};
 
 use parking_lot::Mutex;
 
+use crate::backend::{Backend, DynBackend, wait};
 use crate::erasure::{Codec, Erasure};
 use crate::error::{Error, Result};
 use crate::event_loop::EventLoop;
 use crate::lease::{Keeper, MdtJournal};
+use crate::lent::RawBuf;
+use crate::local::Local;
 use crate::mdt::{self, ClusterMap, Layout, ObjectRecord};
 use crate::mirror::Recorded;
 pub use crate::mirror::ScrubReport;
 use crate::mirror::{Leg, Mirror};
-use crate::net::{Connection, RawBuf};
+use crate::net::Connection;
 use crate::pool::Pool;
 use crate::queue::Queue;
 use crate::queue::opcode::RAWSTOR_IO_MAX;
 use crate::remote::{self, RemoteObject};
-use crate::store::{BLOCK_SIZE, DEFAULT_CHUNK_SIZE, ObjectInfo, Store, StoreObject};
+use crate::store::{BLOCK_SIZE, DEFAULT_CHUNK_SIZE, ObjectInfo, Store};
 use crate::uri::{Endpoint, Location, Target};
 use crate::uuid::Uuid;
 use crate::wire::Opcode;
@@ -195,29 +198,19 @@ impl Shared {
 /// QD16 gained nothing (BENCHMARKS.md).
 const POOL_THREADS: usize = 8;
 
+/// How [`Instance::open_backend`] opens a single copy.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Single {
+    /// As itself.
+    Itself,
+    /// As a mirror of one.
+    AsMirror,
+}
+
 /// Where a location's objects live.
 enum Place {
     File(Arc<Store>),
     Ost(Arc<Connection>),
-}
-
-/// What an open object's operations go to.
-pub(crate) enum Backend {
-    File(Arc<StoreObject>),
-    Ost(RemoteObject),
-    Mirror(Arc<Mirror>),
-    Erasure(Arc<Erasure>),
-}
-
-impl Backend {
-    /// Gives back the writer lease of an mdt:// object (waits for the MDT).
-    fn release(&self) {
-        match self {
-            Backend::Mirror(mirror) => mirror.release(),
-            Backend::Erasure(erasure) => erasure.release(),
-            Backend::File(_) | Backend::Ost(_) => {}
-        }
-    }
 }
 
 /// A library instance: options, an event loop thread, open stores.
@@ -285,10 +278,21 @@ impl Instance {
     }
 
     /// Opens one copy; `expected` is the OST id a rawstor-mdt placed it
-    /// on, checked against the server that answers at its address.
-    fn open_leg(&self, endpoint: &Endpoint, uuid: Uuid, expected: Option<Uuid>) -> Result<Leg> {
+    /// on, checked against the server that answers at its address. A
+    /// local copy has its durability barriers run on the event loop when
+    /// `barriers_on_loop` (an object the user opened), else by the caller.
+    fn open_leg(
+        &self,
+        endpoint: &Endpoint,
+        uuid: Uuid,
+        expected: Option<Uuid>,
+        barriers_on_loop: bool,
+    ) -> Result<Leg> {
         Ok(match self.place(endpoint, false)? {
-            Place::File(store) => Leg::File(store.open_object(uuid)?),
+            Place::File(store) => {
+                let barriers = barriers_on_loop.then(|| self.shared.event_loop.handle());
+                Arc::new(Local::new(store.open_object(uuid)?, barriers))
+            }
             Place::Ost(connection) => {
                 if let Some(id) = expected.filter(|id| *id != connection.store_id()) {
                     return Err(Error::new(
@@ -300,7 +304,7 @@ impl Instance {
                         ),
                     ));
                 }
-                Leg::Ost(RemoteObject::open(connection, uuid)?)
+                Arc::new(RemoteObject::open(connection, uuid)?)
             }
         })
     }
@@ -346,7 +350,7 @@ impl Instance {
 
     /// Gives back the lease an operation of its own (repair, scrub) took,
     /// unless the user has the object open here.
-    fn release_unless_open(&self, uuid: Uuid, backend: &Backend) {
+    fn release_unless_open(&self, uuid: Uuid, backend: &dyn Backend) {
         if !self.shared.open_objects.lock().contains_key(&uuid) {
             backend.release();
         }
@@ -362,7 +366,7 @@ impl Instance {
             .iter()
             .zip(&resolved.names)
             .zip(&resolved.ids)
-            .map(|((e, name), id)| (name.clone(), self.open_leg(e, target.uuid, *id)))
+            .map(|((e, name), id)| (name.clone(), self.open_leg(e, target.uuid, *id, false)))
             .collect()
     }
 
@@ -555,21 +559,28 @@ impl Instance {
         Ok(location.target(uuid))
     }
 
-    /// Opens an object.
-    pub fn open(&self, target: &Target) -> Result<Object> {
-        let resolved = self.resolve(target)?;
+    /// Opens what holds a resolved object's bytes: the one place that
+    /// chooses an object's kind. `Single::AsMirror` opens a single copy as
+    /// a mirror of one (for scrub, which compares copies).
+    fn open_backend(&self, resolved: &Resolved, single: Single) -> Result<DynBackend> {
         let erasure = resolved
             .record
             .as_ref()
             .is_some_and(|r| matches!(r.layout, Layout::Erasure { .. }));
-        let backend = match resolved.target.location.endpoints() {
-            _ if erasure => Backend::Erasure(self.open_erasure(&resolved)?),
-            [one] => match self.open_leg(one, target.uuid, resolved.ids[0])? {
-                Leg::File(object) => Backend::File(object),
-                Leg::Ost(object) => Backend::Ost(object),
-            },
-            _ => Backend::Mirror(self.open_mirror(&resolved)?),
+        let backend: DynBackend = match resolved.target.location.endpoints() {
+            _ if erasure => self.open_erasure(resolved)?,
+            [one] if single == Single::Itself => {
+                self.open_leg(one, resolved.target.uuid, resolved.ids[0], true)?
+            }
+            _ => self.open_mirror(resolved)?,
         };
+        Ok(backend)
+    }
+
+    /// Opens an object.
+    pub fn open(&self, target: &Target) -> Result<Object> {
+        let resolved = self.resolve(target)?;
+        let backend = self.open_backend(&resolved, Single::Itself)?;
         *self
             .shared
             .open_objects
@@ -731,23 +742,9 @@ impl Instance {
             self.replace_lost(&mdt, target)?;
         }
         let resolved = self.resolve(target)?;
-        if resolved
-            .record
-            .as_ref()
-            .is_some_and(|r| matches!(r.layout, Layout::Erasure { .. }))
-        {
-            let erasure = self.open_erasure(&resolved)?;
-            let repaired = erasure.repair(progress);
-            self.release_unless_open(target.uuid, &Backend::Erasure(erasure));
-            return repaired;
-        }
-        if resolved.target.location.endpoints().len() < 2 {
-            self.stat(target)?;
-            return Ok(Vec::new());
-        }
-        let mirror = self.open_mirror(&resolved)?;
-        let repaired = mirror.repair(progress);
-        self.release_unless_open(target.uuid, &Backend::Mirror(mirror));
+        let backend = self.open_backend(&resolved, Single::Itself)?;
+        let repaired = backend.repair(progress);
+        self.release_unless_open(target.uuid, &*backend);
         repaired
     }
 
@@ -809,22 +806,10 @@ impl Instance {
             self.repair(target, &mut |_, _| {})?;
         }
         let resolved = self.resolve(target)?;
-        let backend = if resolved
-            .record
-            .as_ref()
-            .is_some_and(|r| matches!(r.layout, Layout::Erasure { .. }))
-        {
-            Backend::Erasure(self.open_erasure(&resolved)?)
-        } else {
-            Backend::Mirror(self.open_mirror(&resolved)?)
-        };
-        let report = match &backend {
-            Backend::Erasure(erasure) => erasure.scrub(repair, progress),
-            Backend::Mirror(mirror) => mirror.scrub(repair, progress),
-            Backend::File(_) | Backend::Ost(_) => unreachable!("opened above"),
-        };
+        let backend = self.open_backend(&resolved, Single::AsMirror)?;
+        let report = backend.scrub(repair, progress);
         if repair {
-            self.release_unless_open(target.uuid, &backend);
+            self.release_unless_open(target.uuid, &*backend);
         }
         report
     }
@@ -842,7 +827,7 @@ impl Instance {
 
 pub(crate) struct ObjectInner {
     pub(crate) target: Target,
-    pub(crate) backend: Backend,
+    pub(crate) backend: DynBackend,
     /// Keeps the instance (its event loop) alive while the object is open.
     pub(crate) instance: Arc<Shared>,
     /// Queue operations started and not yet completed.
@@ -887,41 +872,20 @@ impl Object {
 
     /// Size in bytes.
     pub fn size(&self) -> u64 {
-        match &self.inner.backend {
-            Backend::File(object) => object.size(),
-            Backend::Ost(object) => object.size(),
-            Backend::Mirror(mirror) => mirror.info().size,
-            Backend::Erasure(erasure) => erasure.info().size,
-        }
+        self.inner.backend.info().size
     }
 
     /// Size and layout as this handle last saw them (see
     /// [`Object::stat`]).
     pub fn info(&self) -> ObjectInfo {
-        match &self.inner.backend {
-            Backend::File(object) => object.info(),
-            Backend::Ost(object) => object.info(),
-            Backend::Mirror(mirror) => mirror.info(),
-            Backend::Erasure(erasure) => erasure.info(),
-        }
+        self.inner.backend.info()
     }
 
     /// Size and layout as the object has them now: another handle (here
     /// or in another process) may have resized it since this one opened.
     pub fn stat(&self) -> Result<ObjectInfo> {
-        self.refresh_size()?;
+        self.inner.backend.refresh_size()?;
         Ok(self.info())
-    }
-
-    /// Asks where the size is kept (the server, a good copy, the MDT's
-    /// record) and keeps it as this handle's.
-    fn refresh_size(&self) -> Result<u64> {
-        match &self.inner.backend {
-            Backend::File(object) => object.refresh_size(),
-            Backend::Ost(object) => object.refresh_size(),
-            Backend::Mirror(mirror) => mirror.refresh_size(),
-            Backend::Erasure(erasure) => erasure.refresh_size(),
-        }
     }
 
     /// Checks a request of `len` bytes at `offset` before anything is
@@ -946,7 +910,7 @@ impl Object {
         if end <= self.size() {
             return Ok(());
         }
-        let size = self.refresh_size()?;
+        let size = self.inner.backend.refresh_size()?;
         if end <= size {
             return Ok(());
         }
@@ -962,98 +926,33 @@ impl Object {
     /// Reads `buf.len()` bytes at `offset` (`ENXIO` past the end).
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         self.check_io("read", offset, buf.len() as u64, true)?;
-        match &self.inner.backend {
-            Backend::File(object) => object.read(offset, buf),
-            Backend::Ost(object) => {
-                let bufs = [RawBuf {
-                    ptr: buf.as_mut_ptr(),
-                    len: buf.len(),
-                }];
-                // The buffer outlives the wait below.
-                RemoteObject::wait(|done| object.read(offset, &bufs, done)).map(drop)
-            }
-            Backend::Mirror(mirror) => {
-                let bufs = vec![RawBuf {
-                    ptr: buf.as_mut_ptr(),
-                    len: buf.len(),
-                }];
-                RemoteObject::wait(|done| mirror.read(offset, bufs, done)).map(drop)
-            }
-            Backend::Erasure(erasure) => erasure
-                .read_sync(
-                    offset,
-                    &[RawBuf {
-                        ptr: buf.as_mut_ptr(),
-                        len: buf.len(),
-                    }],
-                )
-                .map(drop),
-        }
+        let bufs = [RawBuf::of_mut(buf)];
+        // The buffer outlives the wait.
+        wait(|done| self.inner.backend.read(offset, &bufs, done)).map(drop)
     }
 
     /// Writes `buf` at `offset` (`ENXIO` past the end; never grows).
     pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
         self.check_io("write", offset, buf.len() as u64, true)?;
-        match &self.inner.backend {
-            Backend::File(object) => object.write(offset, buf),
-            Backend::Ost(object) => {
-                let bufs = [RawBuf {
-                    ptr: buf.as_ptr().cast_mut(),
-                    len: buf.len(),
-                }];
-                RemoteObject::wait(|done| object.write(offset, &bufs, false, done)).map(drop)
-            }
-            Backend::Mirror(mirror) => {
-                let bufs = vec![RawBuf {
-                    ptr: buf.as_ptr().cast_mut(),
-                    len: buf.len(),
-                }];
-                RemoteObject::wait(|done| mirror.write(offset, bufs, false, done)).map(drop)
-            }
-            Backend::Erasure(erasure) => erasure
-                .write_sync(
-                    offset,
-                    &[RawBuf {
-                        ptr: buf.as_ptr().cast_mut(),
-                        len: buf.len(),
-                    }],
-                    false,
-                )
-                .map(drop),
-        }
+        let bufs = [RawBuf::of(buf)];
+        // The buffer outlives the wait.
+        wait(|done| self.inner.backend.write(offset, &bufs, false, done)).map(drop)
     }
 
     /// Makes completed writes durable.
     pub fn flush(&self) -> Result<()> {
-        match &self.inner.backend {
-            Backend::File(object) => object.flush(),
-            Backend::Ost(object) => {
-                RemoteObject::wait(|done| object.simple(Opcode::Flush, 0, 0, done)).map(drop)
-            }
-            Backend::Mirror(mirror) => {
-                RemoteObject::wait(|done| mirror.simple(Opcode::Flush, 0, 0, done)).map(drop)
-            }
-            Backend::Erasure(erasure) => erasure.simple_sync(Opcode::Flush, 0, 0).map(drop),
-        }
+        wait(|done| self.inner.backend.simple(Opcode::Flush, 0, 0, done)).map(drop)
     }
 
     /// Discards a range: it reads as zeros and its space is freed.
     pub fn discard(&self, offset: u64, len: u64) -> Result<()> {
         self.check_io("discard", offset, len, false)?;
-        match &self.inner.backend {
-            Backend::File(object) => object.zero(offset, len),
-            Backend::Ost(object) => {
-                RemoteObject::wait(|done| object.simple(Opcode::Discard, offset, len, done))
-                    .map(drop)
-            }
-            Backend::Mirror(mirror) => {
-                RemoteObject::wait(|done| mirror.simple(Opcode::Discard, offset, len, done))
-                    .map(drop)
-            }
-            Backend::Erasure(erasure) => {
-                erasure.simple_sync(Opcode::Discard, offset, len).map(drop)
-            }
-        }
+        wait(|done| {
+            self.inner
+                .backend
+                .simple(Opcode::Discard, offset, len, done)
+        })
+        .map(drop)
     }
 
     /// Changes the size; shrinking needs `allow_shrink`. Resizing to the
@@ -1066,14 +965,9 @@ impl Object {
     /// it may still take effect (a server that was only slow may apply a
     /// request it has already received).
     pub fn resize(&self, size: u64, allow_shrink: bool) -> Result<()> {
-        let result = match &self.inner.backend {
-            Backend::File(object) => object.resize(size, allow_shrink),
-            Backend::Ost(object) => object.resize(size, allow_shrink),
-            Backend::Mirror(mirror) => mirror.resize(size, allow_shrink),
-            Backend::Erasure(erasure) => erasure.resize(size, allow_shrink),
-        };
-        match result {
-            Err(err) if outcome_unknown(&err) => match self.refresh_size() {
+        let backend = &self.inner.backend;
+        match backend.resize(size, allow_shrink) {
+            Err(err) if outcome_unknown(&err) => match backend.refresh_size() {
                 Ok(now) if now == size => Ok(()),
                 _ => Err(Error::new(
                     err.errno(),
@@ -1092,12 +986,7 @@ impl Object {
     /// written, discarded), and for how many bytes from `offset` (at
     /// least one, at most `len`) the answer holds.
     pub fn extent(&self, offset: u64, len: u64) -> Result<(bool, u64)> {
-        match &self.inner.backend {
-            Backend::File(object) => object.extent(offset, len),
-            Backend::Ost(object) => object.extent(offset, len),
-            Backend::Mirror(mirror) => mirror.extent(offset, len),
-            Backend::Erasure(erasure) => erasure.extent(offset, len),
-        }
+        self.inner.backend.extent(offset, len)
     }
 
     /// Flushes and closes. Queue operations still running keep their

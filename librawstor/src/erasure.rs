@@ -35,16 +35,17 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 
 use parking_lot::{Condvar, Mutex};
 use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
 
+use crate::backend::Backend;
 use crate::error::{Error, Result};
+use crate::lent::{self, RawBuf};
 use crate::mdt::INTENT_REGION_BYTES;
 use crate::mirror::{Leg, ScrubReport};
-use crate::net::RawBuf;
 use crate::pool::Pool;
 use crate::remote::Finish;
 use crate::store::{BLOCK_SIZE, ObjectInfo};
@@ -344,75 +345,10 @@ const STEP_BYTES: u64 = 1 << 20;
 /// Zeros written at a time by discards of partial stripes.
 const ZERO_BYTES: usize = 1 << 20;
 
-/// The RawBufs covering `len` bytes at `pos` into `bufs`.
-fn slice_bufs(bufs: &[RawBuf], pos: u64, len: u64, out: &mut Vec<RawBuf>) {
-    for_pieces(bufs, pos, len, |piece, _| out.push(piece));
-}
-
-/// Calls `f` with each piece of `bufs` covering `len` bytes at `pos`, and
-/// the piece's position from `pos`.
-fn for_pieces(bufs: &[RawBuf], mut pos: u64, mut len: u64, mut f: impl FnMut(RawBuf, usize)) {
-    let mut done = 0;
-    for b in bufs {
-        if len == 0 {
-            break;
-        }
-        let blen = b.len as u64;
-        if pos >= blen {
-            pos -= blen;
-            continue;
-        }
-        let n = (blen - pos).min(len);
-        let piece = RawBuf {
-            // SAFETY: pos < b.len, so the pointer stays inside the buffer.
-            ptr: unsafe { b.ptr.add(pos as usize) },
-            len: n as usize,
-        };
-        f(piece, done);
-        done += n as usize;
-        len -= n;
-        pos = 0;
-    }
-}
-
-/// Copies `data` into `bufs` at `pos`.
-fn scatter(bufs: &[RawBuf], pos: u64, data: &[u8]) {
-    for_pieces(bufs, pos, data.len() as u64, |p, at| {
-        // SAFETY: the caller lends `bufs` writable for the operation.
-        unsafe { std::ptr::copy_nonoverlapping(data[at..].as_ptr(), p.ptr, p.len) };
-    });
-}
-
-/// Copies from `bufs` at `pos` into `out`.
-fn gather(bufs: &[RawBuf], pos: u64, out: &mut [u8]) {
-    for_pieces(bufs, pos, out.len() as u64, |p, at| {
-        // SAFETY: the caller lends `bufs` readable for the operation.
-        unsafe { std::ptr::copy_nonoverlapping(p.ptr, out[at..].as_mut_ptr(), p.len) };
-    });
-}
-
-/// A buffer lent to a shard read (it must outlive the read's wait).
-fn raw_mut(bytes: &mut [u8]) -> RawBuf {
-    RawBuf {
-        ptr: bytes.as_mut_ptr(),
-        len: bytes.len(),
-    }
-}
-
-/// A buffer lent to a shard write (only read from).
-fn raw_const(bytes: &[u8]) -> RawBuf {
-    RawBuf {
-        ptr: bytes.as_ptr().cast_mut(),
-        len: bytes.len(),
-    }
-}
-
-fn total_len(bufs: &[RawBuf]) -> u64 {
-    bufs.iter().map(|b| b.len as u64).sum()
-}
-
 /// An erasure-coded object open in this instance.
 pub(crate) struct Erasure {
+    /// Itself, for the operations that outlive a call.
+    me: Weak<Self>,
     uuid: Uuid,
     codec: Codec,
     chunk_size: u64,
@@ -494,7 +430,8 @@ impl Erasure {
         }
         let shard_count = marks.len();
         let pieces = crate::mirror::pieces(&shards);
-        Ok(Arc::new(Self {
+        Ok(Arc::new_cyclic(|me| Self {
+            me: me.clone(),
             uuid,
             codec,
             chunk_size,
@@ -514,6 +451,13 @@ impl Erasure {
             slow: Slow::new(shard_count),
             pieces,
         }))
+    }
+
+    /// The object, shared, while it is in use (it always is when asked).
+    fn me(&self) -> Arc<Self> {
+        self.me
+            .upgrade()
+            .expect("an erasure-coded object in use is alive")
     }
 
     /// Shards that let a read time out lately (left out of reads).
@@ -539,20 +483,6 @@ impl Erasure {
         EC_UNIT * self.k() as u64
     }
 
-    pub(crate) fn info(&self) -> ObjectInfo {
-        ObjectInfo {
-            uuid: self.uuid,
-            size: self.size.load(Ordering::Acquire),
-            chunk_size: self.chunk_size,
-            block_size: BLOCK_SIZE,
-        }
-    }
-
-    /// Gives back the writer lease (the user closed the object).
-    pub(crate) fn release(&self) {
-        self.journal.release();
-    }
-
     /// Which shards are stale, as this opening sees it.
     pub(crate) fn stale_shards(&self) -> Vec<usize> {
         let stale = self.stale.lock();
@@ -564,13 +494,6 @@ impl Erasure {
             return None;
         }
         self.shards[i].1.as_ref()
-    }
-
-    /// The size as recorded in the MDT now, kept as this handle's.
-    pub(crate) fn refresh_size(&self) -> Result<u64> {
-        let size = self.journal.recorded_size()?;
-        self.size.store(size, Ordering::Release);
-        Ok(size)
     }
 
     fn check_range(&self, what: &str, offset: u64, len: u64) -> Result<()> {
@@ -645,16 +568,6 @@ impl Erasure {
         })
     }
 
-    // ---- asynchronous entry points (the queue's) ----
-
-    pub(crate) fn read(self: &Arc<Self>, offset: u64, bufs: Vec<RawBuf>, finish: Finish) {
-        let Err(finish) = self.read_now(offset, &bufs, finish) else {
-            return;
-        };
-        let me = Arc::clone(self);
-        self.pool.run(move || finish(me.read_sync(offset, &bufs)));
-    }
-
     /// Starts `start` on shard `i` if it is still usable; otherwise `done`
     /// gets `EHOSTDOWN` at once.
     fn on_usable(&self, i: usize, done: Finish, start: impl FnOnce(&Leg, Finish)) {
@@ -705,7 +618,7 @@ impl Erasure {
         bufs: &[RawBuf],
         finish: Finish,
     ) -> std::result::Result<(), Finish> {
-        let len = total_len(bufs);
+        let len = lent::total(bufs);
         if len == 0 || self.check_range("read", offset, len).is_err() {
             return Err(finish);
         }
@@ -728,7 +641,7 @@ impl Erasure {
         let within = self.reads.wait();
         let mut targets: Vec<Vec<RawBuf>> = (0..self.k()).map(|_| Vec::new()).collect();
         for p in &pieces {
-            slice_bufs(bufs, p.pos, p.len, &mut targets[p.shard]);
+            lent::slice(bufs, p.pos, p.len, &mut targets[p.shard]);
         }
         let read = Arc::new(ShardRead {
             erasure: Arc::clone(self),
@@ -753,21 +666,6 @@ impl Erasure {
         Ok(())
     }
 
-    pub(crate) fn write(
-        self: &Arc<Self>,
-        offset: u64,
-        bufs: Vec<RawBuf>,
-        fua: bool,
-        finish: Finish,
-    ) {
-        let Err(finish) = self.write_now(offset, &bufs, fua, finish) else {
-            return;
-        };
-        let me = Arc::clone(self);
-        self.pool
-            .run(move || finish(me.write_sync(offset, &bufs, fua)));
-    }
-
     /// The common case of a write, started without a worker waiting for
     /// it: every shard up, the lease held, the regions marked and the
     /// stripes free (all checked here, on the caller's thread). What the
@@ -788,7 +686,7 @@ impl Erasure {
         fua: bool,
         finish: Finish,
     ) -> std::result::Result<(), Finish> {
-        let len = total_len(bufs);
+        let len = lent::total(bufs);
         if len == 0
             || self.check_range("write", offset, len).is_err()
             || (0..self.shards.len()).any(|i| self.usable(i).is_none())
@@ -837,7 +735,7 @@ impl Erasure {
                 let mut rows = write.rows.lock();
                 need.iter()
                     .map(|&(j, a, b)| {
-                        raw_mut(&mut rows[j][(a - base) as usize..(b - base) as usize])
+                        RawBuf::of_mut(&mut rows[j][(a - base) as usize..(b - base) as usize])
                     })
                     .collect()
             };
@@ -862,12 +760,6 @@ impl Erasure {
         Ok(())
     }
 
-    pub(crate) fn simple(self: &Arc<Self>, op: Opcode, offset: u64, len: u64, finish: Finish) {
-        let me = Arc::clone(self);
-        self.pool
-            .run(move || finish(me.simple_sync(op, offset, len)));
-    }
-
     // ---- blocking implementations ----
 
     pub(crate) fn read_sync(&self, offset: u64, bufs: &[RawBuf]) -> Result<u64> {
@@ -877,7 +769,7 @@ impl Erasure {
     /// [`Erasure::read_sync`], rebuilding the data shards `skip` (seen to
     /// fail already) rather than reading them.
     fn read_sync_without(&self, offset: u64, bufs: &[RawBuf], skip: &[usize]) -> Result<u64> {
-        let len = total_len(bufs);
+        let len = lent::total(bufs);
         self.check_range("read", offset, len)?;
         if len == 0 {
             return Ok(0);
@@ -886,7 +778,7 @@ impl Erasure {
         let spans = self.spans(&pieces);
         let mut targets: Vec<Vec<RawBuf>> = (0..self.k()).map(|_| Vec::new()).collect();
         for p in &pieces {
-            slice_bufs(bufs, p.pos, p.len, &mut targets[p.shard]);
+            lent::slice(bufs, p.pos, p.len, &mut targets[p.shard]);
         }
         let (started, mut failed): (Vec<usize>, Vec<usize>) = (0..self.k())
             .filter(|&j| spans[j].is_some())
@@ -928,7 +820,8 @@ impl Erasure {
         for p in pieces.iter() {
             if let Some(r) = failed.iter().position(|&j| j == p.shard) {
                 let at = (p.shard_offset - lo) as usize;
-                scatter(bufs, p.pos, &rebuilt[r][at..at + p.len as usize]);
+                // SAFETY: the caller lends `bufs`, writable, for the read.
+                unsafe { lent::scatter(bufs, p.pos, &rebuilt[r][at..at + p.len as usize]) };
             }
         }
         Ok(len)
@@ -1088,7 +981,7 @@ impl Erasure {
             let reads: Vec<(usize, u64, RawBuf)> = take
                 .iter()
                 .zip(bufs.iter_mut())
-                .map(|(&i, b)| (i, lo, raw_mut(b)))
+                .map(|(&i, b)| (i, lo, RawBuf::of_mut(b)))
                 .collect();
             let results = self.read_shards(&reads);
             for ((i, buf), result) in take.into_iter().zip(bufs).zip(results) {
@@ -1148,7 +1041,7 @@ impl Erasure {
                 (
                     j,
                     lo,
-                    raw_mut(&mut data[j][(lo - base) as usize..(hi - base) as usize]),
+                    RawBuf::of_mut(&mut data[j][(lo - base) as usize..(hi - base) as usize]),
                 )
             })
             .collect();
@@ -1255,7 +1148,7 @@ impl Erasure {
             .partition(|(i, _, _)| self.usable(*i).is_some());
         let mut missed: Vec<usize> = out.iter().map(|w| w.0).collect();
         let shards: Vec<usize> = live.iter().map(|w| w.0).collect();
-        let raws: Vec<RawBuf> = live.iter().map(|w| raw_const(w.2)).collect();
+        let raws: Vec<RawBuf> = live.iter().map(|w| RawBuf::of(w.2)).collect();
         let results = self.run_on_changes(&shards, false, |k, leg, f| {
             leg.write(live[k].1, std::slice::from_ref(&raws[k]), fua, f)
         });
@@ -1314,13 +1207,16 @@ impl Erasure {
     }
 
     pub(crate) fn write_sync(&self, offset: u64, bufs: &[RawBuf], fua: bool) -> Result<u64> {
-        let len = total_len(bufs);
+        let len = lent::total(bufs);
         self.check_range("write", offset, len)?;
         if len == 0 {
             return Ok(0);
         }
         self.prepare_write(offset, len)?;
-        let result = self.write_stripes(offset, len, fua, |pos, out| gather(bufs, pos, out));
+        let result = self.write_stripes(offset, len, fua, |pos, out| {
+            // SAFETY: the caller lends `bufs` for the write.
+            unsafe { lent::gather(bufs, pos, out) }
+        });
         self.journal.after_write(offset, len);
         result.map(|()| len)
     }
@@ -1486,98 +1382,10 @@ impl Erasure {
         self.settle(&missed)
     }
 
-    /// Changes the size. Growing adds stripes of zeros (parity zeros too);
-    /// shrinking zeroes the cut part of the last stripe first, so its
-    /// parity stays right.
-    pub(crate) fn resize(&self, new_size: u64, allow_shrink: bool) -> Result<()> {
-        let size = self.size.load(Ordering::Acquire);
-        if new_size < size && !allow_shrink {
-            return Err(Error::invalid(format!(
-                "shrinking object {} from {size} to {new_size} bytes loses data: ask for it explicitly",
-                self.uuid
-            )));
-        }
-        self.prepare_write(0, 0)?;
-        let shard_bytes = shard_size(new_size, self.k());
-        let resize_shards = || -> Result<()> {
-            let mut missed = Vec::new();
-            for i in 0..self.shards.len() {
-                match self.usable(i) {
-                    Some(leg) => {
-                        if let Err(err) = leg.resize(shard_bytes, true) {
-                            if caller_error(&err) {
-                                return Err(err);
-                            }
-                            missed.push(i);
-                        }
-                    }
-                    None => missed.push(i),
-                }
-            }
-            self.settle(&missed)
-        };
-        if new_size < size {
-            let stripe_end = new_size.div_ceil(self.stripe_bytes()) * self.stripe_bytes();
-            let cut_end = stripe_end.min(size);
-            if cut_end > new_size {
-                self.write_stripes(new_size, cut_end - new_size, false, |_, out| out.fill(0))?;
-            }
-            self.journal.set_size(new_size)?;
-            self.size.store(new_size, Ordering::Release);
-            resize_shards()
-        } else {
-            resize_shards()?;
-            self.journal.set_size(new_size)?;
-            self.size.store(new_size, Ordering::Release);
-            Ok(())
-        }
-    }
-
-    /// Block status: erasure-coded objects report data everywhere (the
-    /// shards' holes do not line up with the object's).
-    /// Block status from the data shards: stripes where every data shard
-    /// holds a hole read as zeros (the parity of zeros is zeros). Whatever
-    /// cannot be told (a shard out or failing) counts as data, which is
-    /// never wrong. Returns whether the run at `offset` is data, and its
-    /// length (at most `len`).
-    pub(crate) fn extent(&self, offset: u64, len: u64) -> Result<(bool, u64)> {
-        self.check_range("block status", offset, len)?;
-        if len == 0 {
-            return Ok((true, 0));
-        }
-        let stripe = self.stripe_bytes();
-        let first = offset / stripe;
-        let end_stripe = (offset + len).div_ceil(stripe);
-        let (lo, hi) = (first * EC_UNIT, end_stripe * EC_UNIT);
-        // Shard bytes from `lo` over which every data shard says the same.
-        let mut run = hi - lo;
-        let mut data = false;
-        for j in 0..self.k() {
-            let answer = match self.usable(j) {
-                Some(leg) => leg.extent(lo, hi - lo),
-                None => Err(Error::new(libc::EIO, "shard out")),
-            };
-            match answer {
-                Ok((shard_data, n)) => {
-                    data |= shard_data;
-                    run = run.min(n);
-                }
-                Err(_) => return Ok((true, len)),
-            }
-        }
-        // Whole units only: a shorter run is one stripe of data.
-        let (data, stripes) = match run / EC_UNIT {
-            0 => (true, 1),
-            units => (data, units),
-        };
-        let end = ((first + stripes) * stripe).min(offset + len);
-        Ok((data, end - offset))
-    }
-
     /// Rebuilds every stale shard from the others and resyncs regions a
     /// writer left, then tells the MDT. `progress` gets (bytes done,
     /// bytes to do). Returns the names of the rebuilt shards.
-    pub(crate) fn repair(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<Vec<String>> {
+    fn repair_shards(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<Vec<String>> {
         let left = self.begin_write(0, 0)?;
         let targets = self.stale_shards();
         if let Some(i) = (0..self.shards.len()).find(|&i| self.shards[i].1.is_none()) {
@@ -1610,11 +1418,11 @@ impl Erasure {
                 let rebuilt = self.rebuild(&targets, at, at + n, true)?;
                 for (&t, bytes) in targets.iter().zip(&rebuilt) {
                     let leg = self.shards[t].1.as_ref().expect("all open");
-                    let raw = [raw_const(bytes)];
+                    let raw = [RawBuf::of(bytes)];
                     if bytes.iter().all(|&b| b == 0) {
-                        crate::mirror::wait(|f| leg.simple(Opcode::Discard, at, n, f))
+                        crate::backend::wait(|f| leg.simple(Opcode::Discard, at, n, f))
                     } else {
-                        crate::mirror::wait(|f| leg.write(at, &raw, false, f))
+                        crate::backend::wait(|f| leg.write(at, &raw, false, f))
                     }
                     .map_err(&failed)?;
                 }
@@ -1623,7 +1431,7 @@ impl Erasure {
             }
             for &t in &targets {
                 let leg = self.shards[t].1.as_ref().expect("all open");
-                crate::mirror::wait(|f| leg.simple(Opcode::Flush, 0, 0, f)).map_err(&failed)?;
+                crate::backend::wait(|f| leg.simple(Opcode::Flush, 0, 0, f)).map_err(&failed)?;
             }
         }
         // The rebuilt shards now agree with the others: resync the rest.
@@ -1647,7 +1455,7 @@ impl Erasure {
     /// Reads every shard in full and checks that the parity matches the
     /// data; reports unreadable blocks (checksums), mismatching stripes,
     /// stale and unreachable shards. Changes nothing.
-    pub(crate) fn scrub(
+    fn scrub_shards(
         &self,
         repair: bool,
         progress: &mut dyn FnMut(u64, u64),
@@ -1670,7 +1478,7 @@ impl Erasure {
             let reads: Vec<(usize, u64, RawBuf)> = checked
                 .iter()
                 .zip(bufs.iter_mut())
-                .map(|(&i, b)| (i, at, raw_mut(b)))
+                .map(|(&i, b)| (i, at, RawBuf::of_mut(b)))
                 .collect();
             let results = self.read_shards(&reads);
             let mut good: Vec<(usize, Vec<u8>)> = Vec::new();
@@ -1783,6 +1591,150 @@ impl Erasure {
                 Err(e) => report.problem(format!("{name}: {range} ({err}): cannot rebuild: {e}")),
             }
         }
+    }
+}
+
+impl Backend for Erasure {
+    fn info(&self) -> ObjectInfo {
+        ObjectInfo {
+            uuid: self.uuid,
+            size: self.size.load(Ordering::Acquire),
+            chunk_size: self.chunk_size,
+            block_size: BLOCK_SIZE,
+        }
+    }
+
+    /// The size as recorded in the MDT now, kept as this handle's.
+    fn refresh_size(&self) -> Result<u64> {
+        let size = self.journal.recorded_size()?;
+        self.size.store(size, Ordering::Release);
+        Ok(size)
+    }
+
+    fn read(&self, offset: u64, bufs: &[RawBuf], finish: Finish) {
+        let me = self.me();
+        let Err(finish) = me.read_now(offset, bufs, finish) else {
+            return;
+        };
+        let bufs = bufs.to_vec();
+        self.pool.run(move || finish(me.read_sync(offset, &bufs)));
+    }
+
+    fn write(&self, offset: u64, bufs: &[RawBuf], fua: bool, finish: Finish) {
+        let me = self.me();
+        let Err(finish) = me.write_now(offset, bufs, fua, finish) else {
+            return;
+        };
+        let bufs = bufs.to_vec();
+        self.pool
+            .run(move || finish(me.write_sync(offset, &bufs, fua)));
+    }
+
+    fn simple(&self, op: Opcode, offset: u64, len: u64, finish: Finish) {
+        let me = self.me();
+        self.pool
+            .run(move || finish(me.simple_sync(op, offset, len)));
+    }
+
+    /// Changes the size. Growing adds stripes of zeros (parity zeros too);
+    /// shrinking zeroes the cut part of the last stripe first, so its
+    /// parity stays right.
+    fn resize(&self, new_size: u64, allow_shrink: bool) -> Result<()> {
+        let size = self.size.load(Ordering::Acquire);
+        if new_size < size && !allow_shrink {
+            return Err(Error::invalid(format!(
+                "shrinking object {} from {size} to {new_size} bytes loses data: ask for it explicitly",
+                self.uuid
+            )));
+        }
+        self.prepare_write(0, 0)?;
+        let shard_bytes = shard_size(new_size, self.k());
+        let resize_shards = || -> Result<()> {
+            let mut missed = Vec::new();
+            for i in 0..self.shards.len() {
+                match self.usable(i) {
+                    Some(leg) => {
+                        if let Err(err) = leg.resize(shard_bytes, true) {
+                            if caller_error(&err) {
+                                return Err(err);
+                            }
+                            missed.push(i);
+                        }
+                    }
+                    None => missed.push(i),
+                }
+            }
+            self.settle(&missed)
+        };
+        if new_size < size {
+            let stripe_end = new_size.div_ceil(self.stripe_bytes()) * self.stripe_bytes();
+            let cut_end = stripe_end.min(size);
+            if cut_end > new_size {
+                self.write_stripes(new_size, cut_end - new_size, false, |_, out| out.fill(0))?;
+            }
+            self.journal.set_size(new_size)?;
+            self.size.store(new_size, Ordering::Release);
+            resize_shards()
+        } else {
+            resize_shards()?;
+            self.journal.set_size(new_size)?;
+            self.size.store(new_size, Ordering::Release);
+            Ok(())
+        }
+    }
+
+    /// Block status: erasure-coded objects report data everywhere (the
+    /// shards' holes do not line up with the object's).
+    /// Block status from the data shards: stripes where every data shard
+    /// holds a hole read as zeros (the parity of zeros is zeros). Whatever
+    /// cannot be told (a shard out or failing) counts as data, which is
+    /// never wrong. Returns whether the run at `offset` is data, and its
+    /// length (at most `len`).
+    fn extent(&self, offset: u64, len: u64) -> Result<(bool, u64)> {
+        self.check_range("block status", offset, len)?;
+        if len == 0 {
+            return Ok((true, 0));
+        }
+        let stripe = self.stripe_bytes();
+        let first = offset / stripe;
+        let end_stripe = (offset + len).div_ceil(stripe);
+        let (lo, hi) = (first * EC_UNIT, end_stripe * EC_UNIT);
+        // Shard bytes from `lo` over which every data shard says the same.
+        let mut run = hi - lo;
+        let mut data = false;
+        for j in 0..self.k() {
+            let answer = match self.usable(j) {
+                Some(leg) => leg.extent(lo, hi - lo),
+                None => Err(Error::new(libc::EIO, "shard out")),
+            };
+            match answer {
+                Ok((shard_data, n)) => {
+                    data |= shard_data;
+                    run = run.min(n);
+                }
+                Err(_) => return Ok((true, len)),
+            }
+        }
+        // Whole units only: a shorter run is one stripe of data.
+        let (data, stripes) = match run / EC_UNIT {
+            0 => (true, 1),
+            units => (data, units),
+        };
+        let end = ((first + stripes) * stripe).min(offset + len);
+        Ok((data, end - offset))
+    }
+
+    fn scrub(&self, repair: bool, progress: &mut dyn FnMut(u64, u64)) -> Result<ScrubReport> {
+        self.scrub_shards(repair, progress)
+    }
+
+    fn repair(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<Vec<String>> {
+        self.repair_shards(progress)
+    }
+
+    /// Gives back the writer lease (the user closed the object).
+    fn release(&self) {
+        self.journal.release();
     }
 }
 
@@ -1919,6 +1871,7 @@ mod tests {
             .is_err()
         );
         let object = Erasure {
+            me: Weak::new(),
             uuid: Uuid::new_v7(),
             codec,
             chunk_size: 1 << 20,
@@ -1980,7 +1933,7 @@ mod tests {
                 store.create_object(uuid, 512 << 10, 64 << 10).unwrap();
                 (
                     format!("s{i}"),
-                    Ok(Leg::File(store.open_object(uuid).unwrap())),
+                    Ok(crate::local::copy(store.open_object(uuid).unwrap())),
                 )
             })
             .collect();
@@ -2001,7 +1954,7 @@ mod tests {
         // 4 KiB in stripe 8 (object bytes 64 KiB..72 KiB): unit 16, shard 0.
         let block = pattern(4096, 3);
         object
-            .write_sync(64 << 10, &[raw_const(&block)], false)
+            .write_sync(64 << 10, &[RawBuf::of(&block)], false)
             .unwrap();
         assert_eq!(object.extent(0, 1 << 20).unwrap(), (false, 64 << 10));
         assert_eq!(
@@ -2015,15 +1968,19 @@ mod tests {
         // parity.
         let stripes = pattern(5 * 8192, 9);
         object
-            .write_sync(8 << 10, &[raw_const(&stripes)], false)
+            .write_sync(8 << 10, &[RawBuf::of(&stripes)], false)
             .unwrap();
         let mut back = vec![0u8; stripes.len()];
-        object.read_sync(8 << 10, &[raw_mut(&mut back)]).unwrap();
+        object
+            .read_sync(8 << 10, &[RawBuf::of_mut(&mut back)])
+            .unwrap();
         assert_eq!(back, stripes);
         // A data shard out: reads rebuild it, everything counts as data.
         object.stale.lock()[1] = true;
         back.fill(0);
-        object.read_sync(8 << 10, &[raw_mut(&mut back)]).unwrap();
+        object
+            .read_sync(8 << 10, &[RawBuf::of_mut(&mut back)])
+            .unwrap();
         assert_eq!(back, stripes);
         assert_eq!(object.extent(0, 1 << 20).unwrap(), (true, 1 << 20));
         let _ = std::fs::remove_dir_all(dir);
@@ -2107,7 +2064,8 @@ impl StripeWrite {
             let mut rows = self.rows.lock();
             for p in &self.pieces {
                 let at = (p.shard_offset - base) as usize;
-                gather(&bufs, p.pos, &mut rows[p.shard][at..at + p.len as usize]);
+                // SAFETY: the caller lent `bufs` until the write's finish.
+                unsafe { lent::gather(&bufs, p.pos, &mut rows[p.shard][at..at + p.len as usize]) };
             }
             let (data, parity) = rows.split_at_mut(k);
             let refs: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
@@ -2119,11 +2077,11 @@ impl StripeWrite {
             for (j, span) in self.spans.iter().enumerate() {
                 if let Some((a, b)) = *span {
                     let bytes = &rows[j][(a - base) as usize..(b - base) as usize];
-                    writes.push((j, a, raw_const(bytes)));
+                    writes.push((j, a, RawBuf::of(bytes)));
                 }
             }
             for (p, row) in rows[k..].iter().enumerate() {
-                writes.push((k + p, base, raw_const(row)));
+                writes.push((k + p, base, RawBuf::of(row)));
             }
             encoded
         };
@@ -2291,7 +2249,7 @@ impl ShardRead {
         let bufs = std::mem::take(&mut *self.bufs.lock());
         match error {
             Some(err) => finish(Err(err)),
-            None if failed.is_empty() => finish(Ok(total_len(&bufs))),
+            None if failed.is_empty() => finish(Ok(lent::total(&bufs))),
             None => {
                 // Rebuilding waits for other shards and stripe locks.
                 let pool = Arc::clone(&self.erasure.pool);

@@ -153,11 +153,6 @@ impl EventLoop {
         )
     }
 
-    /// Runs `job` on the loop thread.
-    pub fn execute(&self, job: Job) {
-        self.handle().execute(job);
-    }
-
     /// A handle for other threads.
     pub fn handle(&self) -> LoopHandle {
         LoopHandle {
@@ -245,7 +240,7 @@ mod tests {
     fn runs_jobs_on_its_thread_and_stops() {
         let event_loop = EventLoop::start().unwrap();
         let (tx, rx) = crossbeam_channel::bounded(1);
-        event_loop.execute(Box::new(move |_| {
+        event_loop.handle().execute(Box::new(move |_| {
             tx.send(std::thread::current().name().map(String::from))
                 .unwrap()
         }));
@@ -259,7 +254,7 @@ mod tests {
         assert!(after_round(Box::new(|| {})).is_err());
         let event_loop = EventLoop::start().unwrap();
         let (tx, rx) = crossbeam_channel::unbounded();
-        event_loop.execute(Box::new(move |_| {
+        event_loop.handle().execute(Box::new(move |_| {
             for i in 0..2 {
                 let tx = tx.clone();
                 let left = after_round(Box::new(move || tx.send(("after", i)).unwrap()));

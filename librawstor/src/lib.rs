@@ -5,6 +5,7 @@
 //! the wire protocol of `ost://` ([`wire`]) and the C ABI ([`ffi`], header
 //! `include/rawstor.h`).
 
+mod backend;
 pub mod client;
 pub mod daemon;
 pub mod erasure;
@@ -12,6 +13,8 @@ pub mod error;
 mod event_loop;
 pub mod ffi;
 mod lease;
+mod lent;
+mod local;
 mod log;
 pub mod mdt;
 mod mirror;

@@ -30,153 +30,29 @@
 //! lease).
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use crate::backend::{Backend, wait};
 use crate::erasure::Journal;
 use crate::error::{Error, Result};
+use crate::lent::RawBuf;
 use crate::mdt::INTENT_REGION_BYTES;
-use crate::net::RawBuf;
 use crate::pool::Pool;
-use crate::remote::{Finish, RemoteObject};
-use crate::store::{BLOCK_SIZE, ObjectInfo, StoreObject};
-use crate::straggler::{Fan, Hurrier, Latency, Pieces, Slow};
+use crate::remote::Finish;
+use crate::store::{BLOCK_SIZE, ObjectInfo};
+use crate::straggler::{Fan, Latency, Pieces, Slow};
 use crate::uuid::Uuid;
 use crate::wire::{Marks, Opcode};
 
 mod scrub;
 pub use scrub::ScrubReport;
 
-/// One copy of a mirrored object.
-pub(crate) enum Leg {
-    File(Arc<StoreObject>),
-    Ost(RemoteObject),
-}
-
-impl Leg {
-    pub(crate) fn info(&self) -> ObjectInfo {
-        match self {
-            Leg::File(o) => o.info(),
-            Leg::Ost(o) => o.info(),
-        }
-    }
-
-    pub(crate) fn marks(&self) -> Marks {
-        match self {
-            Leg::File(o) => o.marks(),
-            Leg::Ost(o) => o.marks().clone(),
-        }
-    }
-
-    pub(crate) fn read(&self, offset: u64, bufs: &[RawBuf], finish: Finish) {
-        match self {
-            Leg::File(o) => finish((|| {
-                let mut at = offset;
-                for b in bufs {
-                    // SAFETY: the caller lends `b.len` writable bytes.
-                    o.read(at, unsafe { std::slice::from_raw_parts_mut(b.ptr, b.len) })?;
-                    at += b.len as u64;
-                }
-                Ok(at - offset)
-            })()),
-            Leg::Ost(o) => o.read(offset, bufs, finish),
-        }
-    }
-
-    /// [`Leg::read`] that gives up after `within` where another copy can
-    /// be asked (a local file answers or fails by itself).
-    pub(crate) fn read_within(
-        &self,
-        offset: u64,
-        bufs: &[RawBuf],
-        within: Duration,
-        finish: Finish,
-    ) {
-        match self {
-            Leg::File(_) => self.read(offset, bufs, finish),
-            Leg::Ost(o) => o.read_within(offset, bufs, within, finish),
-        }
-    }
-
-    /// Where this copy's changes wait (see [`crate::straggler`]); a local
-    /// file answers or fails by itself.
-    pub(crate) fn hurrier(&self) -> Option<Hurrier> {
-        match self {
-            Leg::File(_) => None,
-            Leg::Ost(o) => Some(o.hurrier()),
-        }
-    }
-
-    pub(crate) fn write(&self, offset: u64, bufs: &[RawBuf], fua: bool, finish: Finish) {
-        match self {
-            Leg::File(o) => finish((|| {
-                let mut at = offset;
-                for b in bufs {
-                    // SAFETY: the caller lends `b.len` readable bytes.
-                    o.write(at, unsafe { std::slice::from_raw_parts(b.ptr, b.len) })?;
-                    at += b.len as u64;
-                }
-                if fua {
-                    o.flush()?;
-                }
-                Ok(at - offset)
-            })()),
-            Leg::Ost(o) => o.write(offset, bufs, fua, finish),
-        }
-    }
-
-    pub(crate) fn simple(&self, op: Opcode, offset: u64, len: u64, finish: Finish) {
-        match self {
-            Leg::File(o) => finish(match op {
-                Opcode::Flush => o.flush().map(|()| 0),
-                _ => o.zero(offset, len).map(|()| 0),
-            }),
-            Leg::Ost(o) => o.simple(op, offset, len, finish),
-        }
-    }
-
-    pub(crate) fn set_marks(&self, marks: &Marks, replace: bool, finish: Finish) {
-        match self {
-            Leg::File(o) => finish(o.set_marks(marks, replace).map(|()| 0)),
-            Leg::Ost(o) => o.set_marks(marks, replace, finish),
-        }
-    }
-
-    pub(crate) fn resize(&self, size: u64, allow_shrink: bool) -> Result<()> {
-        match self {
-            Leg::File(o) => o.resize(size, allow_shrink),
-            Leg::Ost(o) => o.resize(size, allow_shrink),
-        }
-    }
-
-    /// The size the copy has now, kept as this handle's.
-    pub(crate) fn refresh_size(&self) -> Result<u64> {
-        match self {
-            Leg::File(o) => o.refresh_size(),
-            Leg::Ost(o) => o.refresh_size(),
-        }
-    }
-
-    pub(crate) fn extent(&self, offset: u64, len: u64) -> Result<(bool, u64)> {
-        match self {
-            Leg::File(o) => o.extent(offset, len),
-            Leg::Ost(o) => o.extent(offset, len),
-        }
-    }
-
-    /// Fences the leg with a lease epoch just taken (see
-    /// [`RemoteObject::fence`]); local files have no other writer to
-    /// fence.
-    pub(crate) fn fence(&self, epoch: u64, finish: Finish) {
-        match self {
-            Leg::File(_) => finish(Ok(0)),
-            Leg::Ost(o) => o.fence(epoch, finish),
-        }
-    }
-}
+/// One copy of a mirrored object: any single-copy kind.
+pub(crate) type Leg = crate::backend::DynBackend;
 
 /// Fences the legs `which` of `legs` with the lease `epoch` just taken,
 /// so that the writer that held the lease before can change none of them
@@ -250,11 +126,6 @@ pub(crate) fn repair_failed(uuid: Uuid) -> impl Fn(Error) -> Error {
     move |err| Error::new(err.errno(), format!("cannot repair object {uuid}: {err}"))
 }
 
-/// Waits for an operation started with a [`Finish`].
-pub(crate) fn wait(start: impl FnOnce(Finish)) -> Result<u64> {
-    RemoteObject::wait(start)
-}
-
 /// Errors that another leg would repeat: the caller's, not the leg's
 /// (`ENOLCK`: a newer writer fenced this one out).
 fn caller_error(err: &Error) -> bool {
@@ -291,7 +162,7 @@ impl Recorded {
 /// The names and servers of `legs`, for a [`crate::straggler::Fan`].
 pub(crate) fn pieces(legs: &[(String, Option<Leg>)]) -> Pieces {
     legs.iter()
-        .map(|(name, leg)| (name.clone(), leg.as_ref().and_then(Leg::hurrier)))
+        .map(|(name, leg)| (name.clone(), leg.as_ref().and_then(|l| l.hurrier())))
         .collect()
 }
 
@@ -300,6 +171,8 @@ const COPY_STEP_BYTES: u64 = 1 << 20;
 
 /// A mirrored object open in this instance.
 pub(crate) struct Mirror {
+    /// Itself, for the operations that outlive a call.
+    me: Weak<Self>,
     uuid: Uuid,
     /// Element names (`ost://host:port`, `file:///dir`) and their legs;
     /// `None` for a leg that could not be opened.
@@ -320,6 +193,11 @@ pub(crate) struct Mirror {
 }
 
 impl Mirror {
+    /// The mirror, shared, while it is in use (it always is when asked).
+    fn me(&self) -> Arc<Self> {
+        self.me.upgrade().expect("a mirror in use is alive")
+    }
+
     /// Assembles a mirror from its opened legs (`Err` for those that
     /// could not be opened); at least one must have opened.
     /// `stale` lists legs a rawstor-mdt's record marks stale; `recorded`
@@ -374,7 +252,8 @@ impl Mirror {
             ));
         }
         let n = legs.len();
-        let mirror = Arc::new(Self {
+        let mirror = Arc::new_cyclic(|me| Self {
+            me: me.clone(),
             uuid,
             stale: Mutex::new(stale),
             cursor: AtomicUsize::new(0),
@@ -403,46 +282,6 @@ impl Mirror {
         Ok(mirror)
     }
 
-    /// Size and layout, from a good leg.
-    pub(crate) fn info(&self) -> ObjectInfo {
-        let stale = self.stale.lock().clone();
-        self.legs
-            .iter()
-            .zip(stale)
-            .find_map(|((_, leg), st)| leg.as_ref().filter(|_| !st))
-            .or_else(|| self.legs.iter().find_map(|(_, l)| l.as_ref()))
-            .map(Leg::info)
-            .expect("a mirror keeps at least one leg")
-    }
-
-    /// The size the good copies have now (another handle may have
-    /// resized the object), as [`Mirror::info`] gives it: every good copy
-    /// is asked, so that whichever it looks at is current.
-    pub(crate) fn refresh_size(&self) -> Result<u64> {
-        let stale = self.stale.lock().clone();
-        let mut answers = self
-            .legs
-            .iter()
-            .zip(stale)
-            .filter_map(|((_, leg), st)| leg.as_ref().filter(|_| !st))
-            .map(Leg::refresh_size)
-            .collect::<Vec<_>>()
-            .into_iter();
-        let mut last = None;
-        for answer in answers.by_ref() {
-            match answer {
-                Ok(size) => return Ok(size),
-                Err(err) => last = Some(err),
-            }
-        }
-        Err(last.unwrap_or_else(|| {
-            Error::new(
-                libc::EIO,
-                format!("no readable copy of object {} is left", self.uuid),
-            )
-        }))
-    }
-
     /// Good legs, starting at the rotating cursor; legs that were slow
     /// to answer a read lately come last.
     fn readable(&self) -> Vec<usize> {
@@ -458,31 +297,6 @@ impl Mirror {
             order.sort_by_key(|i| slow.contains(i));
         }
         order
-    }
-
-    /// Block status from one good leg, failing over like a read.
-    pub(crate) fn extent(&self, offset: u64, len: u64) -> Result<(bool, u64)> {
-        let mut last = None;
-        for i in self.readable() {
-            let leg = self.legs[i].1.as_ref().expect("readable legs are open");
-            match leg.extent(offset, len) {
-                Ok(extent) => return Ok(extent),
-                Err(err) if caller_error(&err) => return Err(err),
-                Err(err) => last = Some(err),
-            }
-        }
-        Err(last.unwrap_or_else(|| {
-            Error::new(
-                libc::EIO,
-                format!("no readable copy of object {} is left", self.uuid),
-            )
-        }))
-    }
-
-    /// Reads from one good leg, failing over to the next.
-    pub(crate) fn read(self: &Arc<Self>, offset: u64, bufs: Vec<RawBuf>, finish: Finish) {
-        let order = self.readable();
-        Arc::clone(self).read_from(order, 0, offset, bufs, finish, None);
     }
 
     fn read_from(
@@ -705,7 +519,7 @@ impl Mirror {
         let mut failed: Vec<(usize, Error)> = Vec::new();
         for &i in order {
             let leg = self.legs[i].1.as_ref().expect("readable legs are open");
-            match wait(|f| leg.read(offset, &[raw_buf(piece)], f)) {
+            match wait(|f| leg.read(offset, &[RawBuf::of_mut(piece)], f)) {
                 Ok(_) => return Ok((Some(i), corrupt(&failed))),
                 Err(err) if caller_error(&err) => return Err(err),
                 Err(err) => failed.push((i, err)),
@@ -719,7 +533,7 @@ impl Mirror {
             let mut errors = Vec::new();
             let verified = candidates.iter().any(|&i| {
                 let leg = self.legs[i].1.as_ref().expect("readable legs are open");
-                match wait(|f| leg.read(at, &[raw_buf(block)], f)) {
+                match wait(|f| leg.read(at, &[RawBuf::of_mut(block)], f)) {
                     Ok(_) => true,
                     Err(err) => {
                         errors.push(format!("{}: {err}", self.legs[i].0));
@@ -761,13 +575,6 @@ impl Mirror {
             ));
         }
         Ok(())
-    }
-
-    /// Gives back the writer lease (the object was closed).
-    pub(crate) fn release(&self) {
-        if let Some(rec) = &self.recorded {
-            rec.journal.release();
-        }
     }
 
     /// Runs `start` on every good leg, marking those where it fails, and
@@ -935,80 +742,11 @@ impl Mirror {
         }
     }
 
-    pub(crate) fn write(
-        self: &Arc<Self>,
-        offset: u64,
-        bufs: Vec<RawBuf>,
-        fua: bool,
-        finish: Finish,
-    ) {
-        let len = bufs.iter().map(|b| b.len as u64).sum();
-        self.change(
-            offset,
-            len,
-            move |leg, done| leg.write(offset, &bufs, fua, done),
-            finish,
-        );
-    }
-
-    pub(crate) fn simple(self: &Arc<Self>, op: Opcode, offset: u64, len: u64, finish: Finish) {
-        if op != Opcode::Flush {
-            return self.change(
-                offset,
-                len,
-                move |leg, done| leg.simple(op, offset, len, done),
-                finish,
-            );
-        }
-        let finish = match &self.recorded {
-            None => finish,
-            // Regions idle since before the flush are clean on every leg
-            // that took it: they may leave the bitmap.
-            Some(rec) => {
-                let started = std::time::Instant::now();
-                let journal = Arc::clone(&rec.journal);
-                let pool = Arc::clone(&rec.pool);
-                Box::new(move |result: Result<u64>| match result {
-                    Ok(n) => pool.run(move || {
-                        journal.flushed(started, &BTreeSet::new());
-                        finish(Ok(n))
-                    }),
-                    Err(err) => finish(Err(err)),
-                })
-            }
-        };
-        self.run_on_good_legs(
-            move |leg, done| leg.simple(Opcode::Flush, 0, 0, done),
-            finish,
-            false,
-        );
-    }
-
-    /// Resizes every good leg (and, for an object placed by a rawstor-mdt,
-    /// its record). Waits.
-    pub(crate) fn resize(self: &Arc<Self>, size: u64, allow_shrink: bool) -> Result<()> {
-        let result = wait(|finish| {
-            self.change(
-                0,
-                0,
-                move |leg, done| done(leg.resize(size, allow_shrink).map(|()| 0)),
-                finish,
-            )
-        });
-        match (&self.recorded, result) {
-            (Some(rec), Ok(_)) => rec.journal.set_size(size),
-            (_, result) => result.map(drop),
-        }
-    }
-
     /// Copies a good leg onto every stale one and clears the marks; for
     /// an object placed by a rawstor-mdt, under the writer lease, also
     /// resyncing the regions a writer left. `progress` gets (bytes done,
     /// bytes to do). Returns the names of the repaired legs.
-    pub(crate) fn repair(
-        self: &Arc<Self>,
-        progress: &mut dyn FnMut(u64, u64),
-    ) -> Result<Vec<String>> {
+    fn repair_legs(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<Vec<String>> {
         if let Some((name, _)) = self.legs.iter().find(|(_, l)| l.is_none()) {
             return Err(Error::new(
                 libc::EHOSTDOWN,
@@ -1106,6 +844,150 @@ impl Mirror {
     }
 }
 
+impl Backend for Mirror {
+    /// Size and layout, from a good leg.
+    fn info(&self) -> ObjectInfo {
+        let stale = self.stale.lock().clone();
+        self.legs
+            .iter()
+            .zip(stale)
+            .find_map(|((_, leg), st)| leg.as_ref().filter(|_| !st))
+            .or_else(|| self.legs.iter().find_map(|(_, l)| l.as_ref()))
+            .map(|l| l.info())
+            .expect("a mirror keeps at least one leg")
+    }
+
+    /// The size the good copies have now (another handle may have
+    /// resized the object), as [`Mirror::info`] gives it: every good copy
+    /// is asked, so that whichever it looks at is current.
+    fn refresh_size(&self) -> Result<u64> {
+        let stale = self.stale.lock().clone();
+        let mut answers = self
+            .legs
+            .iter()
+            .zip(stale)
+            .filter_map(|((_, leg), st)| leg.as_ref().filter(|_| !st))
+            .map(|l| l.refresh_size())
+            .collect::<Vec<_>>()
+            .into_iter();
+        let mut last = None;
+        for answer in answers.by_ref() {
+            match answer {
+                Ok(size) => return Ok(size),
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            Error::new(
+                libc::EIO,
+                format!("no readable copy of object {} is left", self.uuid),
+            )
+        }))
+    }
+
+    /// Reads from one good leg, failing over to the next.
+    fn read(&self, offset: u64, bufs: &[RawBuf], finish: Finish) {
+        let order = self.readable();
+        self.me()
+            .read_from(order, 0, offset, bufs.to_vec(), finish, None);
+    }
+
+    fn write(&self, offset: u64, bufs: &[RawBuf], fua: bool, finish: Finish) {
+        let len = crate::lent::total(bufs);
+        let bufs = bufs.to_vec();
+        self.me().change(
+            offset,
+            len,
+            move |leg, done| leg.write(offset, &bufs, fua, done),
+            finish,
+        );
+    }
+
+    fn simple(&self, op: Opcode, offset: u64, len: u64, finish: Finish) {
+        if op != Opcode::Flush {
+            return self.me().change(
+                offset,
+                len,
+                move |leg, done| leg.simple(op, offset, len, done),
+                finish,
+            );
+        }
+        let finish = match &self.recorded {
+            None => finish,
+            // Regions idle since before the flush are clean on every leg
+            // that took it: they may leave the bitmap.
+            Some(rec) => {
+                let started = std::time::Instant::now();
+                let journal = Arc::clone(&rec.journal);
+                let pool = Arc::clone(&rec.pool);
+                Box::new(move |result: Result<u64>| match result {
+                    Ok(n) => pool.run(move || {
+                        journal.flushed(started, &BTreeSet::new());
+                        finish(Ok(n))
+                    }),
+                    Err(err) => finish(Err(err)),
+                })
+            }
+        };
+        self.me().run_on_good_legs(
+            move |leg, done| leg.simple(Opcode::Flush, 0, 0, done),
+            finish,
+            false,
+        );
+    }
+
+    /// Resizes every good leg (and, for an object placed by a rawstor-mdt,
+    /// its record). Waits.
+    fn resize(&self, size: u64, allow_shrink: bool) -> Result<()> {
+        let result = wait(|finish| {
+            self.me().change(
+                0,
+                0,
+                move |leg, done| done(leg.resize(size, allow_shrink).map(|()| 0)),
+                finish,
+            )
+        });
+        match (&self.recorded, result) {
+            (Some(rec), Ok(_)) => rec.journal.set_size(size),
+            (_, result) => result.map(drop),
+        }
+    }
+
+    /// Block status from one good leg, failing over like a read.
+    fn extent(&self, offset: u64, len: u64) -> Result<(bool, u64)> {
+        let mut last = None;
+        for i in self.readable() {
+            let leg = self.legs[i].1.as_ref().expect("readable legs are open");
+            match leg.extent(offset, len) {
+                Ok(extent) => return Ok(extent),
+                Err(err) if caller_error(&err) => return Err(err),
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            Error::new(
+                libc::EIO,
+                format!("no readable copy of object {} is left", self.uuid),
+            )
+        }))
+    }
+
+    fn scrub(&self, repair: bool, progress: &mut dyn FnMut(u64, u64)) -> Result<ScrubReport> {
+        self.scrub_legs(repair, progress)
+    }
+
+    fn repair(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<Vec<String>> {
+        self.repair_legs(progress)
+    }
+
+    /// Gives back the writer lease (the object was closed).
+    fn release(&self) {
+        if let Some(rec) = &self.recorded {
+            rec.journal.release();
+        }
+    }
+}
+
 /// The legs of `failed` whose reads found bad data (checksums), not a
 /// server that did not answer.
 fn corrupt(failed: &[(usize, Error)]) -> Vec<usize> {
@@ -1116,19 +998,12 @@ fn corrupt(failed: &[(usize, Error)]) -> Vec<usize> {
         .collect()
 }
 
-fn raw_buf(piece: &mut [u8]) -> RawBuf {
-    RawBuf {
-        ptr: piece.as_mut_ptr(),
-        len: piece.len(),
-    }
-}
-
 /// Writes `piece` at `offset` of `leg`, as a discard when it is all zeros
 /// (copies keep their holes). Waits.
 fn store_piece(leg: &Leg, offset: u64, piece: &mut [u8]) -> Result<u64> {
     if piece.iter().all(|&b| b == 0) {
         wait(|f| leg.simple(Opcode::Discard, offset, piece.len() as u64, f))
     } else {
-        wait(|f| leg.write(offset, &[raw_buf(piece)], false, f))
+        wait(|f| leg.write(offset, &[RawBuf::of_mut(piece)], false, f))
     }
 }

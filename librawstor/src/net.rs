@@ -31,6 +31,7 @@ use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::event_loop::{Handler, LoopContext, LoopHandle};
+use crate::lent::RawBuf;
 use crate::uuid::Uuid;
 use crate::wire::{self, Decoded, Decoder, HEADER_LEN, Header, Hello, Opcode, Welcome};
 
@@ -43,17 +44,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 /// How long the loop keeps checking deadlines after the last request.
 const IDLE_GRACE: Duration = Duration::from_secs(2);
-
-/// A caller's buffer lent until the request completes.
-#[derive(Clone, Copy)]
-pub(crate) struct RawBuf {
-    pub(crate) ptr: *mut u8,
-    pub(crate) len: usize,
-}
-
-// SAFETY: the submitter guarantees the buffer stays valid and untouched
-// until the request completes; only the completing thread writes it.
-unsafe impl Send for RawBuf {}
 
 /// A request's payload.
 pub(crate) enum Payload {
@@ -72,8 +62,8 @@ impl Payload {
             Payload::Owned(v) => vec![v.as_slice()],
             Payload::Lent(bufs) => bufs
                 .iter()
-                // SAFETY: lent for the request's lifetime (see RawBuf).
-                .map(|b| unsafe { std::slice::from_raw_parts(b.ptr, b.len) })
+                // SAFETY: lent for the request's lifetime, only read.
+                .map(|b| unsafe { crate::lent::bytes(b) })
                 .collect(),
         }
     }
@@ -614,19 +604,9 @@ impl Connection {
                         done.push((request.done, Err(err)));
                         continue;
                     }
-                    let mut at = 0;
-                    for b in bufs {
-                        // SAFETY: the caller lent `b.len` writable bytes
-                        // until this completion.
-                        unsafe {
-                            std::ptr::copy_nonoverlapping(
-                                frame.payload[at..].as_ptr(),
-                                b.ptr,
-                                b.len,
-                            )
-                        };
-                        at += b.len;
-                    }
+                    // SAFETY: the caller lent the buffers, writable,
+                    // until this completion.
+                    unsafe { crate::lent::scatter(&bufs, 0, &frame.payload) };
                     done.push((request.done, Ok(Vec::new())));
                 }
             }

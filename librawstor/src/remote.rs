@@ -4,12 +4,15 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use crate::backend::{Backend, Replies};
 use crate::error::{Error, Result};
+use crate::lent::{self, RawBuf};
 use crate::mdt::{ClusterMap, Layout, ObjectRecord};
-use crate::net::{Connection, Dest, Done, Payload, RawBuf, Request};
+use crate::net::{Connection, Dest, Done, Payload, Request};
 use crate::store::record::Record;
 use crate::store::{BLOCK_SIZE, ObjectInfo};
 use crate::uuid::Uuid;
@@ -242,32 +245,6 @@ impl FanIn {
     }
 }
 
-/// Splits buffers (in order) into pieces of at most `max` bytes.
-fn split(bufs: &[RawBuf], max: usize) -> Vec<Vec<RawBuf>> {
-    let mut pieces = vec![Vec::new()];
-    let mut room = max;
-    for buf in bufs {
-        let mut at = 0;
-        while at < buf.len {
-            if room == 0 {
-                pieces.push(Vec::new());
-                room = max;
-            }
-            let n = (buf.len - at).min(room);
-            // SAFETY: `at + n <= buf.len`, inside the lent buffer.
-            let ptr = unsafe { buf.ptr.add(at) };
-            pieces
-                .last_mut()
-                .expect("one piece")
-                .push(RawBuf { ptr, len: n });
-            at += n;
-            room -= n;
-        }
-    }
-    pieces.retain(|p| !p.is_empty());
-    pieces
-}
-
 /// An open object on a `rawstor-ost`.
 pub(crate) struct RemoteObject {
     connection: Arc<Connection>,
@@ -303,107 +280,8 @@ impl RemoteObject {
         request
     }
 
-    /// Raises the object's fence on the server to lease `epoch`, which
-    /// this object's changes name from now on: changes naming an older
-    /// epoch (another writer's, cut off from the MDT) are refused there.
-    /// `ENOLCK` when a newer writer has fenced it already.
-    pub(crate) fn fence(&self, epoch: u64, finish: Finish) {
-        self.epoch.store(epoch, Ordering::Release);
-        let (name, uuid) = (self.connection.name().to_string(), self.uuid);
-        let done: Done = Box::new(move |result| {
-            finish(result.and_then(|reply| fenced(&name, uuid, epoch, &reply).map(|()| 0)))
-        });
-        let mut request = Request::new(Opcode::Fence, self.uuid, 0, 0, done);
-        request.header.epoch = epoch;
-        self.connection.submit(request);
-    }
-
-    /// Mirror marks as of `open`.
-    pub(crate) fn marks(&self) -> &Marks {
-        &self.marks
-    }
-
-    /// Records mirror marks on the server (merged unless `replace`).
-    pub(crate) fn set_marks(&self, marks: &Marks, replace: bool, finish: Finish) {
-        let payload = marks.encode();
-        let mut request = self.request(
-            Opcode::Mark,
-            0,
-            0,
-            Box::new(move |result| finish(result.map(|_| 0))),
-        );
-        request.payload = Payload::Owned(payload);
-        if replace {
-            request.header.flags |= wire::FLAG_REPLACE;
-        }
-        self.connection.submit(request);
-    }
-
     pub(crate) fn size(&self) -> u64 {
         self.size.load(Ordering::Acquire)
-    }
-
-    /// The size the server has now (another handle may have resized the
-    /// object), kept as this handle's.
-    pub(crate) fn refresh_size(&self) -> Result<u64> {
-        let size = stat(&self.connection, self.uuid)?.size;
-        self.size.store(size, Ordering::Release);
-        Ok(size)
-    }
-
-    /// The connection the object's requests go on.
-    pub(crate) fn connection(&self) -> &Arc<Connection> {
-        &self.connection
-    }
-
-    pub(crate) fn info(&self) -> ObjectInfo {
-        ObjectInfo {
-            uuid: self.uuid,
-            size: self.size(),
-            chunk_size: self.chunk_size,
-            block_size: BLOCK_SIZE,
-        }
-    }
-
-    /// Reads into `bufs` (in order) at `offset`; `finish` gets the bytes.
-    pub(crate) fn read(&self, offset: u64, bufs: &[RawBuf], finish: Finish) {
-        self.split_io(Opcode::Read, offset, bufs, finish, |request, piece| {
-            request.dest = Dest::Bufs(piece);
-        });
-    }
-
-    /// [`RemoteObject::read`] that fails with `ETIMEDOUT` when the
-    /// server has not answered `within` (the caller asks another copy).
-    pub(crate) fn read_within(
-        &self,
-        offset: u64,
-        bufs: &[RawBuf],
-        within: std::time::Duration,
-        finish: Finish,
-    ) {
-        self.split_io(Opcode::Read, offset, bufs, finish, |request, piece| {
-            request.dest = Dest::Bufs(piece);
-            request.within = Some(within);
-        });
-    }
-
-    /// Where this object's changes wait, for [`crate::straggler::Fan`].
-    pub(crate) fn hurrier(&self) -> crate::straggler::Hurrier {
-        crate::straggler::Hurrier {
-            connection: Arc::clone(&self.connection),
-            object: self.uuid,
-        }
-    }
-
-    /// Writes `bufs` (in order, sent from where they are) at `offset`;
-    /// with `fua`, durably.
-    pub(crate) fn write(&self, offset: u64, bufs: &[RawBuf], fua: bool, finish: Finish) {
-        self.split_io(Opcode::Write, offset, bufs, finish, |request, piece| {
-            request.payload = Payload::Lent(piece);
-            if fua {
-                request.header.flags |= FLAG_FUA;
-            }
-        });
     }
 
     /// Sends `op` over `bufs` as requests of at most [`wire::MAX_IO`]
@@ -417,12 +295,12 @@ impl RemoteObject {
         finish: Finish,
         fill: impl Fn(&mut Request, Vec<RawBuf>),
     ) {
-        let total: usize = bufs.iter().map(|b| b.len).sum();
+        let total = lent::total(bufs);
         if total == 0 {
             return finish(Ok(0));
         }
-        let pieces = split(bufs, wire::MAX_IO as usize);
-        let fan = FanIn::new(pieces.len(), total as u64, finish);
+        let pieces = lent::split(bufs, wire::MAX_IO as usize);
+        let fan = FanIn::new(pieces.len(), total, finish);
         let mut at = offset;
         for piece in pieces {
             let len: usize = piece.iter().map(|b| b.len).sum();
@@ -432,9 +310,55 @@ impl RemoteObject {
             at += len as u64;
         }
     }
+}
+
+impl Backend for RemoteObject {
+    fn info(&self) -> ObjectInfo {
+        ObjectInfo {
+            uuid: self.uuid,
+            size: self.size(),
+            chunk_size: self.chunk_size,
+            block_size: BLOCK_SIZE,
+        }
+    }
+
+    /// The size the server has now (another handle may have resized the
+    /// object), kept as this handle's.
+    fn refresh_size(&self) -> Result<u64> {
+        let size = stat(&self.connection, self.uuid)?.size;
+        self.size.store(size, Ordering::Release);
+        Ok(size)
+    }
+
+    /// Reads into `bufs` (in order) at `offset`; `finish` gets the bytes.
+    fn read(&self, offset: u64, bufs: &[RawBuf], finish: Finish) {
+        self.split_io(Opcode::Read, offset, bufs, finish, |request, piece| {
+            request.dest = Dest::Bufs(piece);
+        });
+    }
+
+    /// [`RemoteObject::read`] that fails with `ETIMEDOUT` when the
+    /// server has not answered `within` (the caller asks another copy).
+    fn read_within(&self, offset: u64, bufs: &[RawBuf], within: Duration, finish: Finish) {
+        self.split_io(Opcode::Read, offset, bufs, finish, |request, piece| {
+            request.dest = Dest::Bufs(piece);
+            request.within = Some(within);
+        });
+    }
+
+    /// Writes `bufs` (in order, sent from where they are) at `offset`;
+    /// with `fua`, durably.
+    fn write(&self, offset: u64, bufs: &[RawBuf], fua: bool, finish: Finish) {
+        self.split_io(Opcode::Write, offset, bufs, finish, |request, piece| {
+            request.payload = Payload::Lent(piece);
+            if fua {
+                request.header.flags |= FLAG_FUA;
+            }
+        });
+    }
 
     /// A request without data (flush, discard, write-zeroes).
-    pub(crate) fn simple(&self, op: Opcode, offset: u64, length: u64, finish: Finish) {
+    fn simple(&self, op: Opcode, offset: u64, length: u64, finish: Finish) {
         self.connection.submit(self.request(
             op,
             offset,
@@ -443,17 +367,7 @@ impl RemoteObject {
         ));
     }
 
-    /// Waits for an asynchronous operation started by `start`.
-    pub(crate) fn wait(start: impl FnOnce(Finish)) -> Result<u64> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        start(Box::new(move |result| {
-            let _ = tx.send(result);
-        }));
-        rx.recv()
-            .unwrap_or_else(|_| Err(Error::new(libc::EIO, "the request was dropped")))
-    }
-
-    pub(crate) fn resize(&self, size: u64, allow_shrink: bool) -> Result<()> {
+    fn resize(&self, size: u64, allow_shrink: bool) -> Result<()> {
         call(&self.connection, |done| {
             let mut request = self.request(Opcode::Resize, 0, size, done);
             if allow_shrink {
@@ -468,7 +382,7 @@ impl RemoteObject {
     /// Whether the `len` bytes at `offset` hold data, and for how many.
     /// A server without block status (an older rawstor-ost) answers
     /// `EOPNOTSUPP`: everything then counts as data, which is never wrong.
-    pub(crate) fn extent(&self, offset: u64, len: u64) -> Result<(bool, u64)> {
+    fn extent(&self, offset: u64, len: u64) -> Result<(bool, u64)> {
         let payload = match call(&self.connection, |done| {
             Request::new(Opcode::Extent, self.uuid, offset, len, done)
         }) {
@@ -492,6 +406,53 @@ impl RemoteObject {
                 format!("{}: block status reply: {e}", self.connection.name()),
             )),
         }
+    }
+
+    /// Mirror marks as of `open`.
+    fn marks(&self) -> Marks {
+        self.marks.clone()
+    }
+
+    /// Records mirror marks on the server (merged unless `replace`).
+    fn set_marks(&self, marks: &Marks, replace: bool, finish: Finish) {
+        let payload = marks.encode();
+        let mut request = self.request(
+            Opcode::Mark,
+            0,
+            0,
+            Box::new(move |result| finish(result.map(|_| 0))),
+        );
+        request.payload = Payload::Owned(payload);
+        if replace {
+            request.header.flags |= wire::FLAG_REPLACE;
+        }
+        self.connection.submit(request);
+    }
+
+    /// Raises the object's fence on the server to lease `epoch`, which
+    /// this object's changes name from now on: changes naming an older
+    /// epoch (another writer's, cut off from the MDT) are refused there.
+    /// `ENOLCK` when a newer writer has fenced it already.
+    fn fence(&self, epoch: u64, finish: Finish) {
+        self.epoch.store(epoch, Ordering::Release);
+        let (name, uuid) = (self.connection.name().to_string(), self.uuid);
+        let done: Done = Box::new(move |result| {
+            finish(result.and_then(|reply| fenced(&name, uuid, epoch, &reply).map(|()| 0)))
+        });
+        let mut request = Request::new(Opcode::Fence, self.uuid, 0, 0, done);
+        request.header.epoch = epoch;
+        self.connection.submit(request);
+    }
+
+    fn hurrier(&self) -> Option<crate::straggler::Hurrier> {
+        Some(crate::straggler::Hurrier {
+            connection: Arc::clone(&self.connection),
+            object: self.uuid,
+        })
+    }
+
+    fn replies(&self) -> Replies<'_> {
+        Replies::One(&self.connection)
     }
 }
 

@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use super::{EC_UNIT, Erasure, raw_mut};
-use crate::net::RawBuf;
+use super::{EC_UNIT, Erasure};
+use crate::lent::RawBuf;
 
 const UNIT: usize = EC_UNIT as usize;
 /// Looks after the first before a mismatch is reported.
@@ -65,7 +65,7 @@ impl Erasure {
         let reads: Vec<(usize, u64, RawBuf)> = shards
             .iter()
             .zip(bytes.chunks_mut(UNIT))
-            .map(|(&i, b)| (i, at, raw_mut(b)))
+            .map(|(&i, b)| (i, at, RawBuf::of_mut(b)))
             .collect();
         self.read_shards(&reads)
             .iter()
@@ -100,9 +100,9 @@ impl Erasure {
 mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    use super::super::raw_const;
     use super::super::units::tests::fixture;
     use super::*;
+    use crate::backend::Backend;
 
     #[test]
     fn a_stripe_being_written_is_not_reported_a_wrong_parity_is() {
@@ -110,7 +110,7 @@ mod tests {
         // Stripe 3: parity shard 4 holds other (well-sealed) bytes.
         let parity = f.object.shards[4].1.as_ref().unwrap();
         let wrong = vec![0xa5u8; UNIT];
-        crate::mirror::wait(|done| parity.write(3 * EC_UNIT, &[raw_const(&wrong)], false, done))
+        crate::backend::wait(|done| parity.write(3 * EC_UNIT, &[RawBuf::of(&wrong)], false, done))
             .unwrap();
         // Stripe 9: a writer elsewhere keeps changing data shard 1 and has
         // not written the parity yet.
@@ -124,8 +124,8 @@ mod tests {
                         break;
                     }
                     let bytes = vec![n; UNIT];
-                    crate::mirror::wait(|done| {
-                        leg.write(9 * EC_UNIT, &[raw_const(&bytes)], false, done)
+                    crate::backend::wait(|done| {
+                        leg.write(9 * EC_UNIT, &[RawBuf::of(&bytes)], false, done)
                     })
                     .unwrap();
                     started.store(true, Ordering::Release);

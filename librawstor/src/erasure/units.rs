@@ -3,9 +3,9 @@
 //! stripe is rebuilt from the units that verify in it, so that a range
 //! fails only where one stripe has more bad units than the parity covers.
 
-use super::{EC_UNIT, Erasure, STEP_BYTES, raw_mut};
+use super::{EC_UNIT, Erasure, STEP_BYTES};
 use crate::error::{Error, Result};
-use crate::net::RawBuf;
+use crate::lent::RawBuf;
 
 const UNIT: usize = EC_UNIT as usize;
 
@@ -101,7 +101,7 @@ impl Erasure {
     /// that did not answer is not asked again per unit).
     fn read_units(&self, i: usize, lo: u64, count: usize) -> Units {
         let mut bytes = vec![0u8; count * UNIT];
-        let whole = self.read_shards(&[(i, lo, raw_mut(&mut bytes))]);
+        let whole = self.read_shards(&[(i, lo, RawBuf::of_mut(&mut bytes))]);
         let why = match whole.into_iter().next().expect("one read") {
             Ok(_) => {
                 return Units {
@@ -124,7 +124,7 @@ impl Erasure {
         let reads: Vec<(usize, u64, RawBuf)> = bytes
             .chunks_mut(UNIT)
             .enumerate()
-            .map(|(u, unit)| (i, lo + (u * UNIT) as u64, raw_mut(unit)))
+            .map(|(u, unit)| (i, lo + (u * UNIT) as u64, RawBuf::of_mut(unit)))
             .collect();
         let ok = self.read_shards(&reads).iter().map(Result::is_ok).collect();
         Units {
@@ -186,10 +186,10 @@ pub(super) mod tests {
     use std::os::unix::fs::FileExt;
     use std::sync::Arc;
 
+    use super::super::Codec;
     use super::super::tests::NoJournal;
-    use super::super::{Codec, raw_const};
     use super::*;
-    use crate::mirror::Leg;
+    use crate::backend::Backend;
     use crate::pool::Pool;
     use crate::store::Store;
     use crate::uuid::Uuid;
@@ -223,7 +223,7 @@ pub(super) mod tests {
                 store.create_object(uuid, MIB, MIB).unwrap();
                 (
                     format!("s{i}"),
-                    Ok(Leg::File(store.open_object(uuid).unwrap())),
+                    Ok(crate::local::copy(store.open_object(uuid).unwrap())),
                 )
             })
             .collect();
@@ -241,7 +241,7 @@ pub(super) mod tests {
         )
         .unwrap();
         let data: Vec<u8> = (0..4 * MIB).map(|i| (i / 5 % 253) as u8).collect();
-        object.write_sync(0, &[raw_const(&data)], false).unwrap();
+        object.write_sync(0, &[RawBuf::of(&data)], false).unwrap();
         Fixture {
             dir,
             object,
@@ -266,7 +266,7 @@ pub(super) mod tests {
 
         fn read_all(&self) -> Result<Vec<u8>> {
             let mut back = vec![0u8; self.data.len()];
-            self.object.read_sync(0, &[raw_mut(&mut back)])?;
+            self.object.read_sync(0, &[RawBuf::of_mut(&mut back)])?;
             Ok(back)
         }
     }
@@ -306,7 +306,7 @@ pub(super) mod tests {
         );
         // Other stripes still read.
         let mut back = vec![0u8; 16 << 10];
-        f.object.read_sync(0, &[raw_mut(&mut back)]).unwrap();
+        f.object.read_sync(0, &[RawBuf::of_mut(&mut back)]).unwrap();
         assert!(back == f.data[..16 << 10]);
     }
 }

@@ -6,8 +6,10 @@
 
 use std::time::Duration;
 
-use super::{Mirror, raw_buf, store_piece, wait};
+use super::{Mirror, store_piece};
+use crate::backend::{Backend, wait};
 use crate::error::Result;
+use crate::lent::RawBuf;
 use crate::store::BLOCK_SIZE;
 use crate::wire::Opcode;
 
@@ -92,7 +94,7 @@ impl Mirror {
     /// ranges are rewritten on the copies that failed or differ, from what
     /// most copies hold (under the writer lease, for an object placed by a
     /// rawstor-mdt); otherwise nothing changes.
-    pub(crate) fn scrub(
+    pub(crate) fn scrub_legs(
         &self,
         repair: bool,
         progress: &mut dyn FnMut(u64, u64),
@@ -113,7 +115,7 @@ impl Mirror {
             for (&i, buf) in checked.iter().zip(bufs.iter_mut()) {
                 let (name, leg) = &self.legs[i];
                 let leg = leg.as_ref().expect("surveyed copies are open");
-                match wait(|f| leg.read(offset, &[raw_buf(&mut buf[..n])], f)) {
+                match wait(|f| leg.read(offset, &[RawBuf::of_mut(&mut buf[..n])], f)) {
                     Ok(_) => read_ok.push((i, &buf[..n])),
                     Err(err) if repair => failed.push((i, err)),
                     Err(err) => report.problem(format!("{name}: {range}: {err}")),
@@ -230,7 +232,7 @@ impl Mirror {
         let mut bytes = vec![0u8; n * copies.len()];
         for (&i, piece) in copies.iter().zip(bytes.chunks_mut(n)) {
             let leg = self.legs[i].1.as_ref().expect("surveyed copies are open");
-            wait(|f| leg.read(at, &[raw_buf(piece)], f)).ok()?;
+            wait(|f| leg.read(at, &[RawBuf::of_mut(piece)], f)).ok()?;
         }
         Some(bytes)
     }
@@ -273,8 +275,8 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    use super::super::Leg;
     use super::*;
+    use crate::backend::Backend;
     use crate::store::Store;
     use crate::uuid::Uuid;
 
@@ -301,7 +303,7 @@ mod tests {
         let legs = objects
             .iter()
             .enumerate()
-            .map(|(i, o)| (format!("c{i}"), Ok(Leg::File(Arc::clone(o)))))
+            .map(|(i, o)| (format!("c{i}"), Ok(crate::local::copy(Arc::clone(o)))))
             .collect();
         let mirror = Mirror::new(uuid, legs, &[], None, Duration::from_millis(600)).unwrap();
         // Block 8: a writer elsewhere has changed copy 0 and not yet copy 1.

@@ -6,11 +6,11 @@
 //! completions wait, for callers that sleep in `poll`/`epoll` (fio,
 //! QEMU's AioContext).
 //!
-//! Where operations run: `file://` reads and writes run on the submitting
-//! thread (the data is in the page cache; a hand-off to another thread
-//! would cost two wake-ups per I/O, more than the I/O itself); durability
-//! barriers (flush, FUA) run on the instance's event loop thread so that
-//! `submit` never waits for a disk.
+//! Where operations run is the object kind's choice
+//! ([`crate::backend::Backend`]): `file://` reads and writes run on the
+//! submitting thread, its durability barriers on the event loop thread;
+//! requests to servers complete on the loop thread, or on a thread that
+//! waits in [`Queue::reap`] for the replies of one connection.
 
 pub mod entry;
 pub mod opcode;
@@ -22,11 +22,12 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::client::{Backend, Object};
+use crate::backend::{Backend, Replies};
+use crate::client::Object;
 use crate::error::{Error, Result};
-use crate::net::{Connection, RawBuf};
+use crate::lent::RawBuf;
+use crate::net::Connection;
 use crate::remote::Finish;
-use crate::store::StoreObject;
 use crate::sys::EventFd;
 use crate::wire::Opcode;
 pub use entry::{Cqe, Sqe};
@@ -202,56 +203,32 @@ impl Queue {
         if let Err(err) = unsafe { check_range(object, sqe) } {
             return self.shared.complete(sqe.user_data, Err(err));
         }
-        let backend = match &object.inner.backend {
-            Backend::File(backend) => backend,
-            remote @ (Backend::Ost(_) | Backend::Mirror(_) | Backend::Erasure(_)) => {
-                self.note_driver(remote);
-                let inner = Arc::clone(&object.inner);
-                let queue = Arc::clone(&self.shared);
-                let user_data = sqe.user_data;
-                inner.pending.fetch_add(1, Ordering::AcqRel);
-                let finish: Finish = Box::new(move |result| {
-                    inner.pending.fetch_sub(1, Ordering::AcqRel);
-                    queue.complete(user_data, result);
-                });
-                // SAFETY: buffers are valid per the caller's contract.
-                return unsafe { start_remote(remote, sqe, finish) };
-            }
-        };
-        if sqe.opcode == RAWSTOR_OP_FLUSH {
-            return self.finish_later(object, sqe.user_data, 0);
-        }
-        // SAFETY: buffers are valid per the caller's contract.
-        let result = unsafe { execute(backend, sqe) };
-        let durable = sqe.flags & RAWSTOR_SQE_FUA != 0;
-        match result {
-            Ok(bytes) if durable => self.finish_later(object, sqe.user_data, bytes),
-            result => self.shared.complete(sqe.user_data, result),
-        }
-    }
-
-    /// Flushes `object` on the loop thread, then completes with `bytes`.
-    fn finish_later(&self, object: &Object, user_data: u64, bytes: u64) {
+        let backend = &object.inner.backend;
+        self.note_driver(backend.replies());
         let inner = Arc::clone(&object.inner);
         let queue = Arc::clone(&self.shared);
+        let user_data = sqe.user_data;
         inner.pending.fetch_add(1, Ordering::AcqRel);
-        object.inner.instance.event_loop.execute(Box::new(move |_| {
-            let result = match &inner.backend {
-                Backend::File(backend) => backend.flush().map(|()| bytes),
-                Backend::Ost(_) | Backend::Mirror(_) | Backend::Erasure(_) => {
-                    unreachable!("remote flushes go to the servers")
-                }
-            };
+        let finish: Finish = Box::new(move |result| {
             inner.pending.fetch_sub(1, Ordering::AcqRel);
+            // The object is let go before the completion can be reaped:
+            // a close and a remove after it must find it closed.
+            drop(inner);
             queue.complete(user_data, result);
-        }));
+        });
+        // SAFETY: buffers are valid per the caller's contract.
+        unsafe { start_op(&**backend, sqe, finish) }
     }
 
-    fn note_driver(&self, backend: &Backend) {
+    /// Notes who reads the replies of an operation about to start: a
+    /// queue whose operations all wait on one connection reads them on
+    /// its own thread in `reap`.
+    fn note_driver(&self, replies: Replies<'_>) {
         let mut driver = self.shared.driver.lock();
-        match (&*driver, backend) {
-            (Driver::None, Backend::Ost(o)) => *driver = Driver::One(Arc::clone(o.connection())),
-            (Driver::One(c), Backend::Ost(o)) if Arc::ptr_eq(c, o.connection()) => {
+        match (&*driver, replies) {
+            (_, Replies::Inline) | (Driver::Many, _) => {}
+            (Driver::None, Replies::One(c)) => *driver = Driver::One(Arc::clone(c)),
+            (Driver::One(c), Replies::One(o)) if Arc::ptr_eq(c, o) => {
                 // Take the drive before the request goes out: its reply
                 // must not reach the loop thread first.
                 if self.shared.driving_mode.load(Ordering::Relaxed)
@@ -260,7 +237,6 @@ impl Queue {
                     c.drive_begin();
                 }
             }
-            (Driver::Many, _) => {}
             _ => {
                 self.release_drive(&driver);
                 *driver = Driver::Many;
@@ -451,79 +427,13 @@ unsafe fn check_range(object: &Object, sqe: &Sqe) -> Result<()> {
     object.check_io(what, sqe.offset, len, data)
 }
 
-/// Runs a read, write or range operation on the calling thread.
-///
-/// # Safety
-///
-/// The entry's buffers are valid for the lengths it names.
-unsafe fn execute(backend: &StoreObject, sqe: &Sqe) -> Result<u64> {
-    match sqe.opcode {
-        RAWSTOR_OP_READ | RAWSTOR_OP_WRITE => {
-            let len =
-                usize::try_from(sqe.length).map_err(|_| Error::invalid("length too large"))?;
-            if len > 0 && sqe.addr.is_null() {
-                return Err(Error::invalid("read/write entry has a null buffer"));
-            }
-            if len == 0 {
-                return Ok(0);
-            }
-            if sqe.opcode == RAWSTOR_OP_READ {
-                // SAFETY: the caller lends `len` writable bytes at `addr`.
-                let buf = unsafe { std::slice::from_raw_parts_mut(sqe.addr.cast::<u8>(), len) };
-                backend.read(sqe.offset, buf)?;
-            } else {
-                // SAFETY: the caller lends `len` readable bytes at `addr`.
-                let buf = unsafe { std::slice::from_raw_parts(sqe.addr.cast::<u8>(), len) };
-                backend.write(sqe.offset, buf)?;
-            }
-            Ok(len as u64)
-        }
-        RAWSTOR_OP_READV | RAWSTOR_OP_WRITEV => {
-            // SAFETY: the caller lends the iovec array and its buffers.
-            let iovecs = unsafe { iovecs(sqe)? };
-            let total: u64 = iovecs.iter().map(|iov| iov.iov_len as u64).sum();
-            let write = sqe.opcode == RAWSTOR_OP_WRITEV;
-            // Each block must see one checksum update: split iovecs only
-            // on block boundaries, otherwise go through one buffer.
-            let aligned = iovecs
-                .iter()
-                .all(|iov| iov.iov_len as u64 % crate::store::BLOCK_SIZE == 0);
-            if aligned {
-                let mut offset = sqe.offset;
-                backend.check_io(sqe.offset, total, if write { "write" } else { "read" })?;
-                for iov in iovecs {
-                    // SAFETY: each iovec names a lent buffer of `iov_len` bytes.
-                    unsafe { transfer(backend, iov, offset, write)? };
-                    offset += iov.iov_len as u64;
-                }
-            } else {
-                let mut bounce = vec![0u8; total as usize];
-                if write {
-                    // SAFETY: each iovec names a lent buffer of `iov_len` bytes.
-                    unsafe { gather(iovecs, &mut bounce) };
-                    backend.write(sqe.offset, &bounce)?;
-                } else {
-                    backend.read(sqe.offset, &mut bounce)?;
-                    // SAFETY: as above, and the buffers are writable.
-                    unsafe { scatter(&bounce, iovecs) };
-                }
-            }
-            Ok(total)
-        }
-        RAWSTOR_OP_DISCARD | RAWSTOR_OP_WRITE_ZEROES => {
-            backend.zero(sqe.offset, sqe.length).map(|()| 0)
-        }
-        other => Err(Error::invalid(format!("unknown opcode {other}"))),
-    }
-}
-
-/// Starts an operation on a remote object; `finish` gets its outcome.
+/// Starts the operation an entry names; `finish` gets its outcome.
 ///
 /// # Safety
 ///
 /// The entry's buffers are valid for the lengths it names until `finish`
 /// runs.
-unsafe fn start_remote(remote: &Backend, sqe: &Sqe, finish: Finish) {
+unsafe fn start_op(backend: &dyn Backend, sqe: &Sqe, finish: Finish) {
     let bufs = match sqe.opcode {
         RAWSTOR_OP_READ | RAWSTOR_OP_WRITE => {
             let Ok(len) = usize::try_from(sqe.length) else {
@@ -553,36 +463,15 @@ unsafe fn start_remote(remote: &Backend, sqe: &Sqe, finish: Finish) {
         _ => Vec::new(),
     };
     let fua = sqe.flags & RAWSTOR_SQE_FUA != 0;
-    let simple = |op, offset, len, finish| match remote {
-        Backend::Ost(o) => o.simple(op, offset, len, finish),
-        Backend::Mirror(m) => m.simple(op, offset, len, finish),
-        Backend::Erasure(e) => e.simple(op, offset, len, finish),
-        Backend::File(_) => unreachable!("file:// runs inline"),
-    };
-    match (sqe.opcode, remote) {
-        (RAWSTOR_OP_READ | RAWSTOR_OP_READV, Backend::Ost(o)) => o.read(sqe.offset, &bufs, finish),
-        (RAWSTOR_OP_READ | RAWSTOR_OP_READV, Backend::Mirror(m)) => {
-            m.read(sqe.offset, bufs, finish)
+    match sqe.opcode {
+        RAWSTOR_OP_READ | RAWSTOR_OP_READV => backend.read(sqe.offset, &bufs, finish),
+        RAWSTOR_OP_WRITE | RAWSTOR_OP_WRITEV => backend.write(sqe.offset, &bufs, fua, finish),
+        RAWSTOR_OP_FLUSH => backend.simple(Opcode::Flush, 0, 0, finish),
+        RAWSTOR_OP_DISCARD => backend.simple(Opcode::Discard, sqe.offset, sqe.length, finish),
+        RAWSTOR_OP_WRITE_ZEROES => {
+            backend.simple(Opcode::WriteZeroes, sqe.offset, sqe.length, finish)
         }
-        (RAWSTOR_OP_READ | RAWSTOR_OP_READV, Backend::Erasure(e)) => {
-            e.read(sqe.offset, bufs, finish)
-        }
-        (RAWSTOR_OP_WRITE | RAWSTOR_OP_WRITEV, Backend::Ost(o)) => {
-            o.write(sqe.offset, &bufs, fua, finish)
-        }
-        (RAWSTOR_OP_WRITE | RAWSTOR_OP_WRITEV, Backend::Mirror(m)) => {
-            m.write(sqe.offset, bufs, fua, finish)
-        }
-        (RAWSTOR_OP_WRITE | RAWSTOR_OP_WRITEV, Backend::Erasure(e)) => {
-            e.write(sqe.offset, bufs, fua, finish)
-        }
-        (RAWSTOR_OP_READ | RAWSTOR_OP_READV | RAWSTOR_OP_WRITE | RAWSTOR_OP_WRITEV, _) => {
-            unreachable!("file:// runs inline")
-        }
-        (RAWSTOR_OP_FLUSH, _) => simple(Opcode::Flush, 0, 0, finish),
-        (RAWSTOR_OP_DISCARD, _) => simple(Opcode::Discard, sqe.offset, sqe.length, finish),
-        (RAWSTOR_OP_WRITE_ZEROES, _) => simple(Opcode::WriteZeroes, sqe.offset, sqe.length, finish),
-        (other, _) => finish(Err(Error::invalid(format!("unknown opcode {other}")))),
+        other => finish(Err(Error::invalid(format!("unknown opcode {other}")))),
     }
 }
 
@@ -609,55 +498,4 @@ unsafe fn iovecs(sqe: &Sqe) -> Result<&[libc::iovec]> {
         return Err(Error::invalid("an iovec has a null buffer"));
     }
     Ok(iovecs)
-}
-
-/// # Safety
-///
-/// `iov` names a lent buffer of `iov_len` bytes (writable for reads).
-unsafe fn transfer(
-    backend: &crate::store::StoreObject,
-    iov: &libc::iovec,
-    offset: u64,
-    write: bool,
-) -> Result<()> {
-    if iov.iov_len == 0 {
-        return Ok(());
-    }
-    if write {
-        // SAFETY: per the function's contract.
-        backend.write(offset, unsafe {
-            std::slice::from_raw_parts(iov.iov_base.cast::<u8>(), iov.iov_len)
-        })
-    } else {
-        // SAFETY: per the function's contract.
-        backend.read(offset, unsafe {
-            std::slice::from_raw_parts_mut(iov.iov_base.cast::<u8>(), iov.iov_len)
-        })
-    }
-}
-
-/// # Safety
-///
-/// Every iovec names a readable buffer of `iov_len` bytes.
-unsafe fn gather(iovecs: &[libc::iovec], out: &mut [u8]) {
-    let mut at = 0;
-    for iov in iovecs.iter().filter(|iov| iov.iov_len > 0) {
-        // SAFETY: per the function's contract.
-        let src = unsafe { std::slice::from_raw_parts(iov.iov_base.cast::<u8>(), iov.iov_len) };
-        out[at..at + iov.iov_len].copy_from_slice(src);
-        at += iov.iov_len;
-    }
-}
-
-/// # Safety
-///
-/// Every iovec names a writable buffer of `iov_len` bytes.
-unsafe fn scatter(data: &[u8], iovecs: &[libc::iovec]) {
-    let mut at = 0;
-    for iov in iovecs.iter().filter(|iov| iov.iov_len > 0) {
-        // SAFETY: per the function's contract.
-        let dst = unsafe { std::slice::from_raw_parts_mut(iov.iov_base.cast::<u8>(), iov.iov_len) };
-        dst.copy_from_slice(&data[at..at + iov.iov_len]);
-        at += iov.iov_len;
-    }
 }
