@@ -1,8 +1,8 @@
 //! Where an object's bytes live: the one trait every object kind
 //! implements — a local store object ([`crate::local::Local`]), an object
 //! on a rawstor-ost ([`crate::remote::RemoteObject`]), a mirror
-//! ([`crate::mirror::Mirror`]) and an erasure-coded object
-//! ([`crate::erasure::Erasure`]). The queue, the synchronous helpers and
+//! ([`crate::redundancy::mirror::Mirror`]) and an erasure-coded object
+//! ([`crate::redundancy::erasure::Erasure`]). The queue, the synchronous helpers and
 //! the client hold an `Arc<dyn Backend>` and never ask which kind it is;
 //! a mirror's copies and an erasure-coded object's shards are the same
 //! trait objects. The kind is chosen in one place,
@@ -18,11 +18,11 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::lent::RawBuf;
-use crate::mirror::ScrubReport;
 use crate::net::Connection;
+use crate::redundancy::mirror::ScrubReport;
+use crate::redundancy::straggler::Hurrier;
 use crate::remote::Finish;
 use crate::store::ObjectInfo;
-use crate::straggler::Hurrier;
 use crate::wire::{Marks, Opcode};
 
 /// Who reads the replies of an object's requests (see
@@ -125,7 +125,7 @@ pub(crate) trait Backend: Send + Sync {
         finish(Ok(0));
     }
 
-    /// Where the copy's changes wait, for [`crate::straggler::Fan`]; a
+    /// Where the copy's changes wait, for [`crate::redundancy::straggler::Fan`]; a
     /// copy that answers or fails by itself has none.
     fn hurrier(&self) -> Option<Hurrier> {
         None

@@ -27,20 +27,20 @@ use std::sync::{Arc, OnceLock, Weak};
 use parking_lot::Mutex;
 
 use crate::backend::{Backend, DynBackend, wait};
-use crate::erasure::{Codec, Erasure};
 use crate::error::{Error, Result};
 use crate::event_loop::EventLoop;
-use crate::lease::{Keeper, MdtJournal};
 use crate::lent::RawBuf;
 use crate::local::Local;
 use crate::mdt::{self, ClusterMap, Layout, ObjectRecord};
-use crate::mirror::Recorded;
-pub use crate::mirror::ScrubReport;
-use crate::mirror::{Leg, Mirror};
 use crate::net::Connection;
 use crate::pool::Pool;
 use crate::queue::Queue;
 use crate::queue::opcode::RAWSTOR_IO_MAX;
+use crate::redundancy::erasure::{Codec, Erasure};
+use crate::redundancy::lease::{Keeper, MdtJournal};
+use crate::redundancy::mirror::Recorded;
+pub use crate::redundancy::mirror::ScrubReport;
+use crate::redundancy::mirror::{Leg, Mirror};
 use crate::remote::{self, RemoteObject};
 use crate::store::{BLOCK_SIZE, DEFAULT_CHUNK_SIZE, ObjectInfo, Store};
 use crate::uri::{Endpoint, Location, Target};
@@ -546,7 +546,9 @@ impl Instance {
         let copies = CreateSpec {
             size: match layout {
                 Layout::Replicas(_) => spec.size,
-                Layout::Erasure { data, .. } => crate::erasure::shard_size(spec.size, data),
+                Layout::Erasure { data, .. } => {
+                    crate::redundancy::erasure::shard_size(spec.size, data)
+                }
             },
             uuid: Some(uuid),
             chunk_size: Some(chunk_size),
@@ -763,7 +765,9 @@ impl Instance {
             .collect();
         let size = match record.layout {
             Layout::Replicas(_) => record.size,
-            Layout::Erasure { data, .. } => crate::erasure::shard_size(record.size, data),
+            Layout::Erasure { data, .. } => {
+                crate::redundancy::erasure::shard_size(record.size, data)
+            }
         };
         for i in lost {
             let mut change = crate::store::record::Record::new();

@@ -444,8 +444,8 @@ impl Backend for RemoteObject {
         self.connection.submit(request);
     }
 
-    fn hurrier(&self) -> Option<crate::straggler::Hurrier> {
-        Some(crate::straggler::Hurrier {
+    fn hurrier(&self) -> Option<crate::redundancy::straggler::Hurrier> {
+        Some(crate::redundancy::straggler::Hurrier {
             connection: Arc::clone(&self.connection),
             object: self.uuid,
         })

@@ -19,12 +19,12 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::erasure::Journal;
 use crate::error::{Error, Result};
 use crate::mdt::{
     INTENT_REGION_BYTES, LEASE_BREAK, LEASE_RELEASE, LEASE_RENEW, LEASE_TTL_MS, ObjectRecord,
 };
 use crate::net::Connection;
+use crate::redundancy::journal::Journal;
 use crate::remote;
 use crate::store::record::Record;
 use crate::uuid::Uuid;

@@ -196,7 +196,7 @@ pub(super) mod tests {
 
     const MIB: u64 = 1 << 20;
 
-    pub(in crate::erasure) struct Fixture {
+    pub(in crate::redundancy::erasure) struct Fixture {
         pub dir: std::path::PathBuf,
         pub object: Arc<Erasure>,
         pub shards: Vec<Uuid>,
@@ -211,7 +211,7 @@ pub(super) mod tests {
 
     /// ec:4+2 over file:// shards of one store: a 4 MiB object (shards
     /// of 1 MiB, one chunk each) holding a pattern.
-    pub(in crate::erasure) fn fixture(tag: &str) -> Fixture {
+    pub(in crate::redundancy::erasure) fn fixture(tag: &str) -> Fixture {
         let dir = std::env::temp_dir().join(format!("rawstor-units-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let store = Store::open(vec![dir.clone()], true).unwrap();
