@@ -63,6 +63,21 @@ pub(crate) trait Backend: Send + Sync {
     /// `finish` runs.
     fn write(&self, offset: u64, bufs: &[RawBuf], fua: bool, finish: Finish);
 
+    /// For a kind whose replies are [`Replies::Inline`]: the read done
+    /// on the caller's thread, its outcome returned, sparing the
+    /// completion's allocation on the hottest path. `None`: start it with
+    /// [`Backend::read`].
+    fn read_inline(&self, offset: u64, bufs: &[RawBuf]) -> Option<Result<u64>> {
+        let _ = (offset, bufs);
+        None
+    }
+
+    /// [`Backend::read_inline`] for a write that is not FUA.
+    fn write_inline(&self, offset: u64, bufs: &[RawBuf]) -> Option<Result<u64>> {
+        let _ = (offset, bufs);
+        None
+    }
+
     /// A request that carries no data: [`Opcode::Flush`] (makes completed
     /// writes durable), [`Opcode::Discard`] or [`Opcode::WriteZeroes`] of
     /// `len` bytes at `offset`.

@@ -931,16 +931,22 @@ impl Object {
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         self.check_io("read", offset, buf.len() as u64, true)?;
         let bufs = [RawBuf::of_mut(buf)];
+        let backend = &self.inner.backend;
         // The buffer outlives the wait.
-        wait(|done| self.inner.backend.read(offset, &bufs, done)).map(drop)
+        let done = backend.read_inline(offset, &bufs);
+        done.unwrap_or_else(|| wait(|done| backend.read(offset, &bufs, done)))
+            .map(drop)
     }
 
     /// Writes `buf` at `offset` (`ENXIO` past the end; never grows).
     pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
         self.check_io("write", offset, buf.len() as u64, true)?;
         let bufs = [RawBuf::of(buf)];
+        let backend = &self.inner.backend;
         // The buffer outlives the wait.
-        wait(|done| self.inner.backend.write(offset, &bufs, false, done)).map(drop)
+        let done = backend.write_inline(offset, &bufs);
+        done.unwrap_or_else(|| wait(|done| backend.write(offset, &bufs, false, done)))
+            .map(drop)
     }
 
     /// Makes completed writes durable.

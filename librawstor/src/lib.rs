@@ -10,6 +10,7 @@ pub mod client;
 pub mod daemon;
 pub mod error;
 mod event_loop;
+mod fan_in;
 pub mod ffi;
 mod lent;
 mod local;

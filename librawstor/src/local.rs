@@ -137,6 +137,14 @@ impl Backend for Local {
         }
     }
 
+    fn read_inline(&self, offset: u64, bufs: &[RawBuf]) -> Option<Result<u64>> {
+        Some(self.transfer(offset, bufs, false))
+    }
+
+    fn write_inline(&self, offset: u64, bufs: &[RawBuf]) -> Option<Result<u64>> {
+        Some(self.transfer(offset, bufs, true))
+    }
+
     fn simple(&self, op: Opcode, offset: u64, len: u64, finish: Finish) {
         match op {
             Opcode::Flush => self.flush_then(0, finish),

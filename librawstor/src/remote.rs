@@ -3,13 +3,12 @@
 //! [`wire::MAX_IO`] are split and complete when every piece has.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-
-use parking_lot::Mutex;
 
 use crate::backend::{Backend, Replies};
 use crate::error::{Error, Result};
+use crate::fan_in::{self, FanIn};
 use crate::lent::{self, RawBuf};
 use crate::mdt::{ClusterMap, Layout, ObjectRecord};
 use crate::net::{Connection, Dest, Done, Payload, Request};
@@ -208,43 +207,6 @@ pub(crate) fn list(
     })
 }
 
-/// Collects the outcomes of the pieces of one operation.
-struct FanIn {
-    remaining: AtomicUsize,
-    error: Mutex<Option<Error>>,
-    bytes: u64,
-    finish: Mutex<Option<Finish>>,
-}
-
-impl FanIn {
-    fn new(pieces: usize, bytes: u64, finish: Finish) -> Arc<Self> {
-        Arc::new(Self {
-            remaining: AtomicUsize::new(pieces),
-            error: Mutex::new(None),
-            bytes,
-            finish: Mutex::new(Some(finish)),
-        })
-    }
-
-    fn piece(self: &Arc<Self>) -> Done {
-        let fan = Arc::clone(self);
-        Box::new(move |result| {
-            if let Err(err) = result {
-                fan.error.lock().get_or_insert(err);
-            }
-            if fan.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-                let outcome = match fan.error.lock().take() {
-                    Some(err) => Err(err),
-                    None => Ok(fan.bytes),
-                };
-                if let Some(finish) = fan.finish.lock().take() {
-                    finish(outcome);
-                }
-            }
-        })
-    }
-}
-
 /// An open object on a `rawstor-ost`.
 pub(crate) struct RemoteObject {
     connection: Arc<Connection>,
@@ -299,15 +261,32 @@ impl RemoteObject {
         if total == 0 {
             return finish(Ok(0));
         }
-        let pieces = lent::split(bufs, wire::MAX_IO as usize);
-        let fan = FanIn::new(pieces.len(), total, finish);
+        let mut pieces = lent::split(bufs, wire::MAX_IO as usize);
+        if pieces.len() == 1 {
+            // The common case: one request, no fan-in.
+            let piece = pieces.pop().expect("one piece");
+            let done: Done = Box::new(move |result| finish(result.map(|_| total)));
+            let mut request = self.request(op, offset, total, done);
+            fill(&mut request, piece);
+            return self.connection.submit(request);
+        }
+        let fan = FanIn::new(
+            pieces.len(),
+            Box::new(move |results| {
+                let done = fan_in::first_error(results);
+                debug_assert!(done.as_ref().map_or(true, |&n| n == total));
+                finish(done)
+            }),
+        );
         let mut at = offset;
-        for piece in pieces {
-            let len: usize = piece.iter().map(|b| b.len).sum();
-            let mut request = self.request(op, at, len as u64, fan.piece());
+        for (k, piece) in pieces.into_iter().enumerate() {
+            let len = lent::total(&piece);
+            let part = fan.part(k);
+            let done: Done = Box::new(move |result| part(result.map(|_| len)));
+            let mut request = self.request(op, at, len, done);
             fill(&mut request, piece);
             self.connection.submit(request);
-            at += len as u64;
+            at += len;
         }
     }
 }

@@ -204,7 +204,14 @@ impl Queue {
             return self.shared.complete(sqe.user_data, Err(err));
         }
         let backend = &object.inner.backend;
-        self.note_driver(backend.replies());
+        let replies = backend.replies();
+        if matches!(replies, Replies::Inline) {
+            // SAFETY: buffers are valid per the caller's contract.
+            if let Some(result) = unsafe { try_inline(&**backend, sqe) } {
+                return self.shared.complete(sqe.user_data, result);
+            }
+        }
+        self.note_driver(replies);
         let inner = Arc::clone(&object.inner);
         let queue = Arc::clone(&self.shared);
         let user_data = sqe.user_data;
@@ -472,6 +479,39 @@ unsafe fn start_op(backend: &dyn Backend, sqe: &Sqe, finish: Finish) {
             backend.simple(Opcode::WriteZeroes, sqe.offset, sqe.length, finish)
         }
         other => finish(Err(Error::invalid(format!("unknown opcode {other}")))),
+    }
+}
+
+/// Runs a read or a write without FUA on the caller's thread when the
+/// kind can ([`Backend::read_inline`]); `None` otherwise.
+///
+/// # Safety
+///
+/// The entry's buffers are valid for the lengths it names.
+unsafe fn try_inline(backend: &dyn Backend, sqe: &Sqe) -> Option<Result<u64>> {
+    if sqe.flags & RAWSTOR_SQE_FUA != 0 {
+        return None;
+    }
+    let one = |len: u64| -> Result<[RawBuf; 1]> {
+        let len = usize::try_from(len).map_err(|_| Error::invalid("length too large"))?;
+        if len > 0 && sqe.addr.is_null() {
+            return Err(Error::invalid("read/write entry has a null buffer"));
+        }
+        Ok([RawBuf {
+            ptr: sqe.addr.cast(),
+            len,
+        }])
+    };
+    match sqe.opcode {
+        RAWSTOR_OP_READ => match one(sqe.length) {
+            Ok(bufs) => backend.read_inline(sqe.offset, &bufs),
+            Err(err) => Some(Err(err)),
+        },
+        RAWSTOR_OP_WRITE => match one(sqe.length) {
+            Ok(bufs) => backend.write_inline(sqe.offset, &bufs),
+            Err(err) => Some(Err(err)),
+        },
+        _ => None,
     }
 }
 

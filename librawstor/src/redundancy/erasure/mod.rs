@@ -397,7 +397,7 @@ impl Erasure {
                 }
             })
             .collect();
-        crate::pool::wait_all_with(starts, || {
+        crate::fan_in::wait_all_with(starts, || {
             if let Some(fan) = fan {
                 fan.started_all();
             }
@@ -549,46 +549,30 @@ impl Backend for Erasure {
     }
 }
 
-/// The outcomes of shard operations started together: which shards failed
-/// (for a reason of theirs), a caller error if one came, and how many are
-/// still to come.
-struct Outcomes {
-    left: AtomicUsize,
-    failed: Mutex<(Vec<usize>, Option<Error>)>,
-}
-
-impl Outcomes {
-    fn new(count: usize) -> Self {
-        Self {
-            left: AtomicUsize::new(count),
-            failed: Mutex::new((Vec::new(), None)),
-        }
-    }
-
-    /// Starts counting `count` more operations (once the last ones are in).
-    fn expect(&self, count: usize) {
-        self.left.store(count, Ordering::Release);
-    }
-
-    /// Notes shard `i`'s outcome (`on_failure` hears of a shard's own
-    /// failure); true for the last operation.
-    fn note(&self, i: usize, result: Result<u64>, on_failure: impl FnOnce(&Error)) -> bool {
-        if let Err(err) = result {
-            let mut failed = self.failed.lock();
-            if caller_error(&err) {
-                failed.1.get_or_insert(err);
-            } else {
-                on_failure(&err);
-                failed.0.push(i);
+/// Sorts the results of operations started together on `shards` (in
+/// order): the shards that failed for a reason of theirs (`on_failure`
+/// hears of each), and the first error that is the caller's.
+fn sort_outcomes(
+    shards: &[usize],
+    results: Vec<Result<u64>>,
+    mut on_failure: impl FnMut(usize, &Error),
+) -> (Vec<usize>, Option<Error>) {
+    assert_eq!(shards.len(), results.len(), "one result per shard");
+    let mut failed = Vec::new();
+    let mut error = None;
+    for (&i, result) in shards.iter().zip(results) {
+        match result {
+            Ok(_) => {}
+            Err(err) if caller_error(&err) => {
+                error.get_or_insert(err);
+            }
+            Err(err) => {
+                on_failure(i, &err);
+                failed.push(i);
             }
         }
-        self.left.fetch_sub(1, Ordering::AcqRel) == 1
     }
-
-    /// The shards that failed and the caller error, leaving none.
-    fn take(&self) -> (Vec<usize>, Option<Error>) {
-        std::mem::take(&mut *self.failed.lock())
-    }
+    (failed, error)
 }
 
 #[cfg(test)]

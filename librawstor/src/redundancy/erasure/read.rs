@@ -8,6 +8,7 @@ use std::time::Instant;
 use parking_lot::Mutex;
 
 use super::*;
+use crate::fan_in::FanIn;
 
 impl Erasure {
     /// The common case of a read, started without a worker: every data
@@ -49,18 +50,26 @@ impl Erasure {
         }
         let read = Arc::new(ShardRead {
             erasure: Arc::clone(self),
-            began: Instant::now(),
             offset,
             bufs: Mutex::new(bufs.to_vec()),
-            outcomes: Outcomes::new(shards.len()),
             finish: Mutex::new(Some(finish)),
         });
-        for j in shards {
-            let shard = Arc::clone(&read);
+        let all = FanIn::new(shards.len(), {
+            let shards = shards.clone();
+            Box::new(move |results| read.all_done(&shards, results))
+        });
+        let began = Instant::now();
+        for (k, j) in shards.into_iter().enumerate() {
+            let (me, part) = (Arc::clone(self), all.part(k));
             let at = spans[j].expect("read shards have spans").0;
             self.on_usable(
                 j,
-                Box::new(move |result| shard.shard_done(j, result)),
+                Box::new(move |result| {
+                    if result.is_ok() {
+                        me.reads.note(began.elapsed());
+                    }
+                    part(result)
+                }),
                 |leg, done| match spare {
                     true => leg.read_within(at, &targets[j], within, done),
                     false => leg.read(at, &targets[j], done),
@@ -330,39 +339,28 @@ impl Erasure {
 /// A read started by [`Erasure::read_now`], until its last shard is done.
 pub(super) struct ShardRead {
     erasure: Arc<Erasure>,
-    began: Instant,
     offset: u64,
     /// The caller's buffers, for reading again on a worker.
     bufs: Mutex<Vec<RawBuf>>,
-    outcomes: Outcomes,
     finish: Mutex<Option<Finish>>,
 }
 
 impl ShardRead {
-    pub(super) fn shard_done(self: Arc<Self>, j: usize, result: Result<u64>) {
-        if result.is_ok() {
-            self.erasure.reads.note(self.began.elapsed());
-        }
-        if !self
-            .outcomes
-            .note(j, result, |err| self.erasure.read_failed(j, err))
-        {
-            return;
-        }
+    /// Every shard read is done: finish, or rebuild what failed.
+    pub(super) fn all_done(&self, shards: &[usize], results: Vec<Result<u64>>) {
         let Some(finish) = self.finish.lock().take() else {
             return;
         };
-        let (failed, error) = self.outcomes.take();
+        let erasure = Arc::clone(&self.erasure);
+        let (failed, error) = sort_outcomes(shards, results, |j, err| erasure.read_failed(j, err));
         let bufs = std::mem::take(&mut *self.bufs.lock());
         match error {
             Some(err) => finish(Err(err)),
             None if failed.is_empty() => finish(Ok(lent::total(&bufs))),
             None => {
                 // Rebuilding waits for other shards and stripe locks.
-                let pool = Arc::clone(&self.erasure.pool);
-                pool.run(move || {
-                    finish(self.erasure.read_sync_without(self.offset, &bufs, &failed))
-                });
+                let (pool, offset) = (Arc::clone(&erasure.pool), self.offset);
+                pool.run(move || finish(erasure.read_sync_without(offset, &bufs, &failed)));
             }
         }
     }

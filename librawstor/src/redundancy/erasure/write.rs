@@ -7,6 +7,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::*;
+use crate::fan_in::FanIn;
 
 impl Erasure {
     /// The ranges `(data shard, lo, hi)` of the shard rows `base..base +
@@ -87,8 +88,6 @@ impl Erasure {
             bufs: Mutex::new(bufs.to_vec()),
             fua,
             rows: Mutex::new(self.spare.take(self.shards.len(), row as usize)),
-            outcomes: Outcomes::new(need.len()),
-            fan: Mutex::new(None),
             finish: Mutex::new(Some(finish)),
         });
         let alone = self.writing.fetch_add(1, Ordering::AcqRel) == 0;
@@ -108,12 +107,16 @@ impl Erasure {
                     })
                     .collect()
             };
-            for (&(j, a, _), target) in need.iter().zip(targets) {
-                let shard = Arc::clone(&write);
-                // The rows stay in `write`, untouched but by these reads.
+            let shards: Vec<usize> = need.iter().map(|n| n.0).collect();
+            let all = FanIn::new(
+                need.len(),
+                Box::new(move |results| write.units_read(&shards, results)),
+            );
+            for (k, (&(j, a, _), target)) in need.iter().zip(targets).enumerate() {
+                // The rows stay in the write, untouched but by these reads.
                 self.on_usable(
                     j,
-                    Box::new(move |result| shard.unit_read(j, result)),
+                    all.part(k),
                     // Every shard is usable here: one that is slow to
                     // answer is given up on, and write_sync rebuilds.
                     |leg, done| leg.read_within(a, std::slice::from_ref(&target), within, done),
@@ -394,26 +397,22 @@ pub(super) struct StripeWrite {
     /// Data rows then parity rows of the stripes, lent to the unit reads
     /// and then to the shard writes.
     rows: Mutex<Vec<Vec<u8>>>,
-    /// The unit reads, then the shard writes.
-    outcomes: Outcomes,
-    /// The shard writes' watch for stragglers, and their shards in order.
-    fan: Mutex<Option<WatchedWrites>>,
     finish: Mutex<Option<Finish>>,
 }
 
 impl StripeWrite {
-    /// Notes a unit read's or shard write's outcome; true for the last.
-    pub(super) fn note(&self, i: usize, result: Result<u64>, what: &str) -> bool {
-        self.outcomes
-            .note(i, result, |err| self.erasure.shard_failed(i, what, err))
+    /// Sorts the outcomes of the unit reads or shard writes (`what`) on
+    /// `shards`: the shards that failed (noted for the settling) and the
+    /// caller's error.
+    fn sort(&self, what: &str, shards: &[usize], results: Vec<Result<u64>>) -> Outcome {
+        sort_outcomes(shards, results, |i, err| {
+            self.erasure.shard_failed(i, what, err)
+        })
     }
 
-    /// A read of units the write does not cover is done.
-    pub(super) fn unit_read(self: Arc<Self>, j: usize, result: Result<u64>) {
-        if !self.note(j, result, "read of") {
-            return;
-        }
-        let (failed, error) = self.outcomes.take();
+    /// The reads of the units the write does not cover are done.
+    pub(super) fn units_read(self: Arc<Self>, shards: &[usize], results: Vec<Result<u64>>) {
+        let (failed, error) = self.sort("read of", shards, results);
         let pool = Arc::clone(&self.erasure.pool);
         match error {
             Some(err) => self.complete(Err(err)),
@@ -478,17 +477,24 @@ impl StripeWrite {
         if let Err(err) = encoded {
             return self.complete(Err(err));
         }
-        self.outcomes.expect(writes.len());
         let order: Vec<usize> = writes.iter().map(|w| w.0).collect();
         let fan = Arc::new(erasure.fan(&order, false));
-        *self.fan.lock() = Some((Arc::clone(&fan), Arc::new(order)));
-        for (i, at, raw) in writes {
-            let shard = Arc::clone(&self);
-            // The rows stay untouched in `self` until every shard is done.
+        let fua = self.fua;
+        let all = FanIn::new(
+            writes.len(),
+            Box::new(move |results| self.shards_written(&order, results)),
+        );
+        for (k, (i, at, raw)) in writes.into_iter().enumerate() {
+            let (watch, part) = (Arc::clone(&fan), all.part(k));
+            // The rows stay untouched in the write until every shard is
+            // done.
             erasure.on_usable(
                 i,
-                Box::new(move |result| shard.shard_done(i, result)),
-                |leg, done| leg.write(at, std::slice::from_ref(&raw), self.fua, done),
+                Box::new(move |result| {
+                    watch.answered(k, result.is_ok());
+                    part(result)
+                }),
+                |leg, done| leg.write(at, std::slice::from_ref(&raw), fua, done),
             );
         }
         // A shard that lags behind the others fails after a short while
@@ -496,16 +502,10 @@ impl StripeWrite {
         fan.started_all();
     }
 
-    pub(super) fn shard_done(self: Arc<Self>, i: usize, result: Result<u64>) {
-        let fan = self.fan.lock().clone();
-        if let Some((fan, order)) = fan {
-            let k = order.iter().position(|&s| s == i).expect("a shard written");
-            fan.answered(k, result.is_ok());
-        }
-        if !self.note(i, result, "write to") {
-            return;
-        }
-        let (missed, error) = self.outcomes.take();
+    /// Every shard write is done: finish, or record the shards that
+    /// missed it first.
+    pub(super) fn shards_written(self: Arc<Self>, shards: &[usize], results: Vec<Result<u64>>) {
+        let (missed, error) = self.sort("write to", shards, results);
         match error {
             Some(err) => self.complete(Err(err)),
             None if missed.is_empty() => {
@@ -561,8 +561,8 @@ impl StripeWrite {
     }
 }
 
-/// A [`Fan`] over shard writes, and their shards in order.
-pub(super) type WatchedWrites = (Arc<Fan>, Arc<Vec<usize>>);
+/// The shards that failed an operation, and the caller's error.
+type Outcome = (Vec<usize>, Option<Error>);
 
 /// Stripe rows up to this many bytes per shard are encoded on the event
 /// loop thread once their unit reads are in: in less time than a worker

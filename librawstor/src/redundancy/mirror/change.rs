@@ -4,6 +4,7 @@
 //! the change completes.
 
 use super::*;
+use crate::fan_in::FanIn;
 
 impl Mirror {
     /// Runs a change of `len` bytes at `offset` on every good leg and
@@ -117,9 +118,6 @@ impl Mirror {
                 format!("no writable copy of object {} is left", self.uuid),
             )));
         }
-        let results = Arc::new(Mutex::new(Vec::with_capacity(targets.len())));
-        let remaining = Arc::new(AtomicUsize::new(targets.len()));
-        let finish = Arc::new(Mutex::new(Some(finish)));
         // A leg that lags behind the others fails after a short while
         // more, and is marked stale by the settling.
         // Flushes take as long as the dirty data: their own average.
@@ -129,25 +127,23 @@ impl Mirror {
             &self.flushes
         };
         let fan = Arc::new(Fan::new(Arc::clone(latency), &self.pieces, targets.clone()));
+        let me = Arc::clone(self);
+        let legs = targets.clone();
+        let all = FanIn::new(
+            targets.len(),
+            Box::new(move |results| {
+                me.settle(legs.into_iter().zip(results).collect(), down, finish)
+            }),
+        );
         for (k, &i) in targets.iter().enumerate() {
-            let me = Arc::clone(self);
-            let results = Arc::clone(&results);
-            let remaining = Arc::clone(&remaining);
-            let finish = Arc::clone(&finish);
             let fan = Arc::clone(&fan);
-            let down = down.clone();
+            let part = all.part(k);
             let leg = self.legs[i].1.as_ref().expect("targets are open");
             start(
                 leg,
                 Box::new(move |result| {
                     fan.answered(k, result.is_ok());
-                    results.lock().push((i, result));
-                    if remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-                        let results = std::mem::take(&mut *results.lock());
-                        if let Some(finish) = finish.lock().take() {
-                            me.settle(results, down, finish);
-                        }
-                    }
+                    part(result)
                 }),
             );
         }
@@ -187,6 +183,16 @@ impl Mirror {
                 self.legs[*i].0, self.uuid
             ));
         }
+        let took: Vec<usize> = ok.iter().map(|&(i, _)| i).collect();
+        self.record_missed(missed, &took, bytes, finish);
+    }
+
+    /// Records that the legs `missed` missed a change the legs `took`
+    /// (at least one) have, then `finish` gets `bytes`: in the MDT's
+    /// record for an object placed by a rawstor-mdt, else in the marks of
+    /// the legs that took it (one of them is enough). A reachable leg that
+    /// missed it learns it is stale too, as best it can.
+    fn record_missed(&self, missed: Vec<usize>, took: &[usize], bytes: u64, finish: Finish) {
         let names: Vec<String> = {
             let mut stale = self.stale.lock();
             for &i in &missed {
@@ -197,7 +203,6 @@ impl Mirror {
                 .map(|i| self.legs[i].0.clone())
                 .collect()
         };
-        // Best effort: a reachable leg that failed learns it is stale.
         for &i in &missed {
             if let Some(leg) = &self.legs[i].1 {
                 let own = Marks {
@@ -207,11 +212,11 @@ impl Mirror {
                 leg.set_marks(&own, false, Box::new(|_| {}));
             }
         }
+        let uuid = self.uuid;
         if let Some(rec) = &self.recorded {
             // The MDT's record is where the marks live (waited for on a
             // worker thread: the event loop never waits).
             let journal = Arc::clone(&rec.journal);
-            let uuid = self.uuid;
             return rec.pool.run(move || {
                 finish(journal.mark_stale(&missed).map(|()| bytes).map_err(|e| {
                     Error::new(
@@ -225,37 +230,27 @@ impl Mirror {
             stale: false,
             stale_peers: names,
         };
-        let recorded = Arc::new(AtomicUsize::new(0));
-        let remaining = Arc::new(AtomicUsize::new(ok.len()));
-        let finish = Arc::new(Mutex::new(Some(finish)));
-        for &(i, _) in &ok {
-            let recorded = Arc::clone(&recorded);
-            let remaining = Arc::clone(&remaining);
-            let finish = Arc::clone(&finish);
-            let uuid = self.uuid;
-            let leg = self.legs[i].1.as_ref().expect("ok legs are open");
-            leg.set_marks(
-                &marks,
-                false,
-                Box::new(move |result| {
-                    if result.is_ok() {
-                        recorded.fetch_add(1, Ordering::AcqRel);
-                    }
-                    if remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-                        let outcome = if recorded.load(Ordering::Acquire) > 0 {
-                            Ok(bytes)
-                        } else {
-                            Err(Error::new(
-                                libc::EIO,
-                                format!("object {uuid}: a copy missed a write and no other copy could record it"),
-                            ))
-                        };
-                        if let Some(finish) = finish.lock().take() {
-                            finish(outcome);
-                        }
-                    }
-                }),
-            );
+        let all = FanIn::new(
+            took.len(),
+            Box::new(move |results| {
+                finish(if results.iter().any(Result::is_ok) {
+                    Ok(bytes)
+                } else {
+                    Err(Error::new(
+                        libc::EIO,
+                        format!(
+                            "object {uuid}: a copy missed a write and no other copy could record it"
+                        ),
+                    ))
+                })
+            }),
+        );
+        for (k, &i) in took.iter().enumerate() {
+            let leg = self.legs[i]
+                .1
+                .as_ref()
+                .expect("legs that took a change are open");
+            leg.set_marks(&marks, false, all.part(k));
         }
     }
 }

@@ -86,7 +86,7 @@ pub(crate) fn fence_legs(
         })
         .collect();
     let mut unfenced = Vec::new();
-    for (&i, result) in which.iter().zip(crate::pool::wait_all(starts)) {
+    for (&i, result) in which.iter().zip(crate::fan_in::wait_all(starts)) {
         match result {
             Ok(_) => {}
             Err(err) if err.errno() == libc::ENOLCK => return Err(err),

@@ -87,6 +87,14 @@ impl ScrubReport {
     }
 }
 
+/// One step of a scrub: where it is, its name in reports, and whether
+/// it repairs.
+struct Step {
+    offset: u64,
+    range: String,
+    repair: bool,
+}
+
 impl Mirror {
     /// Reads every reachable, non-stale copy in full and compares them:
     /// blocks failing their checksums and ranges where copies differ are
@@ -109,76 +117,13 @@ impl Mirror {
         let mut offset = 0;
         while offset < size {
             let n = (SCRUB_STEP_BYTES as u64).min(size - offset) as usize;
-            let range = format!("bytes {offset}..{}", offset + n as u64);
-            let mut read_ok = Vec::new();
-            let mut failed = Vec::new();
-            for (&i, buf) in checked.iter().zip(bufs.iter_mut()) {
-                let (name, leg) = &self.legs[i];
-                let leg = leg.as_ref().expect("surveyed copies are open");
-                match wait(|f| leg.read(offset, &[RawBuf::of_mut(&mut buf[..n])], f)) {
-                    Ok(_) => read_ok.push((i, &buf[..n])),
-                    Err(err) if repair => failed.push((i, err)),
-                    Err(err) => report.problem(format!("{name}: {range}: {err}")),
-                }
-            }
-            // The bytes most copies hold (the first copy's on a tie).
-            let reference = read_ok
-                .iter()
-                .max_by_key(|(i, data)| {
-                    let votes = read_ok.iter().filter(|(_, d)| d == data).count();
-                    (votes, std::cmp::Reverse(*i))
-                })
-                .map(|&(i, data)| (i, data.to_vec()));
-            // No copy reads the whole step: with repair, it is put
-            // together block by block from the copies that verify.
-            if reference.is_none() && repair && !failed.is_empty() {
-                let order: Vec<usize> = failed.iter().map(|(i, _)| *i).collect();
-                if self.scrub_blockwise(&mut report, &order, offset, n, &range) {
-                    failed.clear();
-                }
-            }
-            if let Some((source, data)) = reference {
-                let differ: Vec<usize> = read_ok
-                    .iter()
-                    .filter(|(_, d)| *d != data.as_slice())
-                    .map(|(i, _)| *i)
-                    .collect();
-                if repair {
-                    let mut data = data;
-                    let from = &self.legs[source].0;
-                    let bad = failed
-                        .iter()
-                        .map(|(i, err)| (*i, err.to_string()))
-                        .chain(differ.iter().map(|&i| (i, format!("differs from {from}"))));
-                    for (i, why) in bad.collect::<Vec<_>>() {
-                        let (name, leg) = &self.legs[i];
-                        let leg = leg.as_ref().expect("surveyed copies are open");
-                        match store_piece(leg, offset, &mut data) {
-                            Ok(_) => report
-                                .mended(format!("{name}: {range} ({why}) rewritten from {from}")),
-                            Err(err) => report.problem(format!(
-                                "{name}: {range} ({why}) could not be rewritten: {err}"
-                            )),
-                        }
-                    }
-                } else if !differ.is_empty() {
-                    let blocks = self.still_differ(offset, &read_ok);
-                    if let Some(first) = blocks.first() {
-                        let names: Vec<&str> =
-                            differ.iter().map(|&i| self.legs[i].0.as_str()).collect();
-                        report.problem(format!(
-                            "{range}: {} differ from {} ({} block(s), the first at byte {first})",
-                            names.join(", "),
-                            self.legs[source].0,
-                            blocks.len()
-                        ));
-                    }
-                }
-            } else {
-                for (i, err) in failed {
-                    report.problem(format!("{}: {range}: {err}", self.legs[i].0));
-                }
-            }
+            let step = Step {
+                offset,
+                range: format!("bytes {offset}..{}", offset + n as u64),
+                repair,
+            };
+            let bufs: Vec<&mut [u8]> = bufs.iter_mut().map(|b| &mut b[..n]).collect();
+            self.scrub_step(&mut report, &checked, bufs, &step);
             report.bytes_checked += n as u64;
             offset += n as u64;
             progress(offset, size);
@@ -190,6 +135,101 @@ impl Mirror {
             }
         }
         Ok(report)
+    }
+
+    /// Reads one step from every copy in `checked` into `bufs` and
+    /// compares them; with repair, rewrites what fails or differs.
+    fn scrub_step(
+        &self,
+        report: &mut ScrubReport,
+        checked: &[usize],
+        mut bufs: Vec<&mut [u8]>,
+        step: &Step,
+    ) {
+        let (offset, range) = (step.offset, &step.range);
+        let n = bufs.first().map_or(0, |b| b.len());
+        let mut read_ok = Vec::new();
+        let mut failed = Vec::new();
+        for (&i, buf) in checked.iter().zip(bufs.iter_mut()) {
+            let (name, leg) = &self.legs[i];
+            let leg = leg.as_ref().expect("surveyed copies are open");
+            match wait(|f| leg.read(offset, &[RawBuf::of_mut(buf)], f)) {
+                Ok(_) => read_ok.push((i, &buf[..])),
+                Err(err) if step.repair => failed.push((i, err)),
+                Err(err) => report.problem(format!("{name}: {range}: {err}")),
+            }
+        }
+        // The bytes most copies hold (the first copy's on a tie).
+        let reference = read_ok
+            .iter()
+            .max_by_key(|(i, data)| {
+                let votes = read_ok.iter().filter(|(_, d)| d == data).count();
+                (votes, std::cmp::Reverse(*i))
+            })
+            .map(|&(i, data)| (i, data.to_vec()));
+        let Some((source, data)) = reference else {
+            // No copy reads the whole step: with repair, it is put
+            // together block by block from the copies that verify.
+            let order: Vec<usize> = failed.iter().map(|(i, _)| *i).collect();
+            if step.repair
+                && !failed.is_empty()
+                && self.scrub_blockwise(report, &order, offset, n, range)
+            {
+                return;
+            }
+            for (i, err) in failed {
+                report.problem(format!("{}: {range}: {err}", self.legs[i].0));
+            }
+            return;
+        };
+        let differ: Vec<usize> = read_ok
+            .iter()
+            .filter(|(_, d)| *d != data.as_slice())
+            .map(|(i, _)| *i)
+            .collect();
+        if step.repair {
+            let from = &self.legs[source].0;
+            let bad: Vec<(usize, String)> = failed
+                .iter()
+                .map(|(i, err)| (*i, err.to_string()))
+                .chain(differ.iter().map(|&i| (i, format!("differs from {from}"))))
+                .collect();
+            self.rewrite_step(report, &bad, source, data, step);
+        } else if !differ.is_empty() {
+            let blocks = self.still_differ(offset, &read_ok);
+            if let Some(first) = blocks.first() {
+                let names: Vec<&str> = differ.iter().map(|&i| self.legs[i].0.as_str()).collect();
+                report.problem(format!(
+                    "{range}: {} differ from {} ({} block(s), the first at byte {first})",
+                    names.join(", "),
+                    self.legs[source].0,
+                    blocks.len()
+                ));
+            }
+        }
+    }
+
+    /// Rewrites a step on the copies `bad` (each with why) with `data`,
+    /// what most copies hold (read from `source`).
+    fn rewrite_step(
+        &self,
+        report: &mut ScrubReport,
+        bad: &[(usize, String)],
+        source: usize,
+        mut data: Vec<u8>,
+        step: &Step,
+    ) {
+        let (from, range) = (&self.legs[source].0, &step.range);
+        for (i, why) in bad {
+            let (name, leg) = &self.legs[*i];
+            let leg = leg.as_ref().expect("surveyed copies are open");
+            match store_piece(leg, step.offset, &mut data) {
+                Ok(_) => report.mended(format!("{name}: {range} ({why}) rewritten from {from}")),
+                Err(err) => report.problem(format!(
+                    "{name}: {range} ({why}) could not be rewritten: {err}"
+                )),
+            }
+        }
     }
 
     /// The blocks of the step at `offset` where the copies `read` (copy,
