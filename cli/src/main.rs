@@ -190,7 +190,10 @@ fn create(rest: &[String]) -> CliResult {
     let location = location_arg(&args, "create")?;
     let size = parse_size_opt(&args, "size")?
         .ok_or_else(|| Failure::Usage("create: missing --size".into()))?;
-    let uuid = args.get("uuid").map(parse_addr).transpose()?;
+    let uuid = args
+        .get("uuid")
+        .map(|text| rawstor::uuid::parse(text).map_err(|e| Failure::Usage(e.to_string())))
+        .transpose()?;
     let chunk_size = parse_size_opt(&args, "chunk-size")?;
     let layout = args.get("layout").map(parse_addr).transpose()?;
     if layout.is_some() && !matches!(location.endpoints(), [Endpoint::Mdt(_)]) {

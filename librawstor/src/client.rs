@@ -499,7 +499,7 @@ impl Instance {
 
     /// Creates an object at `location` and returns its target.
     pub fn create(&self, location: &Location, spec: &CreateSpec) -> Result<Target> {
-        let uuid = spec.uuid.unwrap_or_else(Uuid::new_v7);
+        let uuid = spec.uuid.unwrap_or_else(Uuid::now_v7);
         let chunk_size = spec.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE);
         if let Some(mdt) = self.mdt(location)? {
             return self.create_placed(&mdt, location, uuid, spec, chunk_size);

@@ -295,10 +295,10 @@ pub unsafe extern "C" fn rawstor_object_create_layout(
         };
         let location: Location = location.parse()?;
         let uuid = if spec.uuid.is_null() {
-            Uuid::new_v7()
+            Uuid::now_v7()
         } else {
             // SAFETY: non-null, NUL-terminated per the contract.
-            unsafe { arg_str(spec.uuid, "spec.uuid") }?.parse()?
+            crate::uuid::parse(unsafe { arg_str(spec.uuid, "spec.uuid") }?)?
         };
         let text = location.target(uuid).to_string();
         check_room(&text, target_len, "target")?;
@@ -549,7 +549,7 @@ pub unsafe extern "C" fn rawstor_object_list(
             None
         } else {
             // SAFETY: non-null and NUL-terminated per the contract.
-            Some(unsafe { arg_str(after, "after") }?.parse()?)
+            Some(crate::uuid::parse(unsafe { arg_str(after, "after") }?)?)
         };
         if max == 0 {
             *count = 0;

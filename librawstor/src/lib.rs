@@ -26,11 +26,11 @@ pub mod store;
 mod sys;
 pub mod uri;
 pub mod uuid;
-pub mod wire;
 
 pub use client::{CreateSpec, Instance, Object, Options};
 pub use error::{Error, Result};
 pub use queue::{Cqe, Queue, Sqe};
+pub use rawstor_proto as wire;
 pub use redundancy::erasure;
 pub use store::ObjectInfo;
 pub use uri::{Location, Target};

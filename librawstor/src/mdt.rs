@@ -450,7 +450,7 @@ mod tests {
             addr: map.osts[n].addr.clone(),
         };
         let mut record = ObjectRecord {
-            uuid: Uuid::new_v7(),
+            uuid: Uuid::now_v7(),
             size: 1 << 20,
             chunk_size: 1 << 20,
             layout: Layout::Replicas(2),
@@ -480,7 +480,7 @@ mod tests {
         };
         assert_eq!(ClusterMap::from_record(&map.to_record()).unwrap(), map);
         let object = ObjectRecord {
-            uuid: Uuid::new_v7(),
+            uuid: Uuid::now_v7(),
             size: 1 << 30,
             chunk_size: 4 << 20,
             layout: Layout::Replicas(2),

@@ -529,7 +529,7 @@ mod tests {
                 event_loop.token(),
             )
             .unwrap();
-            let object = RemoteObject::open(Arc::clone(&connection), Uuid::new_v7()).unwrap();
+            let object = RemoteObject::open(Arc::clone(&connection), Uuid::now_v7()).unwrap();
             let (tx, rx) = crossbeam_channel::bounded(1);
             object.fence(5, Box::new(move |result| tx.send(result).unwrap()));
             let result = rx.recv_timeout(timeout).expect("the fence completes");
@@ -552,7 +552,7 @@ mod tests {
 
     #[test]
     fn a_fence_reply_is_eight_bytes_at_most_the_writers_epoch() {
-        let uuid = Uuid::new_v7();
+        let uuid = Uuid::now_v7();
         let at = |fence: u64| fence.to_le_bytes();
         assert!(fenced("ost://a:1", uuid, 5, &at(5)).is_ok());
         assert!(fenced("ost://a:1", uuid, 5, &at(3)).is_ok());

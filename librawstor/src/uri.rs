@@ -103,7 +103,7 @@ impl FromStr for Target {
                 return Err(bad_target(text));
             };
             let (base, id) = (&element[..slash], &element[slash + 1..]);
-            let id: Uuid = id.parse().map_err(|_| bad_target(text))?;
+            let id = crate::uuid::parse(id).map_err(|_| bad_target(text))?;
             if uuid.is_some_and(|u| u != id) {
                 return Err(Error::invalid(format!(
                     "bad target '{text}': every element must name the same UUID"

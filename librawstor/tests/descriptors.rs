@@ -44,7 +44,7 @@ fn pattern(index: u64) -> Vec<u8> {
 /// Writes a pattern into each of `chunks` chunks of a new object, flushes,
 /// reads them all back, writes them again and flushes again.
 fn write_and_read_every_chunk(store: &Arc<Store>, chunks: u64) {
-    let uuid = rawstor::Uuid::new_v7();
+    let uuid = rawstor::Uuid::now_v7();
     store
         .create_object(uuid, chunks * MIN_CHUNK_SIZE, MIN_CHUNK_SIZE)
         .unwrap();

@@ -251,7 +251,7 @@ fn corrupt_control_copy_is_rewritten_from_a_good_one() {
     let b = TempDir::new("mp-b");
     let mountpaths = vec![a.path().to_path_buf(), b.path().to_path_buf()];
     let store = Store::open(mountpaths.clone(), true).unwrap();
-    let uuid = rawstor::Uuid::new_v7();
+    let uuid = rawstor::Uuid::now_v7();
     store.create_object(uuid, 8 * MIB, MIB).unwrap();
     let object = store.open_object(uuid).unwrap();
     object.write(0, &[3u8; 4096]).unwrap();
@@ -288,7 +288,7 @@ fn chunks_spread_over_mountpaths_and_read_back() {
         .map(|i| TempDir::new(&format!("spread{i}")))
         .collect();
     let store = Store::open(mps.iter().map(|d| d.path().to_path_buf()).collect(), true).unwrap();
-    let uuid = rawstor::Uuid::new_v7();
+    let uuid = rawstor::Uuid::now_v7();
     store.create_object(uuid, 32 * MIB, MIB).unwrap();
     let object = store.open_object(uuid).unwrap();
     for i in 0..32u64 {
@@ -348,7 +348,7 @@ fn missing_store_and_bad_sizes_are_clear_errors() {
 fn a_raised_fence_refuses_older_lease_epochs_and_survives_reopen() {
     let dir = TempDir::new("fence");
     let store = Store::open(vec![dir.path().to_path_buf()], true).unwrap();
-    let uuid = rawstor::Uuid::new_v7();
+    let uuid = rawstor::Uuid::now_v7();
     store.create_object(uuid, 8 * MIB, MIB).unwrap();
     let object = store.open_object(uuid).unwrap();
     // No fence yet: every epoch is admitted.

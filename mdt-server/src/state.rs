@@ -77,7 +77,7 @@ impl Mdt {
         let id = match control::read(&copies, ID_FILE, |_| Ok(()))?.best {
             Some((_, record)) => record.get("id")?,
             None => {
-                let id = Uuid::new_v7();
+                let id = Uuid::now_v7();
                 let mut record = Record::new();
                 record.set("id", id);
                 control::write(&copies, ID_FILE, 1, &record)?;
@@ -307,7 +307,7 @@ impl Mdt {
             // Names that are not UUIDs are replacements in progress.
             uuids.extend(
                 dir.flatten()
-                    .filter_map(|e| e.file_name().to_str()?.parse::<Uuid>().ok())
+                    .filter_map(|e| rawstor::uuid::parse(e.file_name().to_str()?).ok())
                     .filter(|&u| after.is_none_or(|a| u > a)),
             );
         }
@@ -611,7 +611,7 @@ mod tests {
         for i in 0..osts {
             let mut record = Record::new();
             OstEntry {
-                id: Uuid::new_v7(),
+                id: Uuid::now_v7(),
                 addr: format!("127.0.0.1:{}", 7000 + i),
                 domain: format!("d{i}"),
                 capacity_bytes: 1 << 40,
@@ -625,7 +625,7 @@ mod tests {
     }
 
     fn place(mdt: &Mdt, layout: &str) -> Uuid {
-        let uuid = Uuid::new_v7();
+        let uuid = Uuid::now_v7();
         let header = Header::request(Opcode::Place, 1, uuid, 1 << 20, 16 << 20);
         let mut request = Record::new();
         request.set("layout", layout);
@@ -658,7 +658,7 @@ mod tests {
     #[test]
     fn a_second_ost_with_a_live_ones_id_is_refused_and_a_restarted_one_moves() {
         let (mdt, dir) = mdt_with("same-id", 0);
-        let id = Uuid::new_v7();
+        let id = Uuid::now_v7();
         let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let first_addr = first.local_addr().unwrap().to_string();
         let second = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -703,7 +703,7 @@ mod tests {
         let record = mdt.lookup(uuid).unwrap();
         assert!(record.stale.is_empty() && record.dirty.is_empty());
         let err = mdt
-            .update(Uuid::new_v7(), 0, &change(&[("stale_add", "0")]))
+            .update(Uuid::now_v7(), 0, &change(&[("stale_add", "0")]))
             .unwrap_err();
         assert_eq!(err.errno(), libc::ENOENT);
         let _ = fs::remove_dir_all(dir);

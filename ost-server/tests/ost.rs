@@ -423,7 +423,7 @@ fn bad_frames_get_error_replies_and_change_nothing() {
     );
     expect(&mut raw, 13, -libc::EINVAL);
     raw.send(
-        Header::request(Opcode::Read, 14, Uuid::new_v7(), 0, 4096),
+        Header::request(Opcode::Read, 14, Uuid::now_v7(), 0, 4096),
         &[],
     );
     expect(&mut raw, 14, -libc::ENOENT);
@@ -719,7 +719,7 @@ fn unreachable_and_silent_servers_fail_clearly_and_in_time() {
         ..Default::default()
     })
     .unwrap();
-    let uuid = Uuid::new_v7();
+    let uuid = Uuid::now_v7();
     let target: rawstor::Target = format!("ost://127.0.0.1:1/{uuid}").parse().unwrap();
     let err = rs.open(&target).unwrap_err();
     assert_eq!(err.errno(), libc::ECONNREFUSED, "{err}");

@@ -382,7 +382,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("rawstor-cache-{}", sys::random_u64()));
         std::fs::create_dir_all(&dir).unwrap();
         let store = Store::open_with_chunk_limit(vec![dir.clone()], true, limit).unwrap();
-        let uuid = Uuid::new_v7();
+        let uuid = Uuid::now_v7();
         store.create_object(uuid, chunks * CHUNK, CHUNK).unwrap();
         let object = store.open_object(uuid).unwrap();
         (Dir(dir), store, object)

@@ -171,7 +171,7 @@ impl Store {
         let id = match read.best {
             Some((_, record)) => record.get("store")?,
             None if create => {
-                let id = Uuid::new_v7();
+                let id = Uuid::now_v7();
                 let mut record = Record::new();
                 record.set("store", id).set("format", STORE_FORMAT);
                 control::write(&mountpaths, IDENTITY_FILE, 1, &record)?;
@@ -890,7 +890,7 @@ mod tests {
             PathBuf::from("/b"),
             PathBuf::from("/c"),
         ];
-        let uuid = Uuid::new_v7();
+        let uuid = Uuid::now_v7();
         let mut counts = [0usize; 3];
         for index in 0..3000 {
             let best = (0..3)

@@ -615,7 +615,7 @@ mod tests {
         // through a hand-built object.
         assert!(
             Erasure::new(
-                Uuid::new_v7(),
+                Uuid::now_v7(),
                 codec,
                 1 << 20,
                 1 << 20,
@@ -630,7 +630,7 @@ mod tests {
         );
         let object = Erasure {
             me: Weak::new(),
-            uuid: Uuid::new_v7(),
+            uuid: Uuid::now_v7(),
             codec,
             chunk_size: 1 << 20,
             size: AtomicU64::new(1 << 20),
@@ -687,7 +687,7 @@ mod tests {
         // ec:2+1 over 1 MiB: stripes of 8 KiB, shards of 512 KiB.
         let legs: Vec<(String, Result<Leg>)> = (0..3)
             .map(|i| {
-                let uuid = Uuid::new_v7();
+                let uuid = Uuid::now_v7();
                 store.create_object(uuid, 512 << 10, 64 << 10).unwrap();
                 (
                     format!("s{i}"),
@@ -696,7 +696,7 @@ mod tests {
             })
             .collect();
         let object = Erasure::new(
-            Uuid::new_v7(),
+            Uuid::now_v7(),
             Codec::new(2, 1).unwrap(),
             1 << 20,
             64 << 10,

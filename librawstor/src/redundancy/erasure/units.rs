@@ -215,7 +215,7 @@ pub(super) mod tests {
         let dir = std::env::temp_dir().join(format!("rawstor-units-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let store = Store::open(vec![dir.clone()], true).unwrap();
-        let shards: Vec<Uuid> = (0..6).map(|_| Uuid::new_v7()).collect();
+        let shards: Vec<Uuid> = (0..6).map(|_| Uuid::now_v7()).collect();
         let legs = shards
             .iter()
             .enumerate()
@@ -228,7 +228,7 @@ pub(super) mod tests {
             })
             .collect();
         let object = Erasure::new(
-            Uuid::new_v7(),
+            Uuid::now_v7(),
             Codec::new(4, 2).unwrap(),
             4 * MIB,
             MIB,

@@ -325,7 +325,7 @@ mod tests {
         let dirs: Vec<std::path::PathBuf> = (0..2)
             .map(|i| std::env::temp_dir().join(format!("rawstor-scrub-{i}-{}", std::process::id())))
             .collect();
-        let uuid = Uuid::new_v7();
+        let uuid = Uuid::now_v7();
         let objects: Vec<_> = dirs
             .iter()
             .map(|d| {
