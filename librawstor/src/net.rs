@@ -939,20 +939,10 @@ fn connect_blocking(
     stream
         .set_write_timeout(Some(timeout))
         .map_err(|e| io_fail(e, "setsockopt"))?;
-    let hello = Hello {
-        min_version: u16::from(wire::VERSION),
-        max_version: u16::from(wire::VERSION),
-        capabilities: wire::caps::DEDUP | wire::caps::MARKS,
-        session,
-        auth: Vec::new(),
-    }
-    .encode();
-    let header =
-        Header::request(Opcode::Hello, 0, Uuid::from_bytes([0; 16]), 0, 0).with_payload(&hello);
+    let hello = Hello::new(wire::caps::DEDUP | wire::caps::MARKS, session).frame(0);
     // A server that refuses the connection says why before it closes, so
     // a failed send still reads the reply that may be waiting.
-    let sent = crate::sys::send_all(&stream, &header.encode())
-        .and_then(|()| crate::sys::send_all(&stream, &hello));
+    let sent = crate::sys::send_all(&stream, &hello);
     let mut head = [0u8; HEADER_LEN];
     if let Err(e) = stream.read_exact(&mut head) {
         return Err(match sent {
@@ -968,14 +958,8 @@ fn connect_blocking(
     reply
         .check_payload(&payload)
         .map_err(|e| fail(libc::EPROTO, format!("handshake: {e}")))?;
-    if reply.status < 0 {
-        return Err(fail(
-            -reply.status,
-            format!("handshake refused: {}", String::from_utf8_lossy(&payload)),
-        ));
-    }
     let welcome =
-        Welcome::decode(&payload).map_err(|e| fail(libc::EPROTO, format!("handshake: {e}")))?;
+        wire::welcomed(reply.status, &payload).map_err(|(errno, what)| fail(errno, what))?;
     stream
         .set_nonblocking(true)
         .map_err(|e| io_fail(e, "fcntl"))?;

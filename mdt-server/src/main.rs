@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use rawstor::daemon::{self, CommandLine, Woken};
 use rawstor::error::Error;
-use rawstor::wire::{self, Decoded, Decoder, Header, Hello, Opcode, Welcome};
+use rawstor::wire::{self, Decoded, Decoder, Header, Opcode};
 
 use state::Mdt;
 
@@ -221,23 +221,14 @@ fn answer(
         ));
     };
     if op == Opcode::Hello {
-        let hello =
-            Hello::decode(payload).map_err(|e| Error::new(e.errno(), format!("bad Hello: {e}")))?;
-        let version = u16::from(wire::VERSION);
-        if hello.min_version > version || hello.max_version < version {
-            return Err(Error::new(
-                libc::EPROTONOSUPPORT,
-                "no common protocol version",
-            ));
-        }
-        *session = Some(hello.session);
-        return Ok(Welcome {
-            version,
+        let offer = wire::Offer {
             capabilities: 0,
-            max_payload: wire::MAX_PAYLOAD,
             store_id: mdt.id(),
-        }
-        .encode());
+        };
+        let (welcome, client) = wire::accept_hello(payload, &offer)
+            .map_err(|e| Error::new(e.errno(), format!("bad Hello: {e}")))?;
+        *session = Some(client);
+        return Ok(welcome.encode());
     }
     let Some(session) = *session else {
         return Err(Error::new(libc::EPROTO, "the first request must be Hello"));

@@ -145,7 +145,19 @@ impl Mdt {
                 reply.set("lease_epoch", epoch);
                 Ok(reply.encode())
             }
-            _ => Err(Error::new(
+            Opcode::Hello => Err(Error::new(libc::EPROTO, "Hello was already done")),
+            Opcode::Read
+            | Opcode::Write
+            | Opcode::Flush
+            | Opcode::Discard
+            | Opcode::WriteZeroes
+            | Opcode::Create
+            | Opcode::Stat
+            | Opcode::Remove
+            | Opcode::Resize
+            | Opcode::Mark
+            | Opcode::Extent
+            | Opcode::Fence => Err(Error::new(
                 libc::EOPNOTSUPP,
                 format!("{op:?} is a rawstor-ost request; this is a rawstor-mdt"),
             )),

@@ -69,14 +69,14 @@ fn heartbeat_session(registration: &Registration, told_down: &mut bool) -> Resul
         .set_read_timeout(Some(EXCHANGE_TIMEOUT))
         .map_err(|e| fail("socket", e))?;
     let mut decoder = Decoder::new();
-    let hello = Hello {
-        min_version: u16::from(wire::VERSION),
-        max_version: u16::from(wire::VERSION),
-        capabilities: 0,
-        session: 0,
-        auth: Vec::new(),
-    };
-    exchange(&mut stream, &mut decoder, Opcode::Hello, 1, &hello.encode())?;
+    let welcome = exchange(
+        &mut stream,
+        &mut decoder,
+        Opcode::Hello,
+        1,
+        &Hello::new(0, 0).encode(),
+    )?;
+    wire::welcomed(0, &welcome).map_err(|(errno, what)| Error::new(errno, what))?;
     for request_id in 2.. {
         let mut record = Record::new();
         entry(registration).put(&mut record, "");

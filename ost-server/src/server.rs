@@ -24,8 +24,7 @@ use rawstor::daemon::{self, StopSignal, Woken};
 use rawstor::error::Error;
 use rawstor::store::{Store, StoreObject};
 use rawstor::wire::{
-    self, FLAG_FUA, FLAG_SHRINK, HEADER_LEN, Header, Hello, ListEntry, Marks, Opcode, Stat,
-    Welcome, WireError,
+    self, FLAG_FUA, FLAG_SHRINK, HEADER_LEN, Header, ListEntry, Marks, Opcode, Stat,
 };
 
 /// Reads and writes up to this size run on the connection's thread.
@@ -483,27 +482,13 @@ impl Server {
     }
 
     fn hello(&self, header: &Header, payload: &[u8]) -> Result<(Reply, u64), Reply> {
-        let hello = Hello::decode(payload)
-            .map_err(|e| Reply::error(header, e.errno(), &format!("bad Hello: {e}")))?;
-        let version = u16::from(wire::VERSION);
-        if hello.min_version > version || hello.max_version < version {
-            let err = WireError::BadVersion(hello.max_version.min(255) as u8);
-            return Err(Reply::error(header, err.errno(), &err.to_string()));
-        }
-        if !hello.auth.is_empty() {
-            return Err(Reply::error(
-                header,
-                libc::EPROTONOSUPPORT,
-                "authentication is not supported by this rawstor-ost",
-            ));
-        }
-        let welcome = Welcome {
-            version,
-            capabilities: hello.capabilities & (wire::caps::DEDUP | wire::caps::MARKS),
-            max_payload: wire::MAX_PAYLOAD,
+        let offer = wire::Offer {
+            capabilities: wire::caps::DEDUP | wire::caps::MARKS,
             store_id: self.store.id(),
         };
-        Ok((Reply::ok(header, welcome.encode()), hello.session))
+        let (welcome, session) = wire::accept_hello(payload, &offer)
+            .map_err(|e| Reply::error(header, e.errno(), &format!("bad Hello: {e}")))?;
+        Ok((Reply::ok(header, welcome.encode()), session))
     }
 
     fn object(&self, uuid: Uuid) -> Result<Arc<StoreObject>, Error> {

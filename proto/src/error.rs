@@ -19,18 +19,23 @@ pub enum WireError {
     BadPayloadChecksum,
     /// A payload that does not parse.
     Malformed(&'static str),
+    /// A handshake asks for what this peer does not do.
+    Unsupported(&'static str),
 }
 
 impl WireError {
     /// The stream can no longer be framed: the connection must close.
     pub fn is_fatal(&self) -> bool {
-        !matches!(self, Self::BadPayloadChecksum | Self::Malformed(_))
+        !matches!(
+            self,
+            Self::BadPayloadChecksum | Self::Malformed(_) | Self::Unsupported(_)
+        )
     }
 
     /// The errno an error reply carries for it.
     pub fn errno(&self) -> i32 {
         match self {
-            Self::BadVersion(_) => libc::EPROTONOSUPPORT,
+            Self::BadVersion(_) | Self::Unsupported(_) => libc::EPROTONOSUPPORT,
             Self::PayloadTooLarge(_) => libc::EMSGSIZE,
             Self::Malformed(_) => libc::EINVAL,
             Self::BadMagic(_) | Self::BadHeaderChecksum | Self::BadPayloadChecksum => libc::EBADMSG,
@@ -52,6 +57,7 @@ impl fmt::Display for WireError {
             }
             Self::BadPayloadChecksum => f.write_str("frame payload checksum mismatch"),
             Self::Malformed(what) => write!(f, "malformed payload: {what}"),
+            Self::Unsupported(what) => write!(f, "{what} is not supported"),
         }
     }
 }

@@ -49,7 +49,7 @@ pub use bytes::{Reader, Writer};
 pub use crc::crc_of_blocks;
 pub use error::WireError;
 pub use frame::{Decoded, Decoder, Frame};
-pub use handshake::{Hello, Welcome};
+pub use handshake::{Hello, Offer, Welcome, accept_hello, welcomed};
 pub use header::Header;
 pub use opcode::Opcode;
 pub use records::*;
