@@ -33,7 +33,7 @@ use crate::lent::RawBuf;
 use crate::local::Local;
 use crate::mdt::{self, ClusterMap, Layout, ObjectRecord};
 use crate::net::Connection;
-use crate::pool::Pool;
+use crate::pool::{Pool, Workers};
 use crate::queue::Queue;
 use crate::queue::opcode::RAWSTOR_IO_MAX;
 use crate::redundancy::erasure::{Codec, Erasure};
@@ -166,6 +166,8 @@ pub(crate) struct Shared {
     pub(crate) event_loop: EventLoop,
     /// Threads for erasure-coded operations, started with the first.
     pool: OnceLock<Arc<Pool>>,
+    /// Threads that record missed shards in the MDT (see [`Workers`]).
+    settle: OnceLock<Arc<Pool>>,
     /// Renews the writer leases of mdt:// objects.
     keeper: Arc<Keeper>,
     /// The lease and write intent of each mdt:// object open here: one
@@ -189,6 +191,21 @@ impl Shared {
         let pool = Arc::new(Pool::new(POOL_THREADS, "rawstor-ec")?);
         Ok(Arc::clone(self.pool.get_or_init(|| pool)))
     }
+
+    /// The worker threads and the settling threads (made on first use).
+    fn workers(&self) -> Result<Workers> {
+        let settle = match self.settle.get() {
+            Some(settle) => Arc::clone(settle),
+            None => {
+                let settle = Arc::new(Pool::new(SETTLE_THREADS, "rawstor-settle")?);
+                Arc::clone(self.settle.get_or_init(|| settle))
+            }
+        };
+        Ok(Workers {
+            pool: self.pool()?,
+            settle,
+        })
+    }
 }
 
 /// Worker threads for erasure-coded operations: each blocks on the
@@ -197,6 +214,11 @@ impl Shared {
 /// cores (threads switching, each with cold caches), and 4 KiB reads at
 /// QD16 gained nothing (BENCHMARKS.md).
 const POOL_THREADS: usize = 8;
+
+/// Threads recording missed shards in the MDT at once: a write in flight
+/// per queue slot may miss a shard at the moment it fails; the first
+/// marks it stale here, and the others queue behind it for the MDT.
+const SETTLE_THREADS: usize = 2;
 
 /// How [`Instance::open_backend`] opens a single copy.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -230,6 +252,7 @@ impl Instance {
                 session: crate::sys::random_u64() | 1,
                 event_loop: EventLoop::start()?,
                 pool: OnceLock::new(),
+                settle: OnceLock::new(),
                 keeper: Keeper::new(),
                 journals: Mutex::new(HashMap::new()),
                 break_lease: AtomicBool::new(
@@ -389,7 +412,7 @@ impl Instance {
             &record.stale,
             &record.dirty,
             journal,
-            self.shared.pool()?,
+            self.shared.workers()?,
             std::time::Duration::from_millis(u64::from(self.shared.options.straggler_ms)),
         )
     }

@@ -4,6 +4,8 @@
 
 use std::thread;
 
+use std::sync::Arc;
+
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::error::{Error, Result};
@@ -44,6 +46,29 @@ impl Pool {
         if let Some(jobs) = &self.jobs {
             // The workers hold the receiver for as long as the pool lives.
             let _ = jobs.send(Box::new(job));
+        }
+    }
+}
+
+/// The threads an erasure-coded object hands blocking work to.
+#[derive(Clone)]
+pub(crate) struct Workers {
+    /// Operations that wait on shards in turn (rebuilds, the read-modify-
+    /// writes that cannot start at once).
+    pub(crate) pool: Arc<Pool>,
+    /// Recording in the MDT the shards a write missed: threads of their
+    /// own, so that it never waits behind a worker that waits for the
+    /// stripes the write being settled still holds.
+    pub(crate) settle: Arc<Pool>,
+}
+
+impl Workers {
+    /// One thread of each, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Self {
+        Self {
+            pool: Arc::new(Pool::new(1, "test-pool").expect("a thread")),
+            settle: Arc::new(Pool::new(1, "test-settle").expect("a thread")),
         }
     }
 }

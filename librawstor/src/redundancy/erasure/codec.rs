@@ -100,7 +100,12 @@ impl Codec {
                         for (slot, shard) in few.iter_mut().zip(result.recovery_iter()) {
                             *slot = shard;
                         }
-                        return Ok(use_parity(&few[..self.parity]));
+                        let parity = &few[..self.parity];
+                        assert!(
+                            parity.iter().all(|row| row.len() == len),
+                            "parity rows as long as the data rows"
+                        );
+                        return Ok(use_parity(parity));
                     }
                     let parity: Vec<&[u8]> = result.recovery_iter().collect();
                     return Ok(use_parity(&parity));
@@ -117,6 +122,14 @@ impl Codec {
     pub fn rebuild(&self, present: &[(usize, &[u8])], want: &[usize]) -> Result<Vec<Vec<u8>>> {
         let k = self.data;
         let len = present.first().map_or(0, |(_, b)| b.len());
+        if present
+            .iter()
+            .any(|(i, b)| *i >= k + self.parity || b.len() != len)
+        {
+            return Err(Error::invalid(
+                "rows to rebuild from must be shards of this layout, of one length",
+            ));
+        }
         if present.len() < k {
             return Err(Error::new(
                 libc::EIO,
@@ -148,6 +161,7 @@ impl Codec {
                 }
                 let result = decoder.decode().map_err(codec_error)?;
                 for (i, restored) in result.restored_original_iter() {
+                    assert_eq!(restored.len(), len, "a rebuilt row as long as the others");
                     data[i] = Some(restored.to_vec());
                 }
                 Ok(())

@@ -43,7 +43,7 @@ use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::lent::{self, RawBuf};
 use crate::mdt::INTENT_REGION_BYTES;
-use crate::pool::Pool;
+use crate::pool::{Pool, Workers};
 use crate::redundancy::journal::Journal;
 use crate::redundancy::mirror::{Leg, ScrubReport};
 use crate::redundancy::straggler::{Fan, Latency, Pieces, Slow};
@@ -125,6 +125,8 @@ pub(crate) struct Erasure {
     writing: AtomicUsize,
     journal: Arc<dyn Journal>,
     pool: Arc<Pool>,
+    /// Where the shards a write missed are recorded (see [`Workers`]).
+    settle: Arc<Pool>,
     /// How long the shards take to answer a change, and a read.
     changes: Arc<Latency>,
     flushes: Arc<Latency>,
@@ -146,7 +148,7 @@ impl Erasure {
         stale: &[usize],
         dirty: &[u64],
         journal: Arc<dyn Journal>,
-        pool: Arc<Pool>,
+        workers: Workers,
         straggler: Duration,
     ) -> Result<Arc<Self>> {
         let mut marks = vec![false; shards.len()];
@@ -197,7 +199,8 @@ impl Erasure {
             spare: SpareRows::default(),
             writing: AtomicUsize::new(0),
             journal,
-            pool,
+            pool: workers.pool,
+            settle: workers.settle,
             changes: Arc::new(Latency::new(straggler)),
             flushes: Arc::new(Latency::new(straggler)),
             reads: Latency::new(straggler),
@@ -623,7 +626,10 @@ mod tests {
                 &[],
                 &[],
                 Arc::new(NoJournal),
-                Arc::clone(&pool),
+                Workers {
+                    pool: Arc::clone(&pool),
+                    settle: Arc::clone(&pool),
+                },
                 Duration::from_millis(600),
             )
             .is_err()
@@ -642,6 +648,7 @@ mod tests {
             spare: SpareRows::default(),
             writing: AtomicUsize::new(0),
             journal: Arc::new(NoJournal),
+            settle: Arc::clone(&pool),
             pool,
             changes: Arc::new(Latency::new(Duration::from_millis(600))),
             flushes: Arc::new(Latency::new(Duration::from_millis(600))),
@@ -704,7 +711,7 @@ mod tests {
             &[],
             &[],
             Arc::new(NoJournal),
-            Arc::new(Pool::new(1, "t").unwrap()),
+            Workers::for_tests(),
             Duration::from_millis(600),
         )
         .unwrap();

@@ -239,7 +239,12 @@ impl Erasure {
             ));
         }
         let refs: Vec<(usize, &[u8])> = present.iter().map(|(i, b)| (*i, b.as_slice())).collect();
-        self.codec.rebuild(&refs, want)
+        let rebuilt = self.codec.rebuild(&refs, want)?;
+        assert!(
+            rebuilt.len() == want.len() && rebuilt.iter().all(|r| r.len() == len),
+            "a rebuilt row per shard wanted, each {len} bytes"
+        );
+        Ok(rebuilt)
     }
 
     /// Fills `data[j][lo-base..hi-base]` for each `(j, lo, hi)` from data

@@ -190,7 +190,6 @@ pub(super) mod tests {
     use super::super::tests::NoJournal;
     use super::*;
     use crate::backend::Backend;
-    use crate::pool::Pool;
     use crate::store::Store;
     use crate::uuid::Uuid;
 
@@ -236,7 +235,7 @@ pub(super) mod tests {
             &[],
             &[],
             Arc::new(NoJournal),
-            Arc::new(Pool::new(1, "t").unwrap()),
+            crate::pool::Workers::for_tests(),
             std::time::Duration::from_millis(600),
         )
         .unwrap();

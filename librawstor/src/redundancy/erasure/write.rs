@@ -245,6 +245,10 @@ impl Erasure {
             fill(p.pos, &mut data[p.shard][at..at + p.len as usize]);
         }
         let refs: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
+        assert!(
+            refs.len() == k && refs.iter().all(|r| r.len() == row as usize),
+            "a data row per data shard, spanning the stripes"
+        );
         let missed = self.codec.encode_with(&refs, |parity| {
             let mut writes: Vec<(usize, u64, &[u8])> = Vec::new();
             for (j, span) in spans.iter().enumerate() {
@@ -456,6 +460,9 @@ impl StripeWrite {
                 // SAFETY: the caller lent `bufs` until the write's finish.
                 unsafe { lent::gather(&bufs, p.pos, &mut rows[p.shard][at..at + p.len as usize]) };
             }
+            let row = self.row_bytes() as usize;
+            assert_eq!(rows.len(), erasure.shards.len(), "a row per shard");
+            assert!(rows.iter().all(|r| r.len() == row), "rows span the stripes");
             let (data, parity) = rows.split_at_mut(k);
             let refs: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
             let encoded = erasure.codec.encode_with(&refs, |computed| {
@@ -514,30 +521,15 @@ impl StripeWrite {
             }
             None => {
                 // Recording the missed shards waits for the MDT, whose
-                // answer comes through this (the loop) thread: on a thread
-                // of its own, not a worker, as workers may be waiting for
-                // these stripes. Rare: the first write to miss a shard
-                // marks it stale, and later ones skip it.
-                let (me, shards) = (Arc::clone(&self), missed.clone());
-                let spawned = std::thread::Builder::new()
-                    .name("rawstor-settle".into())
-                    .spawn(move || {
-                        let result = me.erasure.settle(&shards).map(|()| me.len);
-                        me.complete(result);
-                    });
-                if let Err(err) = spawned {
-                    // As when the MDT cannot record it: the write fails,
-                    // and this opening reads the shards no more.
-                    let mut stale = self.erasure.stale.lock();
-                    for &i in &missed {
-                        stale[i] = true;
-                    }
-                    drop(stale);
-                    self.complete(Err(Error::io(
-                        "a shard missed the write, and no thread could be started to record it",
-                        err,
-                    )));
-                }
+                // answer comes through this (the loop) thread: on a
+                // settling thread, not a worker, as workers may be
+                // waiting for these stripes. Rare: the first write to miss
+                // a shard marks it stale, and later ones skip it.
+                let settle = Arc::clone(&self.erasure.settle);
+                settle.run(move || {
+                    let result = self.erasure.settle(&missed).map(|()| self.len);
+                    self.complete(result);
+                });
             }
         }
     }
