@@ -33,10 +33,10 @@ assert "create --uuid uses it" '[[ "$($RAWSTOR create "$LOC" --size=1M --uuid $U
 expect_error 2 "bad size" "bad size is exit 2" $RAWSTOR create "$LOC" --size 12Q
 expect_error 2 "absolute" "relative path is exit 2" $RAWSTOR create file://rel/dir --size 1M
 expect_error 2 "twice" "duplicate location is exit 2" $RAWSTOR create "$LOC,$LOC" --size 1M
-expect_error 2 "missing --size" "missing size is exit 2" $RAWSTOR create "$LOC"
+expect_error 2 "required arguments were not provided:.*--size" "missing size is exit 2" $RAWSTOR create "$LOC"
 expect_error 2 "bad target" "target without UUID is exit 2" $RAWSTOR info "$LOC"
 expect_error 2 "closing" "an unclosed IPv6 bracket is exit 2, not a host lookup" $RAWSTOR create "ost://[::1" --size 1M
-expect_error 2 "unknown command" "unknown command is exit 2" $RAWSTOR frobnicate
+expect_error 2 "unrecognized subcommand" "unknown command is exit 2" $RAWSTOR frobnicate
 expect_error 66 "does not exist" "missing object is exit 66" $RAWSTOR info "$LOC/0190a1b2-c3d4-7e5f-8a6b-000000000000"
 expect_error 71 "already exists" "existing UUID is refused" $RAWSTOR create "$LOC" --size 1M --uuid $UUID
 expect_error 2 "add --shrink" "shrink needs --shrink" $RAWSTOR resize "$TARGET" --size 4M
@@ -76,7 +76,7 @@ expect_error 66 "does not exist" "removed object is gone" $RAWSTOR info "$TARGET
 
 # ost:// and mirroring through the CLI, against real servers.
 OST_BIND_FLAG=-b # upstream's short form (tests/fio.sh uses --bind)
-expect_error 2 "missing --bind" "rawstor-ost without an address is exit 2" $OST "file://$WORK/x"
+expect_error 2 "not provided: --bind" "rawstor-ost without an address is exit 2" $OST "file://$WORK/x"
 expect_error 2 "file:// mountpaths" "rawstor-ost on a non-file location is exit 2" \
     $OST --bind 127.0.0.1:0 ost://127.0.0.1:7777
 start_ost ost-a; A=$OST_ADDR a_pid=$OST_PID

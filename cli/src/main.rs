@@ -1,6 +1,5 @@
 //! `rawstor`: create, inspect and exercise rawstor objects.
 
-mod args;
 mod bench;
 mod codec_bench;
 mod transfer;
@@ -8,54 +7,163 @@ mod transfer;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use args::{Args, Opt, UsageError, flag, value};
+use clap::{Parser, Subcommand};
 use rawstor::mdt::Layout;
 use rawstor::size::{format_size, parse_size};
 use rawstor::uri::Endpoint;
-use rawstor::{CreateSpec, Instance, Location, Options, Target};
+use rawstor::{CreateSpec, Instance, Location, Options, Target, Uuid};
 
-const USAGE: &str = "\
-usage: rawstor <command> [options]
-
-commands:
-  create LOCATION --size SIZE [--uuid UUID] [--chunk-size SIZE] [--layout L]
-                             create an object, print its target; on mdt://
-                             --layout replicas:N or ec:K+M (default
-                             replicas:3)
-  list [LOCATION]            print the targets at a location
-  info TARGET                print an object's size and layout (alias: show);
-                             on mdt:// also its placement and health
-  cluster mdt://HOST:PORT    print the cluster map: OSTs, state, capacity
-  remove TARGET              remove an object
-  repair TARGET              resync the stale copies of a mirrored target
-  scrub [--repair] TARGET    read every copy in full (checksums) and compare;
-                             --repair rewrites what is found wrong
-                             them; report what is wrong, change nothing
-  resize TARGET --size SIZE [--shrink]
-  import FILE TARGET         copy a file (or - for stdin) into an object
-  export TARGET FILE         copy an object into a file (or - for stdout)
-  testio TARGET --block-size 4K --io-depth N --count N
-                             write, read back and compare
-  bench-ec [--layout ec:K+M]  Reed-Solomon encode speed: the client's codec
-                             next to reed-solomon-simd on the same buffers
-  bench TARGET --rw randread|randwrite|read|write --bs 4K --iodepth N --runtime S
-        [--span SIZE] [--plain FILE]
-                             measure IOPS, MB/s and latency percentiles
-
+const AFTER_HELP: &str = "\
 LOCATION: file:///abs/dir, ost://host:port or mdt://host:port; a comma
 list mirrors (ost://a:7777,ost://b:7777). RAWSTOR_LOCATION is the default.
-SIZE: bytes or K/M/G/T. Bad input exits 2.";
+SIZE: bytes or K/M/G/T. Bad input exits 2; a failure exits with a
+sysexits code (66 not found, 69 unreachable, 71 other, 77 permission).";
+
+/// Create, inspect and exercise rawstor objects.
+#[derive(Parser)]
+#[command(
+    name = "rawstor",
+    version = rawstor::VERSION,
+    disable_version_flag = true,
+    after_help = AFTER_HELP
+)]
+struct Cli {
+    /// Print the version
+    #[arg(short = 'v', long, action = clap::ArgAction::Version)]
+    version: (),
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create an object, print its target
+    Create {
+        /// Where (default: RAWSTOR_LOCATION)
+        #[arg(env = "RAWSTOR_LOCATION", value_parser = location)]
+        location: Location,
+        /// Size
+        #[arg(short, long, value_parser = size)]
+        size: u64,
+        /// The object's UUID (default: a new one)
+        #[arg(short, long, value_parser = uuid)]
+        uuid: Option<Uuid>,
+        /// Chunk size
+        #[arg(long, value_parser = size)]
+        chunk_size: Option<u64>,
+        /// On mdt://: replicas:N or ec:K+M (default replicas:3)
+        #[arg(long, value_parser = layout)]
+        layout: Option<Layout>,
+    },
+    /// Print the targets at a location
+    List {
+        #[arg(env = "RAWSTOR_LOCATION", value_parser = location)]
+        location: Location,
+    },
+    /// Print an object's size and layout; on mdt:// also its placement
+    /// and health
+    #[command(alias = "show")]
+    Info {
+        #[arg(value_parser = target)]
+        target: Target,
+    },
+    /// Print the cluster map: OSTs, state, capacity
+    Cluster {
+        /// mdt://HOST:PORT
+        #[arg(env = "RAWSTOR_LOCATION", value_parser = location)]
+        location: Location,
+    },
+    /// Remove an object
+    Remove {
+        #[arg(value_parser = target)]
+        target: Target,
+    },
+    /// Make the stale copies or shards of a redundant object current
+    Repair {
+        #[arg(value_parser = target)]
+        target: Target,
+    },
+    /// Read every copy in full (checksums) and compare; report what is
+    /// wrong, change nothing
+    Scrub {
+        /// Rewrite what is found wrong
+        #[arg(long)]
+        repair: bool,
+        #[arg(value_parser = target)]
+        target: Target,
+    },
+    /// Change an object's size
+    Resize {
+        #[arg(value_parser = target)]
+        target: Target,
+        #[arg(short, long, value_parser = size)]
+        size: u64,
+        /// Allow the object to shrink
+        #[arg(long)]
+        shrink: bool,
+    },
+    /// Copy a file (or - for stdin) into an object
+    Import {
+        file: String,
+        #[arg(value_parser = target)]
+        target: Target,
+    },
+    /// Copy an object into a file (or - for stdout)
+    Export {
+        #[arg(value_parser = target)]
+        target: Target,
+        file: String,
+    },
+    /// Write, read back and compare
+    Testio {
+        #[arg(value_parser = target)]
+        target: Target,
+        #[arg(short, long, default_value = "4K", value_parser = size)]
+        block_size: u64,
+        #[arg(short = 'd', long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        io_depth: u32,
+        #[arg(short, long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        count: u64,
+    },
+    /// Reed-Solomon encode speed: the client's codec next to
+    /// reed-solomon-simd on the same buffers
+    BenchEc {
+        #[arg(long, default_value = "ec:4+2", value_parser = layout)]
+        layout: Layout,
+    },
+    /// Measure IOPS, MB/s and latency percentiles
+    Bench(BenchArgs),
+}
+
+/// `rawstor bench`.
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// The object (not with --plain)
+    #[arg(value_parser = target, required_unless_present = "plain")]
+    target: Option<Target>,
+    /// randread, randwrite, read or write
+    #[arg(long, default_value = "randread", value_parser = pattern)]
+    rw: bench::Pattern,
+    /// Block size (a multiple of 512)
+    #[arg(long, default_value = "4K", value_parser = size)]
+    bs: u64,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    iodepth: u32,
+    /// Seconds
+    #[arg(long, default_value = "10", value_parser = seconds)]
+    runtime: f64,
+    /// Bytes from the start to spread the I/O over
+    #[arg(long, value_parser = size)]
+    span: Option<u64>,
+    /// Measure a plain file instead, with the same loop
+    #[arg(long)]
+    plain: Option<String>,
+}
 
 /// A failure: usage (exit 2) or a library error (sysexits, as upstream).
 enum Failure {
     Usage(String),
     Runtime(rawstor::Error),
-}
-
-impl From<UsageError> for Failure {
-    fn from(err: UsageError) -> Self {
-        Failure::Usage(err.0)
-    }
 }
 
 impl From<rawstor::Error> for Failure {
@@ -72,37 +180,60 @@ fn main() -> ExitCode {
     // SAFETY: restoring the default disposition of SIGPIPE before any
     // thread exists.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    let raw: Vec<String> = std::env::args().skip(1).collect();
-    let Some(command) = raw.first() else {
-        eprintln!("{USAGE}");
-        return ExitCode::from(2);
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help, --version.
+        Err(err) if !err.use_stderr() => {
+            let _ = err.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(err) => {
+            eprintln!(
+                "rawstor: {} (see rawstor --help)",
+                rawstor::daemon::usage_line(&err.to_string())
+            );
+            return ExitCode::from(2);
+        }
     };
-    let rest = &raw[1..];
-    let result = match command.as_str() {
-        "-h" | "--help" | "help" => {
-            println!("{USAGE}");
-            Ok(())
+    let result = match cli.command {
+        Command::Create {
+            location,
+            size,
+            uuid,
+            chunk_size,
+            layout,
+        } => create(
+            &location,
+            CreateSpec {
+                size,
+                uuid,
+                chunk_size,
+                layout,
+            },
+        ),
+        Command::List { location } => list(&location),
+        Command::Info { target } => info(&target),
+        Command::Cluster { location } => cluster(&location),
+        Command::Remove { target } => {
+            instance().and_then(|i| i.remove(&target).map_err(Failure::from))
         }
-        "-v" | "--version" => {
-            println!("rawstor {}", rawstor::VERSION);
-            Ok(())
-        }
-        "create" => create(rest),
-        "list" => list(rest),
-        "info" | "show" => info(rest),
-        "cluster" => cluster(rest),
-        "remove" => remove(rest),
-        "repair" => repair(rest),
-        "scrub" => scrub(rest),
-        "resize" => resize(rest),
-        "import" => transfer::import(rest),
-        "export" => transfer::export(rest),
-        "testio" => testio(rest),
-        "bench" => bench_command(rest),
-        "bench-ec" => bench_ec(rest),
-        other => Err(Failure::Usage(format!(
-            "unknown command '{other}' (see rawstor --help)"
-        ))),
+        Command::Repair { target } => repair(&target),
+        Command::Scrub { repair, target } => scrub(&target, repair),
+        Command::Resize {
+            target,
+            size,
+            shrink,
+        } => resize(&target, size, shrink),
+        Command::Import { file, target } => transfer::import(&file, &target),
+        Command::Export { target, file } => transfer::export(&target, &file),
+        Command::Testio {
+            target,
+            block_size,
+            io_depth,
+            count,
+        } => testio(&target, block_size as usize, io_depth, count),
+        Command::BenchEc { layout } => bench_ec(layout),
+        Command::Bench(args) => bench_command(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -128,100 +259,63 @@ fn exit_code(err: &rawstor::Error) -> u8 {
     }
 }
 
-fn parse_args(command: &str, rest: &[String], opts: &[Opt]) -> Result<Args, Failure> {
-    Ok(Args::parse(command, rest, opts)?)
-}
+// ---- argument values (clap value parsers; their errors exit 2) ----
 
-/// Parses an address argument; its errors are bad input (exit 2).
-fn parse_addr<T: std::str::FromStr<Err = rawstor::Error>>(text: &str) -> Result<T, Failure> {
+fn location(text: &str) -> Result<Location, String> {
     text.parse()
-        .map_err(|e: rawstor::Error| Failure::Usage(e.to_string()))
+        .map_err(|e: rawstor::Error| e.context().to_string())
 }
 
-fn parse_size_opt(args: &Args, name: &str) -> Result<Option<u64>, Failure> {
-    args.get(name)
-        .map(|text| {
-            parse_size(text).map_err(|e| Failure::Usage(format!("--{name}: {}", e.context())))
-        })
-        .transpose()
+fn target(text: &str) -> Result<Target, String> {
+    text.parse()
+        .map_err(|e: rawstor::Error| e.context().to_string())
 }
 
-fn parse_count(args: &Args, name: &str, default: usize) -> Result<usize, Failure> {
-    match args.get(name) {
-        None => Ok(default),
-        Some(text) => match text.parse::<usize>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => Err(Failure::Usage(format!(
-                "--{name}: expected a positive number, got '{text}'"
-            ))),
-        },
-    }
+fn size(text: &str) -> Result<u64, String> {
+    parse_size(text).map_err(|e| e.context().to_string())
+}
+
+fn uuid(text: &str) -> Result<Uuid, String> {
+    rawstor::uuid::parse(text).map_err(|e| e.context().to_string())
+}
+
+fn layout(text: &str) -> Result<Layout, String> {
+    text.parse()
+        .map_err(|e: rawstor::Error| e.context().to_string())
+}
+
+fn pattern(text: &str) -> Result<bench::Pattern, String> {
+    bench::Pattern::parse(text).ok_or_else(|| "use randread, randwrite, read or write".to_string())
+}
+
+fn seconds(text: &str) -> Result<f64, String> {
+    text.trim_end_matches('s')
+        .parse()
+        .ok()
+        .filter(|s: &f64| *s > 0.0 && *s <= 86_400.0)
+        .ok_or_else(|| "seconds, e.g. 10".to_string())
 }
 
 pub(crate) fn instance() -> Result<Instance, Failure> {
     Ok(Instance::new(Options::from_env()?)?)
 }
 
-fn location_arg(args: &Args, command: &str) -> Result<Location, Failure> {
-    match args.positional.first() {
-        Some(text) => parse_addr(text),
-        None => match std::env::var("RAWSTOR_LOCATION") {
-            Ok(text) => parse_addr(&text),
-            Err(_) => Err(Failure::Usage(format!(
-                "{command}: missing LOCATION (or set RAWSTOR_LOCATION)"
-            ))),
-        },
-    }
-}
-
-fn target_arg(args: &Args, index: usize, command: &str) -> Result<Target, Failure> {
-    parse_addr(args.positional(index, command, "TARGET")?)
-}
-
-fn create(rest: &[String]) -> CliResult {
-    let opts = [
-        value("size", Some('s')),
-        value("uuid", Some('u')),
-        value("chunk-size", None),
-        value("layout", None),
-    ];
-    let args = parse_args("create", rest, &opts)?;
-    args.at_most(1, "create")?;
-    let location = location_arg(&args, "create")?;
-    let size = parse_size_opt(&args, "size")?
-        .ok_or_else(|| Failure::Usage("create: missing --size".into()))?;
-    let uuid = args
-        .get("uuid")
-        .map(|text| rawstor::uuid::parse(text).map_err(|e| Failure::Usage(e.to_string())))
-        .transpose()?;
-    let chunk_size = parse_size_opt(&args, "chunk-size")?;
-    let layout = args.get("layout").map(parse_addr).transpose()?;
-    if layout.is_some() && !matches!(location.endpoints(), [Endpoint::Mdt(_)]) {
+fn create(location: &Location, spec: CreateSpec) -> CliResult {
+    if spec.layout.is_some() && !matches!(location.endpoints(), [Endpoint::Mdt(_)]) {
         return Err(Failure::Usage(
             "create: --layout needs an mdt:// location (a comma list of ost:// mirrors)".into(),
         ));
     }
-    let target = instance()?.create(
-        &location,
-        &CreateSpec {
-            size,
-            uuid,
-            chunk_size,
-            layout,
-        },
-    )?;
+    let target = instance()?.create(location, &spec)?;
     println!("{target}");
     Ok(())
 }
 
-fn list(rest: &[String]) -> CliResult {
-    let args = parse_args("list", rest, &[])?;
-    args.at_most(1, "list")?;
-    let location = location_arg(&args, "list")?;
+fn list(location: &Location) -> CliResult {
     let instance = instance()?;
     let mut after = None;
     loop {
-        let page = instance.list(&location, after, 0)?;
+        let page = instance.list(location, after, 0)?;
         for info in &page {
             println!("{}", location.target(info.uuid));
         }
@@ -234,10 +328,7 @@ fn list(rest: &[String]) -> CliResult {
     }
 }
 
-fn bench_ec(rest: &[String]) -> CliResult {
-    let args = parse_args("bench-ec", rest, &[value("layout", None)])?;
-    args.at_most(0, "bench-ec")?;
-    let layout: Layout = args.get("layout").unwrap_or("ec:4+2").parse()?;
+fn bench_ec(layout: Layout) -> CliResult {
     let Layout::Erasure { data, parity } = layout else {
         return Err(Failure::Usage("bench-ec takes an ec:K+M layout".into()));
     };
@@ -245,12 +336,9 @@ fn bench_ec(rest: &[String]) -> CliResult {
     Ok(())
 }
 
-fn info(rest: &[String]) -> CliResult {
-    let args = parse_args("info", rest, &[])?;
-    args.at_most(1, "info")?;
-    let target = target_arg(&args, 0, "info")?;
+fn info(target: &Target) -> CliResult {
     let instance = instance()?;
-    let info = instance.stat(&target)?;
+    let info = instance.stat(target)?;
     println!("target: {target}");
     println!("size: {}", format_size(info.size));
     println!("size_bytes: {}", info.size);
@@ -258,7 +346,7 @@ fn info(rest: &[String]) -> CliResult {
     println!("block_size: {}", info.block_size);
     println!("checksums: crc32 per {} bytes", info.block_size);
     if let [Endpoint::Mdt(_)] = target.location.endpoints() {
-        let record = instance.object_record(&target)?;
+        let record = instance.object_record(target)?;
         let map = instance.cluster_map(&target.location)?;
         println!("layout: {}", record.layout);
         for (i, placed) in record.placement.iter().enumerate() {
@@ -289,11 +377,8 @@ fn info(rest: &[String]) -> CliResult {
     Ok(())
 }
 
-fn cluster(rest: &[String]) -> CliResult {
-    let args = parse_args("cluster", rest, &[])?;
-    args.at_most(1, "cluster")?;
-    let location = location_arg(&args, "cluster")?;
-    let map = instance()?.cluster_map(&location)?;
+fn cluster(location: &Location) -> CliResult {
+    let map = instance()?.cluster_map(location)?;
     println!("map version {}, {} OSTs", map.version, map.osts.len());
     for ost in &map.osts {
         println!(
@@ -309,21 +394,11 @@ fn cluster(rest: &[String]) -> CliResult {
     Ok(())
 }
 
-fn remove(rest: &[String]) -> CliResult {
-    let args = parse_args("remove", rest, &[])?;
-    args.at_most(1, "remove")?;
-    instance()?.remove(&target_arg(&args, 0, "remove")?)?;
-    Ok(())
-}
-
-fn repair(rest: &[String]) -> CliResult {
-    let args = parse_args("repair", rest, &[])?;
-    args.at_most(1, "repair")?;
-    let target = target_arg(&args, 0, "repair")?;
+fn repair(target: &Target) -> CliResult {
     let instance = instance()?;
-    let size = instance.stat(&target)?.size;
+    let size = instance.stat(target)?.size;
     let mut bar: Option<transfer::Progress> = None;
-    let repaired = instance.repair(&target, &mut |done, total| {
+    let repaired = instance.repair(target, &mut |done, total| {
         bar.get_or_insert_with(|| transfer::Progress::new(total))
             .update(done)
     })?;
@@ -339,13 +414,9 @@ fn repair(rest: &[String]) -> CliResult {
     Ok(())
 }
 
-fn scrub(rest: &[String]) -> CliResult {
-    let args = parse_args("scrub", rest, &[flag("repair", None)])?;
-    args.at_most(1, "scrub")?;
-    let target = target_arg(&args, 0, "scrub")?;
-    let repair = args.has("repair");
+fn scrub(target: &Target, repair: bool) -> CliResult {
     let mut bar: Option<transfer::Progress> = None;
-    let report = instance()?.scrub(&target, repair, &mut |done, total| {
+    let report = instance()?.scrub(target, repair, &mut |done, total| {
         bar.get_or_insert_with(|| transfer::Progress::new(total))
             .update(done)
     })?;
@@ -390,16 +461,10 @@ fn scrub(rest: &[String]) -> CliResult {
     )))
 }
 
-fn resize(rest: &[String]) -> CliResult {
-    let opts = [value("size", Some('s')), flag("shrink", None)];
-    let args = parse_args("resize", rest, &opts)?;
-    args.at_most(1, "resize")?;
-    let target = target_arg(&args, 0, "resize")?;
-    let size = parse_size_opt(&args, "size")?
-        .ok_or_else(|| Failure::Usage("resize: missing --size".into()))?;
-    let object = instance()?.open(&target)?;
-    object.resize(size, args.has("shrink")).map_err(|e| {
-        if e.errno() == libc::EINVAL && !args.has("shrink") && size < object.size() {
+fn resize(target: &Target, size: u64, shrink: bool) -> CliResult {
+    let object = instance()?.open(target)?;
+    object.resize(size, shrink).map_err(|e| {
+        if e.errno() == libc::EINVAL && !shrink && size < object.size() {
             Failure::Usage(format!("resize: {} (add --shrink)", e.context()))
         } else {
             Failure::Runtime(e)
@@ -409,32 +474,27 @@ fn resize(rest: &[String]) -> CliResult {
     Ok(())
 }
 
-fn testio(rest: &[String]) -> CliResult {
-    let opts = [
-        value("block-size", Some('b')),
-        value("io-depth", Some('d')),
-        value("count", Some('c')),
-    ];
-    let args = parse_args("testio", rest, &opts)?;
-    args.at_most(1, "testio")?;
-    let target = target_arg(&args, 0, "testio")?;
-    let block_size = parse_size_opt(&args, "block-size")?.unwrap_or(4096) as usize;
-    let iodepth = parse_count(&args, "io-depth", 1)?;
-    let count = parse_count(&args, "count", 1)?;
+fn testio(target: &Target, block_size: usize, iodepth: u32, count: u64) -> CliResult {
     if block_size == 0 {
         return Err(Failure::Usage(
             "testio: --block-size must be positive".into(),
         ));
     }
     let instance = instance()?;
-    let object = instance.open(&target)?;
+    let object = instance.open(target)?;
     if (block_size as u64) > object.size() {
         return Err(Failure::Usage(format!(
             "testio: block size {block_size} is larger than the object"
         )));
     }
-    let queue = instance.queue(iodepth as u32)?;
-    let mismatches = bench::testio(&object, &queue, block_size, iodepth, count)?;
+    let queue = instance.queue(iodepth)?;
+    let mismatches = bench::testio(
+        &object,
+        &queue,
+        block_size,
+        iodepth as usize,
+        count as usize,
+    )?;
     object.close()?;
     if mismatches > 0 {
         return Err(Failure::Runtime(rawstor::Error::new(
@@ -449,36 +509,10 @@ fn testio(rest: &[String]) -> CliResult {
     Ok(())
 }
 
-fn bench_command(rest: &[String]) -> CliResult {
-    let opts = [
-        value("rw", None),
-        value("bs", None),
-        value("iodepth", None),
-        value("runtime", None),
-        value("span", None),
-        value("plain", None),
-    ];
-    let args = parse_args("bench", rest, &opts)?;
-    args.at_most(1, "bench")?;
-    let rw = args.get("rw").unwrap_or("randread");
-    let pattern = bench::Pattern::parse(rw).ok_or_else(|| {
-        Failure::Usage(format!(
-            "bench: --rw '{rw}': use randread, randwrite, read or write"
-        ))
-    })?;
-    let block_size = parse_size_opt(&args, "bs")?.unwrap_or(4096) as usize;
-    let iodepth = parse_count(&args, "iodepth", 1)?;
-    let runtime_s: f64 = match args.get("runtime") {
-        None => 10.0,
-        Some(text) => text
-            .trim_end_matches('s')
-            .parse()
-            .ok()
-            .filter(|s: &f64| *s > 0.0 && *s <= 86_400.0)
-            .ok_or_else(|| {
-                Failure::Usage(format!("bench: --runtime '{text}': seconds, e.g. 10"))
-            })?,
-    };
+fn bench_command(args: BenchArgs) -> CliResult {
+    let pattern = args.rw;
+    let block_size = args.bs as usize;
+    let iodepth = args.iodepth as usize;
     if block_size == 0 || block_size % 512 != 0 {
         return Err(Failure::Usage(
             "bench: --bs must be a positive multiple of 512".into(),
@@ -488,10 +522,10 @@ fn bench_command(rest: &[String]) -> CliResult {
         pattern,
         block_size,
         iodepth,
-        runtime: Duration::from_secs_f64(runtime_s),
-        span: parse_size_opt(&args, "span")?.unwrap_or(u64::MAX),
+        runtime: Duration::from_secs_f64(args.runtime),
+        span: args.span.unwrap_or(u64::MAX),
     };
-    if let Some(path) = args.get("plain") {
+    if let Some(path) = &args.plain {
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(pattern == bench::Pattern::RandWrite || pattern == bench::Pattern::Write)
@@ -507,7 +541,7 @@ fn bench_command(rest: &[String]) -> CliResult {
         report.print("plain", &spec);
         return Ok(());
     }
-    let target = target_arg(&args, 0, "bench")?;
+    let target = args.target.expect("clap requires a target without --plain");
     let instance = instance()?;
     let object = instance.open(&target)?;
     spec.span = spec.span.min(object.size());
@@ -516,7 +550,7 @@ fn bench_command(rest: &[String]) -> CliResult {
             "bench: --bs is larger than the object".into(),
         ));
     }
-    let queue = instance.queue(iodepth as u32)?;
+    let queue = instance.queue(args.iodepth)?;
     let mut report = bench::run_queue(&object, &queue, &spec)?;
     object.close()?;
     report.print("rawstor", &spec);

@@ -8,8 +8,9 @@ use std::time::Instant;
 
 use rawstor::size::format_size;
 
-use crate::args::Args;
-use crate::{CliResult, Failure, parse_addr};
+use rawstor::Target;
+
+use crate::{CliResult, Failure};
 
 /// Bytes moved per step.
 const STEP_BYTES: usize = 1 << 20;
@@ -71,11 +72,8 @@ fn read_full(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(filled)
 }
 
-pub fn import(rest: &[String]) -> CliResult {
-    let args = Args::parse("import", rest, &[])?;
-    args.at_most(2, "import")?;
-    let path = args.positional(0, "import", "FILE")?;
-    let target: rawstor::Target = parse_addr(args.positional(1, "import", "TARGET")?)?;
+/// `rawstor import FILE TARGET`.
+pub fn import(path: &str, target: &Target) -> CliResult {
     let mut input: Box<dyn Read> = if path == "-" {
         Box::new(std::io::stdin().lock())
     } else {
@@ -86,7 +84,7 @@ pub fn import(rest: &[String]) -> CliResult {
     } else {
         std::fs::metadata(path).ok().map(|m| m.len())
     };
-    let object = crate::instance()?.open(&target)?;
+    let object = crate::instance()?.open(target)?;
     let size = object.size();
     if let Some(len) = file_len.filter(|&len| len > size) {
         return Err(Failure::Usage(format!(
@@ -119,12 +117,9 @@ pub fn import(rest: &[String]) -> CliResult {
     Ok(())
 }
 
-pub fn export(rest: &[String]) -> CliResult {
-    let args = Args::parse("export", rest, &[])?;
-    args.at_most(2, "export")?;
-    let target: rawstor::Target = parse_addr(args.positional(0, "export", "TARGET")?)?;
-    let path = args.positional(1, "export", "FILE")?;
-    let object = crate::instance()?.open(&target)?;
+/// `rawstor export TARGET FILE`.
+pub fn export(target: &Target, path: &str) -> CliResult {
+    let object = crate::instance()?.open(target)?;
     let size = object.size();
     let to_stdout = path == "-";
     let mut file = if to_stdout {

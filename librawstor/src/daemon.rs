@@ -114,52 +114,16 @@ pub fn listen(
     Ok((listener, stop, bound))
 }
 
-/// A server's command line read one argument at a time: `--name value`,
-/// `--name=value`, `-x value`, and positional arguments.
-pub struct CommandLine {
-    args: std::vec::IntoIter<String>,
-}
-
-impl CommandLine {
-    /// The process's arguments after the program name.
-    pub fn from_env() -> Self {
-        Self::new(std::env::args().skip(1).collect())
-    }
-
-    pub fn new(args: Vec<String>) -> Self {
-        Self {
-            args: args.into_iter(),
-        }
-    }
-
-    /// The next argument, and the value written inline as `--name=value`.
-    pub fn next_arg(&mut self) -> Option<(String, Option<String>)> {
-        let arg = self.args.next()?;
-        Some(match arg.split_once('=') {
-            Some((name, value)) if name.starts_with("--") => (name.into(), Some(value.into())),
-            _ => (arg, None),
-        })
-    }
-
-    /// An option's value: the inline one, or the next argument.
-    pub fn value(&mut self, inline: Option<String>, name: &str) -> Result<String, String> {
-        inline
-            .or_else(|| self.args.next())
-            .ok_or_else(|| format!("{name} needs a value"))
-    }
-
-    /// An option's value that must be a positive number.
-    pub fn positive<T: std::str::FromStr + PartialOrd + Default>(
-        &mut self,
-        inline: Option<String>,
-        name: &str,
-    ) -> Result<T, String> {
-        let text = self.value(inline, name)?;
-        match text.parse::<T>() {
-            Ok(n) if n > T::default() => Ok(n),
-            _ => Err(format!("{name} '{text}' is not a positive number")),
-        }
-    }
+/// A usage error as one line, from an argument parser's rendered
+/// message (clap's, in the CLI and both servers): its first paragraph,
+/// without the "error: " it starts with and the usage block after it.
+pub fn usage_line(rendered: &str) -> String {
+    let message: Vec<&str> = rendered
+        .lines()
+        .take_while(|line| !line.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    message.join(" ").trim_start_matches("error: ").to_string()
 }
 
 #[cfg(test)]
@@ -167,34 +131,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn command_line_reads_both_spellings_and_checks_numbers() {
-        let words = ["--bind=a:1", "-b", "b:2", "--workers", "0", "pos", "--data"];
-        let mut line = CommandLine::new(words.iter().map(|w| w.to_string()).collect());
-        let (name, inline) = line.next_arg().unwrap();
+    fn a_usage_error_is_one_line() {
+        let rendered = "error: the following required arguments were not provided:\n  --bind <BIND>\n\nUsage: rawstor-ost --bind <BIND> <LOCATION>\n\nFor more information, try '--help'.\n";
         assert_eq!(
-            (
-                name.as_str(),
-                line.value(inline, "--bind").unwrap().as_str()
-            ),
-            ("--bind", "a:1")
+            usage_line(rendered),
+            "the following required arguments were not provided: --bind <BIND>"
         );
-        let (name, inline) = line.next_arg().unwrap();
-        assert_eq!(
-            (name.as_str(), line.value(inline, "-b").unwrap().as_str()),
-            ("-b", "b:2")
-        );
-        let (_, inline) = line.next_arg().unwrap();
-        assert!(
-            line.positive::<usize>(inline, "--workers")
-                .unwrap_err()
-                .contains("not a positive")
-        );
-        assert_eq!(line.next_arg(), Some(("pos".into(), None)));
-        let (_, inline) = line.next_arg().unwrap();
-        assert_eq!(
-            line.value(inline, "--data").unwrap_err(),
-            "--data needs a value"
-        );
-        assert_eq!(line.next_arg(), None);
+        assert_eq!(usage_line("error: bad\n"), "bad");
     }
 }

@@ -20,92 +20,78 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use rawstor::daemon::{self, CommandLine, Woken};
+use clap::Parser;
+use rawstor::daemon::{self, Woken};
 use rawstor::error::Error;
 use rawstor::wire::{self, Decoded, Decoder, Header, Opcode};
 
 use state::Mdt;
-
-const USAGE: &str = "\
-usage: rawstor-mdt [options] -b|--bind ADDR --data DIR[,DIR...]
-
-Keeps a rawstor cluster's map and object records (the mdt:// protocol).
-
-  -b, --bind ADDR          address to listen on, e.g. 127.0.0.1:7700 (port 0
-                           picks one; the address is printed on stdout)
-  --data DIR[,DIR...]      where the records live: one directory keeps three
-                           copies in it; several keep one copy each
-  --heartbeat-timeout-ms N an OST silent this long is down (default 3000)
-  -h, --help               this text
-  -v, --version            the version
-
-SIGTERM or SIGINT: stop accepting and exit 0. Records are written before
-each answer; a request cut by the exit gets no answer, and its client
-retries or fails with a clear error.";
 
 /// Copies of every control file when `--data` names one directory.
 const COPIES_IN_ONE_DIR: usize = 3;
 /// Longest time a connection waits for the rest of a frame.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Keeps a rawstor cluster's map and object records (the mdt://
+/// protocol).
+#[derive(Parser)]
+#[command(
+    name = "rawstor-mdt",
+    version = rawstor::VERSION,
+    disable_version_flag = true,
+    after_help = "SIGTERM or SIGINT: stop accepting and exit 0. Records are written before each answer; a request cut by the exit gets no answer, and its client retries or fails with a clear error."
+)]
 struct Args {
+    /// Print the version
+    #[arg(short = 'v', long, action = clap::ArgAction::Version)]
+    version: (),
+    /// Address to listen on, e.g. 127.0.0.1:7700 (port 0 picks one; the
+    /// address is printed on stdout)
+    #[arg(short, long)]
     bind: String,
-    data: Vec<PathBuf>,
-    heartbeat_timeout: Duration,
+    /// Where the records live: one directory keeps three copies in it;
+    /// several (DIR,DIR...) keep one copy each
+    #[arg(long, value_parser = data_dirs)]
+    data: DataDirs,
+    /// An OST silent this long is down
+    #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1..))]
+    heartbeat_timeout_ms: u64,
 }
 
-fn parse_args() -> Result<Option<Args>, String> {
-    let (mut bind, mut data, mut timeout_ms) = (None, None, 3000u64);
-    let mut line = CommandLine::from_env();
-    while let Some((name, inline)) = line.next_arg() {
-        match name.as_str() {
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return Ok(None);
-            }
-            "-v" | "--version" => {
-                println!("rawstor-mdt {}", rawstor::VERSION);
-                return Ok(None);
-            }
-            "-b" | "--bind" => bind = Some(line.value(inline, "--bind")?),
-            "--data" => data = Some(line.value(inline, "--data")?),
-            "--heartbeat-timeout-ms" => {
-                timeout_ms = line.positive(inline, "--heartbeat-timeout-ms")?
-            }
-            other => return Err(format!("unexpected argument '{other}'")),
-        }
-    }
-    let data = data.ok_or("missing --data DIR")?;
-    let dirs: Vec<PathBuf> = data.split(',').map(PathBuf::from).collect();
+/// Where the records live (`--data`).
+#[derive(Clone)]
+struct DataDirs(Vec<PathBuf>);
+
+/// `--data`: absolute directories; one becomes [`COPIES_IN_ONE_DIR`].
+fn data_dirs(text: &str) -> Result<DataDirs, String> {
+    let dirs: Vec<PathBuf> = text.split(',').map(PathBuf::from).collect();
     if let Some(relative) = dirs.iter().find(|d| !d.is_absolute()) {
-        return Err(format!(
-            "--data {}: use an absolute path",
-            relative.display()
-        ));
+        return Err(format!("{}: use an absolute path", relative.display()));
     }
-    let data = match dirs.as_slice() {
+    Ok(DataDirs(match dirs.as_slice() {
         [one] => (1..=COPIES_IN_ONE_DIR)
             .map(|i| one.join(format!("copy-{i}")))
             .collect(),
         _ => dirs,
-    };
-    Ok(Some(Args {
-        bind: bind.ok_or("missing --bind ADDR")?,
-        data,
-        heartbeat_timeout: Duration::from_millis(timeout_ms),
     }))
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(Some(args)) => args,
-        Ok(None) => return ExitCode::SUCCESS,
-        Err(message) => {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        // --help, --version.
+        Err(err) if !err.use_stderr() => {
+            let _ = err.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(err) => {
+            let message = daemon::usage_line(&err.to_string());
             eprintln!("rawstor-mdt: {message} (see rawstor-mdt --help)");
             return ExitCode::from(2);
         }
     };
-    let mdt = match Mdt::open(args.data.clone(), args.heartbeat_timeout) {
+    let heartbeat_timeout = Duration::from_millis(args.heartbeat_timeout_ms);
+    let mdt = match Mdt::open(args.data.0.clone(), heartbeat_timeout) {
         Ok(mdt) => Arc::new(mdt),
         Err(e) => {
             eprintln!("rawstor-mdt: cannot open the records: {e}");
@@ -123,6 +109,7 @@ fn main() -> ExitCode {
         "rawstor-mdt: {} keeping records in {}",
         mdt.id(),
         args.data
+            .0
             .iter()
             .map(|d| d.display().to_string())
             .collect::<Vec<_>>()

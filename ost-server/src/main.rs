@@ -7,113 +7,94 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use rawstor::Location;
-use rawstor::daemon::{self, CommandLine};
+use rawstor::daemon;
 use rawstor::store::Store;
 use rawstor::uri::Endpoint;
-
-const USAGE: &str = "\
-usage: rawstor-ost [options] -b|--bind ADDR LOCATION
-
-Serves a rawstor store over TCP (the ost:// protocol).
-
-  -b, --bind ADDR         address to listen on, e.g. 127.0.0.1:7777 (port 0
-                          picks one; the address is printed on stdout)
-  LOCATION                file:///dir[,file:///dir2...]: the store's
-                          mountpaths (created when missing)
-  --queue-size N          requests of one connection in flight (default 4096)
-  --workers N             threads for slow requests: flush, FUA, large I/O,
-                          metadata (default 4)
-  --max-connections N     connections served at once (default 1024)
-  --mdt mdt://HOST:PORT   register with a rawstor-mdt and heartbeat to it
-  --domain NAME           failure domain told to the MDT (default: hostname)
-  --advertise HOST:PORT   address told to the MDT (default: the bound one)
-  -h, --help              this text
-  -v, --version           the version
-
-SIGTERM or SIGINT: stop accepting, finish in-flight requests, flush, exit 0.";
 
 /// How long in-flight requests may run after SIGTERM before their
 /// connections are closed (the flush that follows fits in the 5 s a
 /// service manager is promised).
 const STOP_GRACE: Duration = Duration::from_millis(3500);
 
+/// Serves a rawstor store over TCP (the ost:// protocol).
+#[derive(Parser)]
+#[command(
+    name = "rawstor-ost",
+    version = rawstor::VERSION,
+    disable_version_flag = true,
+    after_help = "SIGTERM or SIGINT: stop accepting, finish in-flight requests, flush, exit 0."
+)]
 struct Args {
+    /// Print the version
+    #[arg(short = 'v', long, action = clap::ArgAction::Version)]
+    version: (),
+    /// Address to listen on, e.g. 127.0.0.1:7777 (port 0 picks one; the
+    /// address is printed on stdout)
+    #[arg(short, long)]
     bind: String,
+    /// file:///dir[,file:///dir2...]: the store's mountpaths (created when
+    /// missing)
+    #[arg(value_parser = location)]
     location: Location,
+    /// Requests of one connection in flight
+    #[arg(long, default_value_t = 4096, value_parser = positive)]
     queue_size: usize,
+    /// Threads for slow requests: flush, FUA, large I/O, metadata
+    #[arg(long, default_value_t = 4, value_parser = positive)]
     workers: usize,
+    /// Connections served at once
+    #[arg(long, default_value_t = 1024, value_parser = positive)]
     max_connections: usize,
+    /// Register with a rawstor-mdt (mdt://HOST:PORT) and heartbeat to it
+    #[arg(long, value_parser = mdt)]
     mdt: Option<String>,
+    /// Failure domain told to the MDT (default: the hostname)
+    #[arg(long, value_parser = one_line)]
     domain: Option<String>,
+    /// Address told to the MDT (default: the bound one)
+    #[arg(long, value_parser = one_line)]
     advertise: Option<String>,
 }
 
-fn parse_args() -> Result<Option<Args>, String> {
-    let mut bind = None;
-    let mut location = None;
-    let mut queue_size = 4096;
-    let mut workers = 4;
-    let mut max_connections = 1024;
-    let (mut mdt, mut domain, mut advertise) = (None, None, None);
-    let mut line = CommandLine::from_env();
-    while let Some((name, inline)) = line.next_arg() {
-        match name.as_str() {
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return Ok(None);
-            }
-            "-v" | "--version" => {
-                println!("rawstor-ost {}", rawstor::VERSION);
-                return Ok(None);
-            }
-            "-b" | "--bind" => bind = Some(line.value(inline, "--bind")?),
-            "--queue-size" => queue_size = line.positive(inline, "--queue-size")?,
-            "--workers" => workers = line.positive(inline, "--workers")?,
-            "--max-connections" => max_connections = line.positive(inline, "--max-connections")?,
-            "--mdt" => {
-                let text = line.value(inline, "--mdt")?;
-                let location = text
-                    .parse::<Location>()
-                    .map_err(|e| e.context().to_string())?;
-                match location.endpoints() {
-                    [Endpoint::Mdt(addr)] => mdt = Some(addr.clone()),
-                    _ => return Err(format!("--mdt '{text}' is not one mdt://HOST:PORT")),
-                }
-            }
-            "--domain" => domain = Some(one_line(line.value(inline, "--domain")?, "--domain")?),
-            "--advertise" => {
-                advertise = Some(one_line(line.value(inline, "--advertise")?, "--advertise")?)
-            }
-            other if other.starts_with('-') && other.len() > 1 => {
-                return Err(format!("unknown option '{other}'"));
-            }
-            _ if location.is_none() => {
-                location = Some(
-                    name.parse::<Location>()
-                        .map_err(|e| e.context().to_string())?,
-                )
-            }
-            _ => return Err(format!("unexpected argument '{name}'")),
-        }
+fn location(text: &str) -> Result<Location, String> {
+    text.parse()
+        .map_err(|e: rawstor::Error| e.context().to_string())
+}
+
+fn positive(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err("not a positive number".into()),
     }
-    Ok(Some(Args {
-        bind: bind.ok_or("missing --bind ADDR")?,
-        location: location.ok_or("missing LOCATION (file:///dir[,file:///dir2...])")?,
-        queue_size,
-        workers,
-        max_connections,
-        mdt,
-        domain,
-        advertise,
-    }))
+}
+
+fn mdt(text: &str) -> Result<String, String> {
+    match location(text)?.endpoints() {
+        [Endpoint::Mdt(addr)] => Ok(addr.clone()),
+        _ => Err("not one mdt://HOST:PORT".into()),
+    }
+}
+
+/// A value told to the MDT: one line, not empty.
+fn one_line(text: &str) -> Result<String, String> {
+    if text.is_empty() || text.contains(['\n', '\r']) {
+        return Err("must be one non-empty line".into());
+    }
+    Ok(text.to_string())
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(Some(args)) => args,
-        Ok(None) => return ExitCode::SUCCESS,
-        Err(message) => {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        // --help, --version.
+        Err(err) if !err.use_stderr() => {
+            let _ = err.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(err) => {
+            let message = daemon::usage_line(&err.to_string());
             eprintln!("rawstor-ost: {message} (see rawstor-ost --help)");
             return ExitCode::from(2);
         }
@@ -211,12 +192,4 @@ fn hostname() -> String {
     }
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     String::from_utf8_lossy(&buf[..end]).into_owned()
-}
-
-/// A value told to the MDT: one line, not empty.
-fn one_line(text: String, what: &str) -> Result<String, String> {
-    if text.is_empty() || text.contains(['\n', '\r']) {
-        return Err(format!("{what} must be one non-empty line"));
-    }
-    Ok(text)
 }
