@@ -4,9 +4,8 @@
 
 use std::fs::File;
 use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};
-use std::time::Instant;
 
-use rawstor::size::format_size;
+use indicatif::{ProgressBar, ProgressStyle};
 
 use rawstor::Target;
 
@@ -15,45 +14,37 @@ use crate::{CliResult, Failure};
 /// Bytes moved per step.
 const STEP_BYTES: usize = 1 << 20;
 
-pub struct Progress {
-    total: u64,
-    started: Instant,
-    enabled: bool,
-}
+/// A progress bar on stderr (indicatif), drawn only when stderr is a
+/// terminal; finished when dropped.
+pub struct Progress(ProgressBar);
 
 impl Progress {
-    /// A bar for `total` bytes, drawn only when stderr is a terminal.
+    /// A bar for `total` bytes.
     pub fn new(total: u64) -> Self {
-        Self {
-            total,
-            started: Instant::now(),
-            enabled: std::io::stderr().is_terminal(),
-        }
+        let bar = if std::io::stderr().is_terminal() {
+            ProgressBar::new(total)
+        } else {
+            ProgressBar::hidden()
+        };
+        bar.set_style(
+            ProgressStyle::with_template(
+                "[{bar:30}] {percent:>3}% {bytes}/{total_bytes} {bytes_per_sec} ",
+            )
+            .expect("a valid template")
+            .progress_chars("# "),
+        );
+        Self(bar)
     }
 
-    /// Redraws the bar for `done` bytes.
+    /// Moves the bar to `done` bytes.
     pub fn update(&self, done: u64) {
-        if !self.enabled || self.total == 0 {
-            return;
-        }
-        let fraction = if self.total == 0 {
-            1.0
-        } else {
-            done as f64 / self.total as f64
-        };
-        let filled = (fraction * 30.0) as usize;
-        let rate = done as f64 / self.started.elapsed().as_secs_f64().max(1e-3) / 1e6;
-        eprint!(
-            "\r[{}{}] {:3.0}% {}/{} {rate:.0} MB/s ",
-            "#".repeat(filled),
-            " ".repeat(30 - filled),
-            fraction * 100.0,
-            format_size(done),
-            format_size(self.total)
-        );
-        if done >= self.total {
-            eprintln!();
-        }
+        self.0.set_position(done);
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.0.finish();
     }
 }
 
