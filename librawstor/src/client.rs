@@ -243,6 +243,7 @@ pub struct Instance {
 impl Instance {
     /// Starts an instance.
     pub fn new(options: Options) -> Result<Self> {
+        crate::log::to_stderr();
         Ok(Self {
             shared: Arc::new(Shared {
                 options: options.validated()?,

@@ -14,7 +14,7 @@ mod fan_in;
 pub mod ffi;
 mod lent;
 mod local;
-mod log;
+pub mod log;
 pub mod mdt;
 mod net;
 mod pool;

@@ -77,6 +77,7 @@ fn data_dirs(text: &str) -> Result<DataDirs, String> {
 }
 
 fn main() -> ExitCode {
+    rawstor::log::to_stderr();
     let args = match Args::try_parse() {
         Ok(args) => args,
         // --help, --version.

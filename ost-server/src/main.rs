@@ -86,6 +86,7 @@ fn one_line(text: &str) -> Result<String, String> {
 }
 
 fn main() -> ExitCode {
+    rawstor::log::to_stderr();
     let args = match Args::try_parse() {
         Ok(args) => args,
         // --help, --version.
