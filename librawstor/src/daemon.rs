@@ -3,51 +3,59 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicI32, Ordering};
+
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, poll};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+use nix::unistd::pipe2;
 
 /// Write end of the self-pipe the signal handler writes to.
 static WAKE_WRITE: AtomicI32 = AtomicI32::new(-1);
 
 extern "C" fn on_signal(_: libc::c_int) {
     let fd = WAKE_WRITE.load(Ordering::Relaxed);
-    // SAFETY: write(2) is async-signal-safe; the buffer is one valid byte.
+    // SAFETY: write(2) is async-signal-safe (nix's wrapper is not known
+    // to be); the buffer is one valid byte.
     unsafe { libc::write(fd, [1u8].as_ptr().cast(), 1) };
 }
 
 /// A pipe that turns readable on SIGTERM or SIGINT.
 pub struct StopSignal {
-    read_fd: RawFd,
+    read: OwnedFd,
 }
 
 impl StopSignal {
     /// Installs the handlers (once per process) and ignores SIGPIPE: a
     /// vanished client is an EPIPE, not a death.
     pub fn install() -> io::Result<Self> {
-        let mut pipe = [0i32; 2];
-        // SAFETY: `pipe` has room for two descriptors.
-        if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
-            return Err(io::Error::last_os_error());
+        let (read, write) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+        // The write end stays open for the life of the process: a handler
+        // may run at any time.
+        WAKE_WRITE.store(write.into_raw_fd(), Ordering::Relaxed);
+        let wake = SigAction::new(
+            SigHandler::Handler(on_signal),
+            SaFlags::SA_RESTART,
+            SigSet::empty(),
+        );
+        let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+        for (signal, action) in [
+            (Signal::SIGTERM, &wake),
+            (Signal::SIGINT, &wake),
+            (Signal::SIGPIPE, &ignore),
+        ] {
+            // SAFETY: the handler only calls write(2), which is
+            // async-signal-safe; SIG_IGN runs nothing.
+            unsafe { sigaction(signal, action) }?;
         }
-        WAKE_WRITE.store(pipe[1], Ordering::Relaxed);
-        for signal in [libc::SIGTERM, libc::SIGINT] {
-            // SAFETY: the handler only calls write(2), which is async-signal-safe.
-            unsafe {
-                libc::signal(
-                    signal,
-                    on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
-                )
-            };
-        }
-        // SAFETY: SIG_IGN for SIGPIPE touches no memory.
-        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
-        Ok(Self { read_fd: pipe[0] })
+        Ok(Self { read })
     }
 
     /// The pipe's read end, readable once a signal arrived.
     pub fn fd(&self) -> RawFd {
-        self.read_fd
+        self.read.as_raw_fd()
     }
 }
 
@@ -63,24 +71,16 @@ pub enum Woken {
 }
 
 /// Waits up to `timeout_ms` for a connection on `listener` or a stop signal.
-pub fn wait_for_connection(listener: RawFd, stop: &StopSignal, timeout_ms: i32) -> Woken {
+pub fn wait_for_connection(listener: &impl AsFd, stop: &StopSignal, timeout_ms: u16) -> Woken {
     let mut fds = [
-        libc::pollfd {
-            fd: listener,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: stop.fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
+        PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+        PollFd::new(stop.read.as_fd(), PollFlags::POLLIN),
     ];
-    // SAFETY: `fds` is a valid array of two pollfds.
-    let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
-    if fds[1].revents != 0 {
+    let ready = poll(&mut fds, timeout_ms).unwrap_or(0);
+    let woken = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+    if woken(&fds[1]) {
         Woken::Stop
-    } else if n > 0 && fds[0].revents != 0 {
+    } else if ready > 0 && woken(&fds[0]) {
         Woken::Connection
     } else {
         Woken::Idle

@@ -1,13 +1,30 @@
-//! Thin wrappers over the OS calls std does not cover. All `unsafe` for
-//! system calls lives here.
+//! Thin wrappers over the OS calls std does not cover: nix's where it has
+//! them (fallocate, lseek SEEK_DATA/SEEK_HOLE, getrlimit, socket options,
+//! sendmsg flags, eventfd, poll, kill), the getrandom crate for random
+//! bytes, raw libc only for the shared memory map of the checksum files
+//! (mmap, msync, munmap), which must stay a raw pointer. All `unsafe`
+//! for system calls lives here.
 
+use std::ffi::OsString;
 use std::fs::File;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::fcntl::{FallocateFlags, FcntlArg, OFlag, fallocate, fcntl};
+use nix::poll::{PollFd, PollFlags, poll};
+use nix::sys::eventfd::EfdFlags;
+use nix::sys::resource::{Resource, getrlimit};
+use nix::sys::signal::kill;
+use nix::sys::socket::{
+    AddressFamily, MsgFlags, SockFlag, SockType, SockaddrStorage, connect, getsockopt, sendmsg,
+    setsockopt, socket, sockopt,
+};
+use nix::unistd::{Pid, Whence, lseek};
 
 /// Runs a libc call, turning `-1` into the thread's `errno`.
 macro_rules! syscall {
@@ -23,17 +40,10 @@ macro_rules! syscall {
     }};
 }
 
-/// Fills `buf` with random bytes from the kernel.
+/// Fills `buf` with random bytes from the kernel (the getrandom crate).
 pub fn fill_random(buf: &mut [u8]) {
-    let mut done = 0;
-    while done < buf.len() {
-        let rest = &mut buf[done..];
-        // `rest` is a valid writable buffer of the given length.
-        match syscall!(getrandom(rest.as_mut_ptr().cast(), rest.len(), 0)) {
-            Ok(n) => done += n as usize,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => panic!("getrandom failed: {e}"),
-        }
+    if let Err(e) = getrandom::fill(buf) {
+        panic!("getrandom failed: {e}");
     }
 }
 
@@ -46,9 +56,9 @@ pub fn random_u64() -> u64 {
 
 /// Whether a process with `pid` exists (signal 0 probes, sends nothing).
 pub fn process_exists(pid: i32) -> bool {
-    match syscall!(kill(pid, 0)) {
-        Ok(_) => true,
-        Err(e) => e.raw_os_error() != Some(libc::ESRCH),
+    match kill(Pid::from_raw(pid), None) {
+        Ok(()) => true,
+        Err(e) => e != Errno::ESRCH,
     }
 }
 
@@ -57,13 +67,8 @@ pub fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
     if len == 0 {
         return Ok(());
     }
-    let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
-    syscall!(fallocate(
-        file.as_raw_fd(),
-        mode,
-        offset as libc::off_t,
-        len as libc::off_t
-    ))?;
+    let mode = FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE;
+    fallocate(file, mode, offset as libc::off_t, len as libc::off_t)?;
     Ok(())
 }
 
@@ -73,37 +78,32 @@ pub fn allocate(file: &File, offset: u64, len: u64) -> io::Result<()> {
     if len == 0 {
         return Ok(());
     }
-    syscall!(fallocate(
-        file.as_raw_fd(),
-        0,
+    fallocate(
+        file,
+        FallocateFlags::empty(),
         offset as libc::off_t,
-        len as libc::off_t
-    ))?;
+        len as libc::off_t,
+    )?;
     Ok(())
 }
 
 /// Where the first data at or after `offset` of `file` starts (`None`:
 /// only a hole follows, up to the end of the file).
 pub fn seek_data(file: &File, offset: u64) -> io::Result<Option<u64>> {
-    seek(file, offset, libc::SEEK_DATA)
+    seek(file, offset, Whence::SeekData)
 }
 
 /// Where the first hole at or after `offset` of `file` starts (the end of
 /// the file counts as one); `None` past the end.
 pub fn seek_hole(file: &File, offset: u64) -> io::Result<Option<u64>> {
-    seek(file, offset, libc::SEEK_HOLE)
+    seek(file, offset, Whence::SeekHole)
 }
 
-fn seek(file: &File, offset: u64, whence: libc::c_int) -> io::Result<Option<u64>> {
-    // SAFETY: lseek on an open descriptor; it does not touch memory.
-    let at = unsafe { libc::lseek(file.as_raw_fd(), offset as libc::off_t, whence) };
-    if at >= 0 {
-        return Ok(Some(at as u64));
-    }
-    let err = io::Error::last_os_error();
-    match err.raw_os_error() {
-        Some(libc::ENXIO) => Ok(None),
-        _ => Err(err),
+fn seek(file: &File, offset: u64, whence: Whence) -> io::Result<Option<u64>> {
+    match lseek(file, offset as libc::off_t, whence) {
+        Ok(at) => Ok(Some(at as u64)),
+        Err(Errno::ENXIO) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -115,45 +115,19 @@ pub fn fsync_dir(dir: &std::path::Path) -> io::Result<()> {
 /// The soft limit on this process's open descriptors (`RLIMIT_NOFILE`),
 /// `None` when unlimited.
 pub fn nofile_soft_limit() -> io::Result<Option<u64>> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // `limit` is a valid rlimit for the call to fill in.
-    syscall!(getrlimit(libc::RLIMIT_NOFILE, &mut limit))?;
-    Ok((limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur))
+    let (soft, _) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    Ok((soft != libc::RLIM_INFINITY).then_some(soft))
 }
 
-/// Longest congestion control name, with its NUL (linux/tcp.h).
-const TCP_CA_NAME_MAX: usize = 16;
-
 /// The TCP congestion control of `socket` (`cubic`, `bbr`, ...).
-pub fn congestion_control(socket: &impl AsRawFd) -> io::Result<String> {
-    let mut name = [0u8; TCP_CA_NAME_MAX];
-    let mut len = name.len() as libc::socklen_t;
-    // `name` is writable for `len` bytes; the kernel stores the length.
-    syscall!(getsockopt(
-        socket.as_raw_fd(),
-        libc::IPPROTO_TCP,
-        libc::TCP_CONGESTION,
-        name.as_mut_ptr().cast(),
-        &mut len,
-    ))?;
-    let name = &name[..(len as usize).min(name.len())];
-    let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
-    Ok(String::from_utf8_lossy(&name[..end]).into_owned())
+pub fn congestion_control(socket: &impl AsFd) -> io::Result<String> {
+    let name = getsockopt(socket, sockopt::TcpCongestion)?;
+    Ok(name.to_string_lossy().trim_end_matches('\0').to_string())
 }
 
 /// Sets the TCP congestion control of `socket`.
-pub fn set_congestion_control(socket: &impl AsRawFd, name: &str) -> io::Result<()> {
-    // `name` is readable for its length (no NUL needed).
-    syscall!(setsockopt(
-        socket.as_raw_fd(),
-        libc::IPPROTO_TCP,
-        libc::TCP_CONGESTION,
-        name.as_ptr().cast(),
-        name.len() as libc::socklen_t,
-    ))?;
+pub fn set_congestion_control(socket: &impl AsFd, name: &str) -> io::Result<()> {
+    setsockopt(socket, sockopt::TcpCongestion, &OsString::from(name))?;
     Ok(())
 }
 
@@ -170,7 +144,7 @@ pub fn set_congestion_control(socket: &impl AsRawFd, name: &str) -> io::Result<(
 /// listening socket (accepted connections inherit it) or through
 /// [`connect_unpaced`]. BBR turns pacing on when a connection is
 /// established, and a congestion control set afterwards keeps it on.
-pub fn avoid_pacing(socket: &impl AsRawFd) -> Option<String> {
+pub fn avoid_pacing(socket: &impl AsFd) -> Option<String> {
     let current = congestion_control(socket).ok()?;
     if !current.starts_with("bbr") {
         return Some(current);
@@ -188,14 +162,14 @@ pub fn avoid_pacing(socket: &impl AsRawFd) -> Option<String> {
 /// action (fio does), which would kill the whole process when a server
 /// dies while a request is being sent.
 pub fn send_vectored(socket: &impl AsRawFd, slices: &[io::IoSlice<'_>]) -> io::Result<usize> {
-    // SAFETY: all-zero is a valid msghdr (no address, no control data).
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    // IoSlice is ABI-compatible with iovec on Unix; sendmsg only reads it.
-    msg.msg_iov = slices.as_ptr().cast_mut().cast();
-    msg.msg_iovlen = slices.len();
-    // `msg` points at `slices`, valid for the call.
-    let sent = syscall!(sendmsg(socket.as_raw_fd(), &msg, libc::MSG_NOSIGNAL))?;
-    Ok(sent as usize)
+    let sent = sendmsg::<()>(
+        socket.as_raw_fd(),
+        slices,
+        &[],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )?;
+    Ok(sent)
 }
 
 /// Sends all of `bytes` on a blocking socket ([`send_vectored`]); a send
@@ -220,100 +194,42 @@ pub fn send_all(socket: &impl AsRawFd, mut bytes: &[u8]) -> io::Result<()> {
 /// or that does not answer in time is the OS error (`ECONNREFUSED`,
 /// `ETIMEDOUT`, ...).
 pub fn connect_unpaced(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
-    let domain = match addr {
-        SocketAddr::V4(_) => libc::AF_INET,
-        SocketAddr::V6(_) => libc::AF_INET6,
+    let family = match addr {
+        SocketAddr::V4(_) => AddressFamily::Inet,
+        SocketAddr::V6(_) => AddressFamily::Inet6,
     };
-    let kind = libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
-    let fd = syscall!(socket(domain, kind, 0))?;
-    // SAFETY: socket returned a fresh descriptor that nothing else owns.
-    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
+    let socket = socket(family, SockType::Stream, flags, None)?;
     avoid_pacing(&socket);
-    let (raw, len) = socket_address(addr);
-    // `raw` holds a sockaddr of `len` bytes for the socket's family.
-    match syscall!(connect(
-        fd,
-        (&raw as *const libc::sockaddr_storage).cast(),
-        len
-    )) {
-        Ok(_) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => wait_connected(fd, timeout)?,
-        Err(e) => return Err(e),
+    match connect(socket.as_raw_fd(), &SockaddrStorage::from(*addr)) {
+        Ok(()) => {}
+        Err(Errno::EINPROGRESS) => wait_connected(&socket, timeout)?,
+        Err(e) => return Err(e.into()),
     }
-    let flags = syscall!(fcntl(fd, libc::F_GETFL))?;
-    syscall!(fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK))?;
+    let flags = OFlag::from_bits_truncate(fcntl(&socket, FcntlArg::F_GETFL)?);
+    fcntl(&socket, FcntlArg::F_SETFL(flags & !OFlag::O_NONBLOCK))?;
     Ok(TcpStream::from(socket))
 }
 
-/// `addr` as a `sockaddr_storage` and its length.
-fn socket_address(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: all-zero is a valid sockaddr_storage.
-    let mut raw: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match addr {
-        SocketAddr::V4(a) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(a.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_storage is larger than, and aligned for, sockaddr_in.
-            unsafe { std::ptr::write((&mut raw as *mut libc::sockaddr_storage).cast(), sin) };
-            std::mem::size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(a) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: a.port().to_be(),
-                sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: a.ip().octets(),
-                },
-                sin6_scope_id: a.scope_id(),
-            };
-            // SAFETY: sockaddr_storage is larger than, and aligned for, sockaddr_in6.
-            unsafe { std::ptr::write((&mut raw as *mut libc::sockaddr_storage).cast(), sin6) };
-            std::mem::size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (raw, len as libc::socklen_t)
-}
-
-/// Waits for a non-blocking connect on `fd` to finish within `timeout`.
-fn wait_connected(fd: RawFd, timeout: Duration) -> io::Result<()> {
+/// Waits for a non-blocking connect on `socket` to finish within
+/// `timeout`.
+fn wait_connected(socket: &OwnedFd, timeout: Duration) -> io::Result<()> {
     let deadline = std::time::Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if left.is_zero() {
             return Err(io::Error::from_raw_os_error(libc::ETIMEDOUT));
         }
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLOUT,
-            revents: 0,
-        };
-        let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
-        // `pfd` is one valid pollfd.
-        match syscall!(poll(&mut pfd, 1, ms)) {
+        let mut fds = [PollFd::new(socket.as_fd(), PollFlags::POLLOUT)];
+        let ms = left.as_millis().clamp(1, u128::from(u16::MAX)) as u16;
+        match poll(&mut fds, ms) {
             Ok(0) => {}
             Ok(_) => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
-    let mut err: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // `err` is writable for `len` bytes.
-    syscall!(getsockopt(
-        fd,
-        libc::SOL_SOCKET,
-        libc::SO_ERROR,
-        (&mut err as *mut libc::c_int).cast(),
-        &mut len,
-    ))?;
-    match err {
+    match getsockopt(socket, sockopt::SocketError)? {
         0 => Ok(()),
         errno => Err(io::Error::from_raw_os_error(errno)),
     }
@@ -321,35 +237,28 @@ fn wait_connected(fd: RawFd, timeout: Duration) -> io::Result<()> {
 
 /// A non-blocking eventfd: readable while its counter is non-zero.
 pub struct EventFd {
-    fd: OwnedFd,
+    fd: nix::sys::eventfd::EventFd,
 }
 
 impl EventFd {
     /// A new eventfd with a zero counter.
     pub fn new() -> io::Result<Self> {
-        let fd = syscall!(eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC))?;
-        // SAFETY: eventfd returned a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let flags = EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC;
+        let fd = nix::sys::eventfd::EventFd::from_value_and_flags(0, flags)?;
         Ok(Self { fd })
     }
 
     /// Makes the eventfd readable.
     pub fn signal(&self) {
-        let one: u64 = 1;
-        // Writing 8 bytes from a live u64. EAGAIN (counter saturated)
-        // still leaves the fd readable, which is all a signal means.
-        let _ = syscall!(write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8));
+        // EAGAIN (counter saturated) still leaves the fd readable, which
+        // is all a signal means.
+        let _ = self.fd.write(1);
     }
 
     /// Makes the eventfd unreadable again (drains the counter).
     pub fn clear(&self) {
-        let mut value: u64 = 0;
-        // Reading 8 bytes into a live u64; EAGAIN means already clear.
-        let _ = syscall!(read(
-            self.fd.as_raw_fd(),
-            (&mut value as *mut u64).cast(),
-            8
-        ));
+        // EAGAIN means already clear.
+        let _ = self.fd.read();
     }
 }
 

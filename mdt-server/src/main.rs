@@ -13,7 +13,6 @@ mod state;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -118,7 +117,7 @@ fn main() -> ExitCode {
     );
     let stopping = Arc::new(AtomicBool::new(false));
     loop {
-        match daemon::wait_for_connection(listener.as_raw_fd(), &stop, 1000) {
+        match daemon::wait_for_connection(&listener, &stop, 1000) {
             Woken::Stop => break,
             Woken::Idle => continue,
             Woken::Connection => {}

@@ -281,10 +281,9 @@ impl Server {
         listener: &TcpListener,
         stop: &StopSignal,
     ) -> Vec<JoinHandle<()>> {
-        use std::os::fd::AsRawFd;
         let mut threads: Vec<JoinHandle<()>> = Vec::new();
         while !self.stopping.load(Ordering::Acquire) {
-            match daemon::wait_for_connection(listener.as_raw_fd(), stop, 1000) {
+            match daemon::wait_for_connection(&listener, stop, 1000) {
                 Woken::Stop => {
                     self.stopping.store(true, Ordering::Release);
                     break;
