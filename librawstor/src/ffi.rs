@@ -14,8 +14,9 @@ use std::ffi::{CStr, CString, c_char, c_int};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
-use crate::client::{CreateSpec, Instance, Object, Options};
+use crate::client::{CreateSpec, Instance, Options};
 use crate::error::{Error, Result};
+use crate::object::Object;
 use crate::queue::{Cqe, Queue, Sqe};
 use crate::uri::{Location, Target};
 use crate::uuid::Uuid;

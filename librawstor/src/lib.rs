@@ -17,6 +17,7 @@ mod local;
 pub mod log;
 pub mod mdt;
 mod net;
+pub mod object;
 mod pool;
 pub mod queue;
 mod redundancy;
@@ -27,8 +28,9 @@ mod sys;
 pub mod uri;
 pub mod uuid;
 
-pub use client::{CreateSpec, Instance, Object, Options};
+pub use client::{CreateSpec, Instance, Options};
 pub use error::{Error, Result};
+pub use object::Object;
 pub use queue::{Cqe, Queue, Sqe};
 pub use rawstor_proto as wire;
 pub use redundancy::erasure;

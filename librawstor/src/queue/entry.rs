@@ -2,7 +2,7 @@
 
 use std::ffi::c_void;
 
-use crate::client::Object;
+use crate::object::Object;
 use crate::queue::opcode::*;
 
 /// A submission entry: one operation on one object.

@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use crate::backend::{Backend, Replies};
-use crate::client::Object;
 use crate::error::{Error, Result};
 use crate::lent::RawBuf;
 use crate::net::Connection;
+use crate::object::Object;
 use crate::remote::Finish;
 use crate::sys::EventFd;
 use crate::wire::Opcode;

@@ -7,6 +7,50 @@ impl Erasure {
     /// Reads every shard in full and checks that the parity matches the
     /// data; reports unreadable blocks (checksums), mismatching stripes,
     /// stale and unreachable shards. Changes nothing.
+    /// Checks a step's parity against its data, when every data shard
+    /// was read (`good`); with `repair`, rewrites parity that does not
+    /// match, else reports it (looked at again first).
+    fn check_parity(
+        &self,
+        report: &mut ScrubReport,
+        range: &str,
+        good: &[(usize, Vec<u8>)],
+        (lo, hi): (u64, u64),
+        repair: bool,
+    ) {
+        let k = self.k();
+        let row = |j: usize| {
+            good.iter()
+                .find(|(i, _)| *i == j)
+                .map(|(_, b)| b.as_slice())
+        };
+        let Some(data) = (0..k).map(row).collect::<Option<Vec<&[u8]>>>() else {
+            return;
+        };
+        let wrong: Vec<String> = self
+            .codec
+            .encode_with(&data, |parity| {
+                good.iter()
+                    .filter(|(i, _)| *i >= k)
+                    .filter(|(i, bytes)| bytes.as_slice() != parity[*i - k])
+                    .map(|(i, _)| self.shards[*i].0.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if wrong.is_empty() {
+            return;
+        }
+        let what = format!(
+            "{range}: parity on {} does not match the data",
+            wrong.join(", ")
+        );
+        match repair.then(|| self.rewrite_parity(lo, hi)) {
+            Some(Ok(())) => report.mended(format!("{what}: rewritten from the data")),
+            Some(Err(err)) => report.problem(format!("{what}: cannot rewrite it: {err}")),
+            None => self.report_mismatch(report, what, lo, good),
+        }
+    }
+
     pub(super) fn scrub_shards(
         &self,
         repair: bool,
@@ -45,40 +89,7 @@ impl Erasure {
             if !failed.is_empty() {
                 self.scrub_rebuild(&mut report, &range, failed, at, at + n);
             }
-            if (0..k).all(|j| good.iter().any(|(i, _)| *i == j)) {
-                let data: Vec<&[u8]> = (0..k)
-                    .map(|j| {
-                        good.iter()
-                            .find(|(i, _)| *i == j)
-                            .expect("all data")
-                            .1
-                            .as_slice()
-                    })
-                    .collect();
-                let wrong: Vec<String> = self
-                    .codec
-                    .encode_with(&data, |parity| {
-                        good.iter()
-                            .filter(|(i, _)| *i >= k)
-                            .filter(|(i, bytes)| bytes.as_slice() != parity[*i - k])
-                            .map(|(i, _)| self.shards[*i].0.clone())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                if !wrong.is_empty() {
-                    let what = format!(
-                        "{range}: parity on {} does not match the data",
-                        wrong.join(", ")
-                    );
-                    match repair.then(|| self.rewrite_parity(at, at + n)) {
-                        Some(Ok(())) => report.mended(format!("{what}: rewritten from the data")),
-                        Some(Err(err)) => {
-                            report.problem(format!("{what}: cannot rewrite it: {err}"))
-                        }
-                        None => self.report_mismatch(&mut report, what, at, &good),
-                    }
-                }
-            }
+            self.check_parity(&mut report, &range, &good, (at, at + n), repair);
             report.bytes_checked += n * k as u64;
             at += n;
             progress((at * k as u64).min(size), size);

@@ -142,6 +142,24 @@ pub(crate) fn pieces(legs: &[(String, Option<Leg>)]) -> Pieces {
         .collect()
 }
 
+/// Which of `legs` are stale: those the MDT's record lists (`recorded`),
+/// those whose own marks say so, and those another leg's marks name.
+fn stale_legs(legs: &[(String, Result<Leg>)], recorded: &[usize]) -> Vec<bool> {
+    let names: Vec<&String> = legs.iter().map(|(n, _)| n).collect();
+    let mut stale: Vec<bool> = (0..legs.len()).map(|i| recorded.contains(&i)).collect();
+    for (i, (_, leg)) in legs.iter().enumerate() {
+        let Ok(leg) = leg else { continue };
+        let marks = leg.marks();
+        stale[i] |= marks.stale;
+        for (j, name) in names.iter().enumerate() {
+            if marks.stale_peers.contains(name) {
+                stale[j] = true;
+            }
+        }
+    }
+    stale
+}
+
 /// A mirrored object open in this instance.
 pub(crate) struct Mirror {
     /// Itself, for the operations that outlive a call.
@@ -191,18 +209,7 @@ impl Mirror {
                 format!("no copy of object {uuid} could be opened: {first}"),
             ));
         }
-        let names: Vec<String> = legs.iter().map(|(n, _)| n.clone()).collect();
-        let mut stale: Vec<bool> = (0..legs.len()).map(|i| stale.contains(&i)).collect();
-        for (i, (_, leg)) in legs.iter().enumerate() {
-            let Ok(leg) = leg else { continue };
-            let marks = leg.marks();
-            stale[i] |= marks.stale;
-            for (j, name) in names.iter().enumerate() {
-                if marks.stale_peers.contains(name) {
-                    stale[j] = true;
-                }
-            }
-        }
+        let stale = stale_legs(&legs, stale);
         let legs: Vec<(String, Option<Leg>)> = legs
             .into_iter()
             .map(|(n, l)| {
@@ -238,10 +245,15 @@ impl Mirror {
             pieces: pieces(&legs),
             legs,
         });
-        // Tell reachable stale legs what they are, so that no client (this
-        // one or an older one) reads them.
-        let stale = mirror.stale.lock().clone();
-        for (i, (_, leg)) in mirror.legs.iter().enumerate() {
+        mirror.tell_stale_legs();
+        Ok(mirror)
+    }
+
+    /// Tells reachable stale legs what they are, so that no client (this
+    /// one or an older one) reads them.
+    fn tell_stale_legs(&self) {
+        let stale = self.stale.lock().clone();
+        for (i, (_, leg)) in self.legs.iter().enumerate() {
             if let (Some(leg), true) = (leg, stale[i]) {
                 if !leg.marks().stale {
                     let marks = Marks {
@@ -252,7 +264,6 @@ impl Mirror {
                 }
             }
         }
-        Ok(mirror)
     }
 
     /// Good legs, starting at the rotating cursor; legs that were slow

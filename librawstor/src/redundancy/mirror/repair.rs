@@ -176,27 +176,58 @@ impl Mirror {
             None => Vec::new(),
         };
         let stale = self.stale.lock().clone();
-        let Some(source) = (0..self.legs.len()).find(|&i| !stale[i]) else {
-            return Err(Error::new(libc::ESTALE, "no good copy to repair from"));
-        };
+        let sources: Vec<usize> = (0..self.legs.len()).filter(|&i| !stale[i]).collect();
         let targets: Vec<usize> = (0..self.legs.len()).filter(|&i| stale[i]).collect();
+        if sources.is_empty() {
+            return Err(Error::new(libc::ESTALE, "no good copy to repair from"));
+        }
         if let Some(rec) = &self.recorded {
             fence_for_repair(&self.legs, &targets, rec.journal.epoch(), self.uuid)?;
         }
-        let sources: Vec<usize> = (0..self.legs.len()).filter(|&i| !stale[i]).collect();
-        let size = self.legs[source].1.as_ref().expect("all open").info().size;
+        self.copy_onto(&sources, &targets, progress)?;
+        let repaired: Vec<String> = targets.iter().map(|&t| self.legs[t].0.clone()).collect();
+        for &i in &sources {
+            let leg = self.legs[i].1.as_ref().expect("all open");
+            let mut marks = leg.marks();
+            marks.stale_peers.retain(|p| !repaired.contains(p));
+            marks.stale = false;
+            wait(|f| leg.set_marks(&marks, true, f))?;
+        }
+        self.stale.lock().iter_mut().for_each(|s| *s = false);
+        if let Some(rec) = &self.recorded {
+            self.resync_left(rec, &targets, &left)?;
+        }
+        Ok(repaired)
+    }
+
+    /// Copies the good legs `sources` onto each of `targets`, block by
+    /// block from whichever source verifies (mending a corrupt source on
+    /// the way), then makes every leg durable and the targets' marks
+    /// clean. `progress` gets (bytes copied, bytes to copy).
+    fn copy_onto(
+        &self,
+        sources: &[usize],
+        targets: &[usize],
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<()> {
+        let size = self.legs[sources[0]]
+            .1
+            .as_ref()
+            .expect("all open")
+            .info()
+            .size;
         let total = size * targets.len() as u64;
         let mut done_bytes = 0;
         let mut buf = vec![0u8; COPY_STEP_BYTES as usize];
         let failed = repair_failed(self.uuid);
-        for &t in &targets {
+        for &t in targets {
             let dst = self.legs[t].1.as_ref().expect("all open");
             dst.resize(size, true).map_err(&failed)?;
             let mut offset = 0;
             while offset < size {
                 let n = COPY_STEP_BYTES.min(size - offset) as usize;
                 let piece = &mut buf[..n];
-                let (_, corrupt) = self.read_any(&sources, offset, piece)?;
+                let (_, corrupt) = self.read_any(sources, offset, piece)?;
                 store_piece(dst, offset, piece).map_err(&failed)?;
                 self.mend(&corrupt, offset, piece)?;
                 offset += n as u64;
@@ -207,44 +238,36 @@ impl Mirror {
             let clean = Marks::default();
             wait(|f| dst.set_marks(&clean, true, f)).map_err(&failed)?;
         }
-        for &i in &sources {
+        for &i in sources {
             let leg = self.legs[i].1.as_ref().expect("all open");
             wait(|f| leg.simple(Opcode::Flush, 0, 0, f))?;
         }
-        let repaired: Vec<String> = targets.iter().map(|&t| self.legs[t].0.clone()).collect();
+        Ok(())
+    }
+
+    /// Resyncs the write-intent regions `left` a writer left, makes the
+    /// good legs durable and tells the MDT the repair is done.
+    fn resync_left(&self, rec: &Recorded, targets: &[usize], left: &[u64]) -> Result<()> {
+        let resynced = self.resync(left);
         for (i, (_, leg)) in self.legs.iter().enumerate() {
-            if stale[i] {
+            let leg = leg.as_ref().expect("all open");
+            if self.stale.lock()[i] {
                 continue;
             }
-            let leg = leg.as_ref().expect("all open");
-            let mut marks = leg.marks();
-            marks.stale_peers.retain(|p| !repaired.contains(p));
-            marks.stale = false;
-            wait(|f| leg.set_marks(&marks, true, f))?;
+            wait(|f| leg.simple(Opcode::Flush, 0, 0, f))?;
         }
-        self.stale.lock().iter_mut().for_each(|s| *s = false);
-        if let Some(rec) = &self.recorded {
-            let resynced = self.resync(&left);
-            for (i, (_, leg)) in self.legs.iter().enumerate() {
-                let leg = leg.as_ref().expect("all open");
-                if self.stale.lock()[i] {
-                    continue;
-                }
-                wait(|f| leg.simple(Opcode::Flush, 0, 0, f))?;
-            }
-            rec.journal.repaired(&targets, &resynced)?;
-            if resynced.len() < left.len() {
-                return Err(Error::new(
-                    libc::EIO,
-                    format!(
-                        "object {}: {} write-intent regions could not be resynced",
-                        self.uuid,
-                        left.len() - resynced.len()
-                    ),
-                ));
-            }
+        rec.journal.repaired(targets, &resynced)?;
+        if resynced.len() < left.len() {
+            return Err(Error::new(
+                libc::EIO,
+                format!(
+                    "object {}: {} write-intent regions could not be resynced",
+                    self.uuid,
+                    left.len() - resynced.len()
+                ),
+            ));
         }
-        Ok(repaired)
+        Ok(())
     }
 }
 
