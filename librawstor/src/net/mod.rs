@@ -16,9 +16,11 @@
 //! answered, not run twice. A server that comes back with a different
 //! store identity is refused.
 
+mod connect;
+mod request;
+
 use std::collections::BTreeMap;
 use std::io::{self, IoSlice, Read};
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,74 +33,16 @@ use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::event_loop::{Handler, LoopContext, LoopHandle};
-use crate::lent::RawBuf;
 use crate::uuid::Uuid;
-use crate::wire::{self, Decoded, Decoder, HEADER_LEN, Header, Hello, Opcode, Welcome};
-
-/// Called once with a request's outcome: the reply payload (empty for
-/// reads, whose data went to the destination) or the error.
-pub(crate) type Done = Box<dyn FnOnce(Result<Vec<u8>>) + Send>;
+use crate::wire::{Decoded, Decoder, Header, Opcode, Welcome};
+use connect::{connect_blocking, detail};
+pub(crate) use request::{Dest, Done, Payload, Request};
 
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 /// How long the loop keeps checking deadlines after the last request.
 const IDLE_GRACE: Duration = Duration::from_secs(2);
-
-/// A request's payload.
-pub(crate) enum Payload {
-    None,
-    Owned(Vec<u8>),
-    /// Pieces of the caller's write buffers, sent in order as they are
-    /// (read-only use, no copy).
-    Lent(Vec<RawBuf>),
-}
-
-impl Payload {
-    /// The payload's bytes, in order, in one or more pieces.
-    fn parts(&self) -> Vec<&[u8]> {
-        match self {
-            Payload::None => Vec::new(),
-            Payload::Owned(v) => vec![v.as_slice()],
-            Payload::Lent(bufs) => bufs
-                .iter()
-                // SAFETY: lent for the request's lifetime, only read.
-                .map(|b| unsafe { crate::lent::bytes(b) })
-                .collect(),
-        }
-    }
-}
-
-/// Where a read's data goes.
-pub(crate) enum Dest {
-    None,
-    /// Buffers filled in order.
-    Bufs(Vec<RawBuf>),
-}
-
-/// One request to send.
-pub(crate) struct Request {
-    pub(crate) header: Header,
-    pub(crate) payload: Payload,
-    pub(crate) dest: Dest,
-    pub(crate) done: Done,
-    /// A caller with another copy to ask fails the request (`ETIMEDOUT`)
-    /// when no reply came within this, leaving the connection as it is.
-    pub(crate) within: Option<Duration>,
-}
-
-impl Request {
-    /// A request on `object` without payload or destination.
-    pub(crate) fn new(op: Opcode, object: Uuid, offset: u64, length: u64, done: Done) -> Self {
-        Self {
-            header: Header::request(op, 0, object, offset, length),
-            payload: Payload::None,
-            dest: Dest::None,
-            done,
-            within: None,
-        }
-    }
-}
 
 struct Pending {
     request: Request,
@@ -735,6 +679,47 @@ impl Connection {
             st.last_error = Some(Error::io("cannot start a connector thread", e));
         }
     }
+
+    /// Requests past their deadline: the connection is dropped (no reply
+    /// within the timeout), and each uses up an attempt; those out of
+    /// attempts fail with the last connection error.
+    fn time_out(
+        &self,
+        st: &mut State,
+        registry: &Registry,
+        now: Instant,
+        done: &mut Vec<(Done, Result<Vec<u8>>)>,
+    ) {
+        if !st.pending.values().any(|p| p.deadline <= now) {
+            return;
+        }
+        if st.stream.is_some() {
+            let err = self.error(
+                libc::ETIMEDOUT,
+                format!("no reply within {} ms", self.timeout.as_millis()),
+            );
+            self.disconnect(st, registry, err, done);
+        }
+        let ids: Vec<u64> = st
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let p = st.pending.get_mut(&id).expect("listed");
+            p.attempts += 1;
+            p.deadline = now + self.timeout;
+            if p.attempts >= self.attempts {
+                let p = st.pending.remove(&id).expect("listed");
+                let err = match &st.last_error {
+                    Some(e) => e.clone(),
+                    None => self.error(libc::ETIMEDOUT, "no connection"),
+                };
+                done.push((p.request.done, Err(err)));
+            }
+        }
+    }
 }
 
 impl Handler for Connection {
@@ -766,36 +751,7 @@ impl Handler for Connection {
             self.disconnect(&mut st, registry, err, &mut done);
         }
         self.cut_off(&mut st, now, &mut done);
-        let overdue = st.pending.values().any(|p| p.deadline <= now);
-        if overdue {
-            if st.stream.is_some() {
-                let err = self.error(
-                    libc::ETIMEDOUT,
-                    format!("no reply within {} ms", self.timeout.as_millis()),
-                );
-                self.disconnect(&mut st, registry, err, &mut done);
-            }
-            // Disconnected: each overdue request uses up an attempt.
-            let ids: Vec<u64> = st
-                .pending
-                .iter()
-                .filter(|(_, p)| p.deadline <= now)
-                .map(|(id, _)| *id)
-                .collect();
-            for id in ids {
-                let p = st.pending.get_mut(&id).expect("listed");
-                p.attempts += 1;
-                p.deadline = now + self.timeout;
-                if p.attempts >= self.attempts {
-                    let p = st.pending.remove(&id).expect("listed");
-                    let err = match &st.last_error {
-                        Some(e) => e.clone(),
-                        None => self.error(libc::ETIMEDOUT, "no connection"),
-                    };
-                    done.push((p.request.done, Err(err)));
-                }
-            }
-        }
+        self.time_out(&mut st, registry, now, &mut done);
         let mut next = None;
         if st.stream.is_none() && !st.connecting && !st.pending.is_empty() {
             if st.reconnect_at <= now {
@@ -837,14 +793,6 @@ impl Handler for Connection {
     }
 }
 
-/// An I/O error's words beyond its errno (whose text `Error` appends).
-fn detail(e: &io::Error) -> String {
-    match e.raw_os_error() {
-        Some(_) => String::new(),
-        None => format!(": {e}"),
-    }
-}
-
 fn run(done: Vec<(Done, Result<Vec<u8>>)>) {
     for (f, result) in done {
         f(result);
@@ -882,92 +830,4 @@ fn write_parts(stream: &mut TcpStream, parts: &[&[u8]]) -> io::Result<usize> {
         }
     }
     Ok(written)
-}
-
-/// Connects and shakes hands, blocking up to `timeout` per step.
-fn connect_blocking(
-    name: &str,
-    addr: &str,
-    session: u64,
-    timeout: Duration,
-) -> Result<(TcpStream, Welcome)> {
-    let fail = |errno: i32, what: String| Error::new(errno, format!("{name}: {what}"));
-    let addrs: Vec<SocketAddr> = addr
-        .to_socket_addrs()
-        .map_err(|e| fail(libc::EHOSTUNREACH, format!("cannot resolve: {e}")))?
-        .collect();
-    let mut last = None;
-    let mut stream = None;
-    for sa in &addrs {
-        match crate::sys::connect_unpaced(sa, timeout) {
-            Ok(s) => {
-                stream = Some(s);
-                break;
-            }
-            Err(e) => last = Some(e),
-        }
-    }
-    let mut stream = match stream {
-        Some(s) => s,
-        None => {
-            let e = last.unwrap_or_else(|| io::Error::from(io::ErrorKind::AddrNotAvailable));
-            return Err(fail(
-                e.raw_os_error().unwrap_or(libc::ECONNREFUSED),
-                format!("cannot connect{}", detail(&e)),
-            ));
-        }
-    };
-    let io_fail = |e: io::Error, what: &str| {
-        let errno = match e.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => libc::ETIMEDOUT,
-            io::ErrorKind::UnexpectedEof => libc::ECONNRESET,
-            _ => e.raw_os_error().unwrap_or(libc::EIO),
-        };
-        let detail = match e.kind() {
-            io::ErrorKind::UnexpectedEof => ": the peer closed the connection".to_string(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => String::new(),
-            _ => detail(&e),
-        };
-        fail(errno, format!("{what}{detail}"))
-    };
-    stream
-        .set_nodelay(true)
-        .map_err(|e| io_fail(e, "setsockopt"))?;
-    stream
-        .set_read_timeout(Some(timeout))
-        .map_err(|e| io_fail(e, "setsockopt"))?;
-    stream
-        .set_write_timeout(Some(timeout))
-        .map_err(|e| io_fail(e, "setsockopt"))?;
-    let hello = Hello::new(wire::caps::DEDUP | wire::caps::MARKS, session).frame(0);
-    // A server that refuses the connection says why before it closes, so
-    // a failed send still reads the reply that may be waiting.
-    let sent = crate::sys::send_all(&stream, &hello);
-    let mut head = [0u8; HEADER_LEN];
-    if let Err(e) = stream.read_exact(&mut head) {
-        return Err(match sent {
-            Err(send) => io_fail(send, "handshake"),
-            Ok(()) => io_fail(e, "no handshake reply (is it a rawstor-ost?)"),
-        });
-    }
-    let reply = Header::decode(&head).map_err(|e| fail(libc::EPROTO, format!("handshake: {e}")))?;
-    let mut payload = vec![0u8; reply.payload_len as usize];
-    stream
-        .read_exact(&mut payload)
-        .map_err(|e| io_fail(e, "handshake"))?;
-    reply
-        .check_payload(&payload)
-        .map_err(|e| fail(libc::EPROTO, format!("handshake: {e}")))?;
-    let welcome =
-        wire::welcomed(reply.status, &payload).map_err(|(errno, what)| fail(errno, what))?;
-    stream
-        .set_nonblocking(true)
-        .map_err(|e| io_fail(e, "fcntl"))?;
-    stream
-        .set_read_timeout(None)
-        .map_err(|e| io_fail(e, "setsockopt"))?;
-    stream
-        .set_write_timeout(None)
-        .map_err(|e| io_fail(e, "setsockopt"))?;
-    Ok((TcpStream::from_std(stream), welcome))
 }
