@@ -195,7 +195,22 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = match cli.command {
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(message)) => {
+            eprintln!("rawstor: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(err)) => {
+            eprintln!("rawstor: {err}");
+            ExitCode::from(exit_code(&err))
+        }
+    }
+}
+
+/// Runs a parsed command.
+fn run(command: Command) -> CliResult {
+    match command {
         Command::Create {
             location,
             size,
@@ -234,17 +249,6 @@ fn main() -> ExitCode {
         } => testio(&target, block_size as usize, io_depth, count),
         Command::BenchEc { layout } => bench_ec(layout),
         Command::Bench(args) => bench_command(args),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Usage(message)) => {
-            eprintln!("rawstor: {message}");
-            ExitCode::from(2)
-        }
-        Err(Failure::Runtime(err)) => {
-            eprintln!("rawstor: {err}");
-            ExitCode::from(exit_code(&err))
-        }
     }
 }
 

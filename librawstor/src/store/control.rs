@@ -145,40 +145,13 @@ pub fn read(
     rel: &str,
     check: impl Fn(&Record) -> Result<()>,
 ) -> Result<ControlRead> {
-    let copies: Vec<Copy> = mountpaths
-        .iter()
-        .map(|mp| match fs::read(mp.join(rel)) {
-            Ok(bytes) => match decode(&bytes) {
-                Ok((version, payload)) => Copy::Valid(version, payload),
-                Err(err) => Copy::Corrupt(err),
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Copy::Missing,
-            Err(e) => Copy::Corrupt(Error::io(
-                format!("cannot read {}", mp.join(rel).display()),
-                e,
-            )),
-        })
-        .collect();
+    let copies: Vec<Copy> = mountpaths.iter().map(|mp| read_copy(mp, rel)).collect();
     for copy in &copies {
         if let Copy::Valid(_, payload) = copy {
             check(&Record::decode(payload)?)?;
         }
     }
-    let mut best: Option<(u64, &[u8])> = None;
-    for copy in &copies {
-        if let Copy::Valid(version, payload) = copy {
-            match best {
-                Some((v, p)) if v == *version && p != payload.as_slice() => {
-                    return Err(Error::new(
-                        libc::EUCLEAN,
-                        format!("control file {rel}: two copies of version {v} differ"),
-                    ));
-                }
-                Some((v, _)) if v >= *version => {}
-                _ => best = Some((*version, payload)),
-            }
-        }
-    }
+    let best = newest(&copies, rel)?;
     let Some((version, payload)) = best else {
         if let Some(Copy::Corrupt(err)) = copies.iter().find(|c| matches!(c, Copy::Corrupt(_))) {
             return Err(Error::new(
@@ -192,33 +165,82 @@ pub fn read(
         });
     };
     let record = Record::decode(payload)?;
-    let mut repaired = Vec::new();
-    for (mp, copy) in mountpaths.iter().zip(&copies) {
-        let stale = match copy {
-            Copy::Valid(v, _) => *v < version,
-            Copy::Missing | Copy::Corrupt(_) => true,
-        };
-        if stale {
-            if let Copy::Corrupt(err) = copy {
-                crate::log::warn(&format!(
-                    "{}: {err}; rewriting it from a good copy",
-                    mp.join(rel).display()
-                ));
-            }
-            // Best effort: a copy that cannot be rewritten (its disk
-            // failing) must not stop the good copies from being read.
-            match write_file_atomic(mp, rel, &encode(version, payload)) {
-                Ok(()) => repaired.push(mp.clone()),
-                Err(err) => crate::log::warn(&format!(
-                    "{err}; control file {rel} is served from the other copies"
-                )),
-            }
-        }
-    }
+    let repaired = rewrite_stale(mountpaths, rel, &copies, version, payload);
     Ok(ControlRead {
         best: Some((version, record)),
         repaired,
     })
+}
+
+/// One mountpath's copy of the control file `rel`.
+fn read_copy(mountpath: &std::path::Path, rel: &str) -> Copy {
+    match fs::read(mountpath.join(rel)) {
+        Ok(bytes) => match decode(&bytes) {
+            Ok((version, payload)) => Copy::Valid(version, payload),
+            Err(err) => Copy::Corrupt(err),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Copy::Missing,
+        Err(e) => Copy::Corrupt(Error::io(
+            format!("cannot read {}", mountpath.join(rel).display()),
+            e,
+        )),
+    }
+}
+
+/// The newest valid copy's version and payload; `EUCLEAN` when two
+/// copies of one version differ.
+fn newest<'a>(copies: &'a [Copy], rel: &str) -> Result<Option<(u64, &'a [u8])>> {
+    let mut best: Option<(u64, &[u8])> = None;
+    for copy in copies {
+        if let Copy::Valid(version, payload) = copy {
+            match best {
+                Some((v, p)) if v == *version && p != payload.as_slice() => {
+                    return Err(Error::new(
+                        libc::EUCLEAN,
+                        format!("control file {rel}: two copies of version {v} differ"),
+                    ));
+                }
+                Some((v, _)) if v >= *version => {}
+                _ => best = Some((*version, payload)),
+            }
+        }
+    }
+    Ok(best)
+}
+
+/// Rewrites every copy older than `version`, missing or corrupt with
+/// `payload`, as best it can (a copy whose disk fails must not stop the
+/// good ones from being read); returns the mountpaths rewritten.
+fn rewrite_stale(
+    mountpaths: &[PathBuf],
+    rel: &str,
+    copies: &[Copy],
+    version: u64,
+    payload: &[u8],
+) -> Vec<PathBuf> {
+    let mut repaired = Vec::new();
+    for (mp, copy) in mountpaths.iter().zip(copies) {
+        let stale = match copy {
+            Copy::Valid(v, _) => *v < version,
+            Copy::Missing | Copy::Corrupt(_) => true,
+        };
+        if !stale {
+            continue;
+        }
+        if let Copy::Corrupt(err) = copy {
+            crate::log::warn(&format!(
+                "{}: {err}; rewriting it from a good copy",
+                mp.join(rel).display()
+            ));
+        }
+        match write_file_atomic(mp, rel, &encode(version, payload)) {
+            Ok(()) => repaired.push(mp.clone()),
+            Err(err) => crate::log::warn(&format!(
+                "{err}; control file {rel} is served from the other copies"
+            )),
+        }
+    }
+    repaired
 }
 
 /// Writes `record` as `version` to every mountpath.

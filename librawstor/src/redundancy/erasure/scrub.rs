@@ -4,9 +4,6 @@
 use super::*;
 
 impl Erasure {
-    /// Reads every shard in full and checks that the parity matches the
-    /// data; reports unreadable blocks (checksums), mismatching stripes,
-    /// stale and unreachable shards. Changes nothing.
     /// Checks a step's parity against its data, when every data shard
     /// was read (`good`); with `repair`, rewrites parity that does not
     /// match, else reports it (looked at again first).
@@ -51,6 +48,9 @@ impl Erasure {
         }
     }
 
+    /// Reads every shard in full and checks that the parity matches the
+    /// data; reports unreadable blocks (checksums), mismatching stripes,
+    /// stale and unreachable shards. Changes nothing.
     pub(super) fn scrub_shards(
         &self,
         repair: bool,

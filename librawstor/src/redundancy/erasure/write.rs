@@ -36,6 +36,41 @@ impl Erasure {
         need
     }
 
+    /// Reads into `write`'s rows the ranges `need` (data shard, lo, hi)
+    /// it does not cover; the last read's completion goes on with the
+    /// write ([`StripeWrite::units_read`]).
+    fn read_uncovered(
+        &self,
+        write: Arc<StripeWrite>,
+        need: &[(usize, u64, u64)],
+        base: u64,
+        within: Duration,
+    ) {
+        let targets: Vec<RawBuf> = {
+            let mut rows = write.rows.lock();
+            need.iter()
+                .map(|&(j, a, b)| {
+                    RawBuf::of_mut(&mut rows[j][(a - base) as usize..(b - base) as usize])
+                })
+                .collect()
+        };
+        let shards: Vec<usize> = need.iter().map(|n| n.0).collect();
+        let all = FanIn::new(
+            need.len(),
+            Box::new(move |results| write.units_read(&shards, results)),
+        );
+        for (k, (&(j, a, _), target)) in need.iter().zip(targets).enumerate() {
+            // The rows stay in the write, untouched but by these reads.
+            self.on_usable(
+                j,
+                all.part(k),
+                // Every shard is usable here: one that is slow to answer
+                // is given up on, and write_sync rebuilds.
+                |leg, done| leg.read_within(a, std::slice::from_ref(&target), within, done),
+            );
+        }
+    }
+
     /// The common case of a write, started without a worker waiting for
     /// it: every shard up, the lease held, the regions marked and the
     /// stripes free (all checked here, on the caller's thread). What the
@@ -99,29 +134,7 @@ impl Erasure {
         } else if need.is_empty() {
             self.pool.run(move || write.encode_and_send());
         } else {
-            let targets: Vec<RawBuf> = {
-                let mut rows = write.rows.lock();
-                need.iter()
-                    .map(|&(j, a, b)| {
-                        RawBuf::of_mut(&mut rows[j][(a - base) as usize..(b - base) as usize])
-                    })
-                    .collect()
-            };
-            let shards: Vec<usize> = need.iter().map(|n| n.0).collect();
-            let all = FanIn::new(
-                need.len(),
-                Box::new(move |results| write.units_read(&shards, results)),
-            );
-            for (k, (&(j, a, _), target)) in need.iter().zip(targets).enumerate() {
-                // The rows stay in the write, untouched but by these reads.
-                self.on_usable(
-                    j,
-                    all.part(k),
-                    // Every shard is usable here: one that is slow to
-                    // answer is given up on, and write_sync rebuilds.
-                    |leg, done| leg.read_within(a, std::slice::from_ref(&target), within, done),
-                );
-            }
+            self.read_uncovered(write, &need, base, within);
         }
         let size = self.size.load(Ordering::Acquire);
         if self.journal.wants_ahead(offset, len, size) {
