@@ -433,6 +433,53 @@ impl Mdt {
     /// Takes, renews, breaks or gives back the writer lease of an object
     /// for the client `session` (a renewal names the `epoch` it holds);
     /// returns the object's record and the lease's epoch.
+    /// Whether `session` may take the lease of `uuid` that `holder` has
+    /// (if anyone): another holder's lease only with `LEASE_BREAK`; a
+    /// free one, in the first lease period after a restart, only by a
+    /// renewal or for an object created since (leases held before the
+    /// restart are being renewed).
+    fn may_take(
+        &self,
+        uuid: Uuid,
+        session: u64,
+        holder: Option<u64>,
+        flags: u64,
+        now: Instant,
+    ) -> Result<()> {
+        match holder {
+            Some(other) if other != session => {
+                if flags & mdt::LEASE_BREAK == 0 {
+                    return Err(Error::new(
+                        libc::EBUSY,
+                        format!(
+                            "object {uuid} has a writer (client {other:016x}); a second writer must break its lease"
+                        ),
+                    ));
+                }
+                eprintln!(
+                    "rawstor-mdt: object {uuid}: client {session:016x} breaks the lease of client {other:016x}"
+                );
+            }
+            Some(_) => {}
+            None => {
+                let ttl = Duration::from_millis(mdt::LEASE_TTL_MS);
+                let up = now.duration_since(self.started);
+                let new_object = self.born.lock().contains(&uuid);
+                if up < ttl && flags & mdt::LEASE_RENEW == 0 && !new_object {
+                    return Err(Error::new(
+                        libc::EAGAIN,
+                        format!(
+                            "rawstor-mdt restarted {} ms ago: leases held before it are being renewed; new writers may start in {} ms",
+                            up.as_millis(),
+                            (ttl - up).as_millis()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn lease(
         &self,
         session: u64,
@@ -465,36 +512,7 @@ impl Mdt {
                 format!("object {uuid}: another writer took the lease since"),
             ));
         }
-        match holder {
-            Some(other) if other != session => {
-                if flags & mdt::LEASE_BREAK == 0 {
-                    return Err(Error::new(
-                        libc::EBUSY,
-                        format!(
-                            "object {uuid} has a writer (client {other:016x}); a second writer must break its lease"
-                        ),
-                    ));
-                }
-                eprintln!(
-                    "rawstor-mdt: object {uuid}: client {session:016x} breaks the lease of client {other:016x}"
-                );
-            }
-            Some(_) => {}
-            None => {
-                let up = now.duration_since(self.started);
-                let new_object = self.born.lock().contains(&uuid);
-                if up < ttl && flags & mdt::LEASE_RENEW == 0 && !new_object {
-                    return Err(Error::new(
-                        libc::EAGAIN,
-                        format!(
-                            "rawstor-mdt restarted {} ms ago: leases held before it are being renewed; new writers may start in {} ms",
-                            up.as_millis(),
-                            (ttl - up).as_millis()
-                        ),
-                    ));
-                }
-            }
-        }
+        self.may_take(uuid, session, holder, flags, now)?;
         let epoch = match (holder, current) {
             (Some(h), Some(c)) if h == session => c,
             // A renewal keeps its epoch (any other was refused above),
