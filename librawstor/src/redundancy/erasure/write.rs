@@ -162,16 +162,13 @@ impl Erasure {
         let results = self.run_on_changes(&shards, false, |k, leg, f| {
             leg.write(live[k].1, std::slice::from_ref(&raws[k]), fua, f)
         });
-        for (&i, result) in shards.iter().zip(results) {
-            match result {
-                Ok(_) => {}
-                Err(err) if caller_error(&err) => return Err(err),
-                Err(err) => {
-                    self.shard_failed(i, "write to", &err);
-                    missed.push(i);
-                }
-            }
+        let (failed, error) = sort_outcomes(&shards, results, |i, err| {
+            self.shard_failed(i, "write to", err)
+        });
+        if let Some(err) = error {
+            return Err(err);
         }
+        missed.extend(failed);
         Ok(missed)
     }
 
@@ -383,16 +380,13 @@ impl Erasure {
         let results = self.run_on_changes(&live, false, |_, leg, f| {
             leg.simple(op, s0 * EC_UNIT, (s1 - s0) * EC_UNIT, f)
         });
-        for (&i, result) in live.iter().zip(results) {
-            match result {
-                Ok(_) => {}
-                Err(err) if caller_error(&err) => return Err(err),
-                Err(err) => {
-                    self.shard_failed(i, "discard of", &err);
-                    missed.push(i);
-                }
-            }
+        let (failed, error) = sort_outcomes(&live, results, |i, err| {
+            self.shard_failed(i, "discard of", err)
+        });
+        if let Some(err) = error {
+            return Err(err);
         }
+        missed.extend(failed);
         self.settle(&missed)
     }
 }
