@@ -183,16 +183,9 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         // --help, --version.
-        Err(err) if !err.use_stderr() => {
-            let _ = err.print();
-            return ExitCode::SUCCESS;
-        }
         Err(err) => {
-            eprintln!(
-                "rawstor: {} (see rawstor --help)",
-                rawstor::daemon::usage_line(&err.to_string())
-            );
-            return ExitCode::from(2);
+            let rendered = err.to_string();
+            return rawstor::daemon::usage_exit("rawstor", &rendered, !err.use_stderr());
         }
     };
     match run(cli.command) {

@@ -114,6 +114,19 @@ pub fn listen(
     Ok((listener, stop, bound))
 }
 
+/// Ends a program whose arguments did not parse, from the argument
+/// parser's rendered message: `--help` and `--version` (`to_stdout`)
+/// print it on stdout and exit 0; a usage error is one line on stderr,
+/// exit 2.
+pub fn usage_exit(program: &str, rendered: &str, to_stdout: bool) -> ExitCode {
+    if to_stdout {
+        print!("{rendered}");
+        return ExitCode::SUCCESS;
+    }
+    eprintln!("{program}: {} (see {program} --help)", usage_line(rendered));
+    ExitCode::from(2)
+}
+
 /// A usage error as one line, from an argument parser's rendered
 /// message (clap's, in the CLI and both servers): its first paragraph,
 /// without the "error: " it starts with and the usage block after it.

@@ -80,14 +80,9 @@ fn main() -> ExitCode {
     let args = match Args::try_parse() {
         Ok(args) => args,
         // --help, --version.
-        Err(err) if !err.use_stderr() => {
-            let _ = err.print();
-            return ExitCode::SUCCESS;
-        }
         Err(err) => {
-            let message = daemon::usage_line(&err.to_string());
-            eprintln!("rawstor-mdt: {message} (see rawstor-mdt --help)");
-            return ExitCode::from(2);
+            let rendered = err.to_string();
+            return daemon::usage_exit("rawstor-mdt", &rendered, !err.use_stderr());
         }
     };
     let heartbeat_timeout = Duration::from_millis(args.heartbeat_timeout_ms);

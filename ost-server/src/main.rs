@@ -90,14 +90,9 @@ fn main() -> ExitCode {
     let args = match Args::try_parse() {
         Ok(args) => args,
         // --help, --version.
-        Err(err) if !err.use_stderr() => {
-            let _ = err.print();
-            return ExitCode::SUCCESS;
-        }
         Err(err) => {
-            let message = daemon::usage_line(&err.to_string());
-            eprintln!("rawstor-ost: {message} (see rawstor-ost --help)");
-            return ExitCode::from(2);
+            let rendered = err.to_string();
+            return daemon::usage_exit("rawstor-ost", &rendered, !err.use_stderr());
         }
     };
     let mut mountpaths: Vec<PathBuf> = Vec::new();
