@@ -1,11 +1,17 @@
 //! For the servers (rawstor-ost, rawstor-mdt): SIGTERM and SIGINT become
 //! a readable pipe that an accept loop polls next to its listener.
 
+use std::collections::HashMap;
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, poll};
@@ -86,6 +92,130 @@ pub fn wait_for_connection(listener: &impl AsFd, stop: &StopSignal, timeout_ms: 
         Woken::Idle
     }
 }
+
+/// The connections a server serves, a thread each: accepted by
+/// [`Connections::accept_loop`] up to a limit, ended by
+/// [`Connections::stop`] (no more reading: requests in flight finish and
+/// are answered) or [`Connections::abort`].
+pub struct Connections {
+    /// A clone of each live connection, to end it.
+    streams: Mutex<HashMap<u64, TcpStream>>,
+    next: AtomicU64,
+    max: usize,
+    stopping: AtomicBool,
+}
+
+impl Connections {
+    /// At most `max` connections at once.
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            streams: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(1),
+            max,
+            stopping: AtomicBool::new(false),
+        })
+    }
+
+    /// Whether the server is stopping.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Stops accepting and ends every connection's reading.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        for stream in self.streams.lock().values() {
+            let _ = stream.shutdown(Shutdown::Read);
+        }
+    }
+
+    /// Closes every connection outright (replies in flight are lost).
+    pub fn abort(&self) {
+        for stream in self.streams.lock().values() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Accepts connections from `listener` until a stop signal or
+    /// [`Connections::stop`]; each is served by `serve` on a thread of its
+    /// own (`{name}-{id}`); one over the limit goes to `refuse`. Returns
+    /// the threads still running.
+    pub fn accept_loop(
+        self: &Arc<Self>,
+        name: &str,
+        listener: &TcpListener,
+        stop: &StopSignal,
+        refuse: impl Fn(TcpStream),
+        serve: impl Fn(TcpStream) + Clone + Send + 'static,
+    ) -> Vec<JoinHandle<()>> {
+        let mut threads: Vec<JoinHandle<()>> = Vec::new();
+        while !self.stopping() {
+            match wait_for_connection(listener, stop, 1000) {
+                Woken::Stop => {
+                    self.stopping.store(true, Ordering::Release);
+                    break;
+                }
+                Woken::Idle => {
+                    threads.retain(|t| !t.is_finished());
+                    continue;
+                }
+                Woken::Connection => {}
+            }
+            let stream = match listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    crate::log::warn(&format!("{name}: accept: {e}"));
+                    std::thread::sleep(ACCEPT_PAUSE);
+                    continue;
+                }
+            };
+            threads.retain(|t| !t.is_finished());
+            if self.streams.lock().len() >= self.max {
+                refuse(stream);
+                continue;
+            }
+            if let Some(thread) = self.serve_one(name, stream, serve.clone()) {
+                threads.push(thread);
+            }
+        }
+        threads
+    }
+
+    /// Tracks `stream` and serves it on a thread of its own.
+    fn serve_one(
+        self: &Arc<Self>,
+        name: &str,
+        stream: TcpStream,
+        serve: impl FnOnce(TcpStream) + Send + 'static,
+    ) -> Option<JoinHandle<()>> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        match stream.try_clone() {
+            Ok(clone) => self.streams.lock().insert(id, clone),
+            Err(e) => {
+                crate::log::warn(&format!("{name}: cannot track a connection: {e}"));
+                return None;
+            }
+        };
+        let me = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name(format!("{name}-{id}"))
+            .spawn(move || {
+                serve(stream);
+                me.streams.lock().remove(&id);
+            });
+        match spawned {
+            Ok(thread) => Some(thread),
+            Err(e) => {
+                crate::log::warn(&format!("{name}: cannot start a connection thread: {e}"));
+                self.streams.lock().remove(&id);
+                None
+            }
+        }
+    }
+}
+
+/// Pause after a failed accept (out of descriptors, say) before the next.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(10);
 
 /// A server's start: binds `bind`, installs the stop signal, and prints
 /// `listening on HOST:PORT` on stdout, the line scripts wait for. A

@@ -16,11 +16,10 @@ use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::Parser;
-use rawstor::daemon::{self, Woken};
+use rawstor::daemon::{self, Connections};
 use rawstor::error::Error;
 use rawstor::wire::{self, Decoded, Decoder, Header, Opcode};
 
@@ -28,6 +27,8 @@ use state::Mdt;
 
 /// Copies of every control file when `--data` names one directory.
 const COPIES_IN_ONE_DIR: usize = 3;
+/// Connections served at once (more are refused with `EBUSY`).
+const MAX_CONNECTIONS: usize = 1024;
 /// Longest time a connection waits for the rest of a frame.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -110,43 +111,40 @@ fn main() -> ExitCode {
             .collect::<Vec<_>>()
             .join(",")
     );
-    let stopping = Arc::new(AtomicBool::new(false));
-    loop {
-        match daemon::wait_for_connection(&listener, &stop, 1000) {
-            Woken::Stop => break,
-            Woken::Idle => continue,
-            Woken::Connection => {}
-        }
-        let stream = match listener.accept() {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                eprintln!("rawstor-mdt: accept: {e}");
-                std::thread::sleep(Duration::from_millis(10));
-                continue;
-            }
-        };
-        let (mdt, stopping) = (Arc::clone(&mdt), Arc::clone(&stopping));
-        let spawned = std::thread::Builder::new()
-            .name("mdt-conn".into())
-            .spawn(move || serve(&mdt, stream, &stopping));
-        if let Err(e) = spawned {
-            eprintln!("rawstor-mdt: cannot start a connection thread: {e}");
-        }
-    }
-    stopping.store(true, Ordering::Release);
+    let connections = Connections::new(MAX_CONNECTIONS);
+    let served = Arc::clone(&mdt);
+    // Threads still answering when the loop ends finish by themselves:
+    // their connections' reading is ended below, records are written
+    // before each answer.
+    let _threads =
+        connections.accept_loop("rawstor-mdt", &listener, &stop, refuse, move |stream| {
+            serve(&served, stream)
+        });
+    connections.stop();
     eprintln!("rawstor-mdt: stopped");
     ExitCode::SUCCESS
 }
 
-/// Answers one connection's requests in order until it closes.
-fn serve(mdt: &Mdt, mut stream: TcpStream, stopping: &AtomicBool) {
+/// Says why a connection over [`MAX_CONNECTIONS`] is not served, and
+/// closes it.
+fn refuse(mut stream: TcpStream) {
+    let reply = Err(Error::new(
+        libc::EBUSY,
+        "too many connections to this rawstor-mdt",
+    ));
+    let _ = send(&mut stream, &Header::default(), reply);
+}
+
+/// Answers one connection's requests in order until it closes (or the
+/// server stops, which ends its reading).
+fn serve(mdt: &Mdt, mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
     let mut decoder = Decoder::new();
     let mut buf = vec![0u8; 64 << 10];
     // The client's session, known once it said Hello.
     let mut session = None;
-    while !stopping.load(Ordering::Acquire) {
+    loop {
         let n = match stream.read(&mut buf) {
             Ok(0) | Err(_) => return,
             Ok(n) => n,

@@ -13,14 +13,14 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{self, BufReader, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
 use rawstor::Uuid;
-use rawstor::daemon::{self, StopSignal, Woken};
+use rawstor::daemon::{Connections, StopSignal};
 use rawstor::error::Error;
 use rawstor::store::{Store, StoreObject};
 use rawstor::wire::{
@@ -235,10 +235,8 @@ pub struct Server {
     dedup: Dedup,
     jobs: Sender<Job>,
     config: Config,
-    stopping: AtomicBool,
-    /// Read halves of live connections, to end them on shutdown.
-    connections: Mutex<HashMap<u64, TcpStream>>,
-    next_connection: AtomicU64,
+    /// The connections served, to end them on shutdown.
+    connections: Arc<Connections>,
 }
 
 impl Server {
@@ -251,9 +249,7 @@ impl Server {
             objects: Mutex::new(HashMap::new()),
             dedup: Dedup::new(),
             jobs,
-            stopping: AtomicBool::new(false),
-            connections: Mutex::new(HashMap::new()),
-            next_connection: AtomicU64::new(1),
+            connections: Connections::new(config.max_connections),
             config,
         });
         let workers = (0..server.config.workers.max(1))
@@ -275,78 +271,30 @@ impl Server {
         (server, workers)
     }
 
-    /// Serves connections from `listener` until [`Server::stop`].
+    /// Serves connections from `listener` until [`Server::stop`] or a
+    /// stop signal; returns the connection threads still running.
     pub fn accept_loop(
         self: &Arc<Self>,
         listener: &TcpListener,
         stop: &StopSignal,
     ) -> Vec<JoinHandle<()>> {
-        let mut threads: Vec<JoinHandle<()>> = Vec::new();
-        while !self.stopping.load(Ordering::Acquire) {
-            match daemon::wait_for_connection(&listener, stop, 1000) {
-                Woken::Stop => {
-                    self.stopping.store(true, Ordering::Release);
-                    break;
-                }
-                Woken::Idle => {
-                    threads.retain(|t| !t.is_finished());
-                    continue;
-                }
-                Woken::Connection => {}
-            }
-            let stream = match listener.accept() {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    eprintln!("rawstor-ost: accept: {e}");
-                    std::thread::sleep(Duration::from_millis(10));
-                    continue;
-                }
-            };
-            threads.retain(|t| !t.is_finished());
-            if self.connections.lock().len() >= self.config.max_connections {
-                refuse(stream);
-                continue;
-            }
-            let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
-            match stream.try_clone() {
-                Ok(clone) => self.connections.lock().insert(id, clone),
-                Err(e) => {
-                    eprintln!("rawstor-ost: cannot track a connection: {e}");
-                    continue;
-                }
-            };
-            let server = Arc::clone(self);
-            match std::thread::Builder::new()
-                .name(format!("ost-conn-{id}"))
-                .spawn(move || {
-                    server.serve(stream);
-                    server.connections.lock().remove(&id);
-                }) {
-                Ok(thread) => threads.push(thread),
-                Err(e) => {
-                    eprintln!("rawstor-ost: cannot start a connection thread: {e}");
-                    self.connections.lock().remove(&id);
-                }
-            }
-        }
-        threads
+        let server = Arc::clone(self);
+        self.connections
+            .accept_loop("rawstor-ost", listener, stop, refuse, move |stream| {
+                server.serve(stream)
+            })
     }
 
     /// Stops accepting and ends every connection's reading: in-flight
     /// requests still finish and are answered.
     pub fn stop(&self) {
-        self.stopping.store(true, Ordering::Release);
-        for stream in self.connections.lock().values() {
-            let _ = stream.shutdown(Shutdown::Read);
-        }
+        self.connections.stop();
     }
 
     /// Closes every connection outright (in-flight replies are lost; the
     /// clients retry elsewhere or later).
     pub fn abort_connections(&self) {
-        for stream in self.connections.lock().values() {
-            let _ = stream.shutdown(Shutdown::Both);
-        }
+        self.connections.abort();
     }
 
     /// Flushes every open object; returns how many failed.
