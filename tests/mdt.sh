@@ -169,6 +169,19 @@ assert "and from the MDT's list" '[[ -z "$($RAWSTOR list "mdt://$MDT_ADDR")" ]]'
 leftover=$(find "$WORK"/ost[0-9] -path '*%tr' -prune -o -name "$uuid" -print | wc -l)
 assert "and from the OSTs" '[[ $leftover -eq 0 ]]'
 
+# A connection over the MDT's limit is refused with a reason; once the
+# held one closes, clients are served again.
+start_mdt mdt-limit 127.0.0.1:0 --max-connections 1
+exec {held}<>"/dev/tcp/${MDT_ADDR%:*}/${MDT_ADDR##*:}"
+sleep 0.2
+expect_failure "too many connections to this rawstor-mdt" \
+    "a client over the MDT's --max-connections is refused, saying why" \
+    "$RAWSTOR" cluster "mdt://$MDT_ADDR"
+exec {held}>&-
+sleep 0.2
+assert "once a connection closes, the MDT serves the next client" \
+    '$RAWSTOR cluster "mdt://$MDT_ADDR" >/dev/null'
+
 if ((fails)); then
     echo "$fails mdt check(s) failed"
     exit 1

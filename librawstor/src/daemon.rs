@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::process::ExitCode;
@@ -138,19 +139,18 @@ impl Connections {
 
     /// Accepts connections from `listener` until a stop signal or
     /// [`Connections::stop`]; each is served by `serve` on a thread of its
-    /// own (`{name}-{id}`); one over the limit goes to `refuse`. Returns
-    /// the threads still running.
+    /// own (`{name}-{id}`); one over the limit is refused ([`refuse`]).
+    /// Returns the threads still running.
     pub fn accept_loop(
         self: &Arc<Self>,
         name: &str,
         listener: &TcpListener,
         stop: &StopSignal,
-        refuse: impl Fn(TcpStream),
         serve: impl Fn(TcpStream) + Clone + Send + 'static,
     ) -> Vec<JoinHandle<()>> {
         let mut threads: Vec<JoinHandle<()>> = Vec::new();
         while !self.stopping() {
-            match wait_for_connection(listener, stop, 1000) {
+            match wait_for_connection(listener, stop, ACCEPT_POLL_MS) {
                 Woken::Stop => {
                     self.stopping.store(true, Ordering::Release);
                     break;
@@ -171,7 +171,7 @@ impl Connections {
             };
             threads.retain(|t| !t.is_finished());
             if self.streams.lock().len() >= self.max {
-                refuse(stream);
+                refuse(stream, &format!("too many connections to this {name}"));
                 continue;
             }
             if let Some(thread) = self.serve_one(name, stream, serve.clone()) {
@@ -216,6 +216,34 @@ impl Connections {
 
 /// Pause after a failed accept (out of descriptors, say) before the next.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(10);
+/// Longest wait for a connection before the accept loop looks at its
+/// threads and the stop flag again.
+const ACCEPT_POLL_MS: u16 = 1000;
+/// How long a refused connection's requests are read and dropped after
+/// the refusal, so that closing it does not reset the reply away.
+const REFUSE_LINGER: Duration = Duration::from_secs(1);
+
+/// Refuses a connection over a server's limit: an `EBUSY` error reply
+/// saying `why` (request id 0, as for any refusal before the handshake),
+/// then the connection closes once the client has read it (its requests
+/// are drained for at most [`REFUSE_LINGER`] on a thread of its own).
+pub fn refuse(mut stream: TcpStream, why: &str) {
+    let payload = crate::wire::error_message(why);
+    let header = crate::wire::Header::default()
+        .reply(-libc::EBUSY)
+        .with_payload(payload);
+    let mut frame = header.encode().to_vec();
+    frame.extend_from_slice(payload);
+    let _ = stream.write_all(&frame);
+    let _ = stream.shutdown(Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(REFUSE_LINGER));
+    let _ = std::thread::Builder::new()
+        .name("refuse".into())
+        .spawn(move || {
+            let mut sink = [0u8; 4096];
+            while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+        });
+}
 
 /// A server's start: binds `bind`, installs the stop signal, and prints
 /// `listening on HOST:PORT` on stdout, the line scripts wait for. A

@@ -27,8 +27,6 @@ use state::Mdt;
 
 /// Copies of every control file when `--data` names one directory.
 const COPIES_IN_ONE_DIR: usize = 3;
-/// Connections served at once (more are refused with `EBUSY`).
-const MAX_CONNECTIONS: usize = 1024;
 /// Longest time a connection waits for the rest of a frame.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -56,6 +54,9 @@ struct Args {
     /// An OST silent this long is down
     #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1..))]
     heartbeat_timeout_ms: u64,
+    /// Connections served at once (more are refused with EBUSY)
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
 }
 
 /// Where the records live (`--data`).
@@ -111,28 +112,17 @@ fn main() -> ExitCode {
             .collect::<Vec<_>>()
             .join(",")
     );
-    let connections = Connections::new(MAX_CONNECTIONS);
+    let connections = Connections::new(args.max_connections as usize);
     let served = Arc::clone(&mdt);
     // Threads still answering when the loop ends finish by themselves:
     // their connections' reading is ended below, records are written
     // before each answer.
-    let _threads =
-        connections.accept_loop("rawstor-mdt", &listener, &stop, refuse, move |stream| {
-            serve(&served, stream)
-        });
+    let _threads = connections.accept_loop("rawstor-mdt", &listener, &stop, move |stream| {
+        serve(&served, stream)
+    });
     connections.stop();
     eprintln!("rawstor-mdt: stopped");
     ExitCode::SUCCESS
-}
-
-/// Says why a connection over [`MAX_CONNECTIONS`] is not served, and
-/// closes it.
-fn refuse(mut stream: TcpStream) {
-    let reply = Err(Error::new(
-        libc::EBUSY,
-        "too many connections to this rawstor-mdt",
-    ));
-    let _ = send(&mut stream, &Header::default(), reply);
 }
 
 /// Answers one connection's requests in order until it closes (or the

@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, BufReader, IoSlice, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 
 use std::thread::JoinHandle;
@@ -280,7 +280,7 @@ impl Server {
     ) -> Vec<JoinHandle<()>> {
         let server = Arc::clone(self);
         self.connections
-            .accept_loop("rawstor-ost", listener, stop, refuse, move |stream| {
+            .accept_loop("rawstor-ost", listener, stop, move |stream| {
                 server.serve(stream)
             })
     }
@@ -605,27 +605,6 @@ impl Server {
             }
         }
     }
-}
-
-/// Tells a client over the connection limit why, then closes. The close
-/// waits (on a thread of its own, at most a second) until the client has
-/// sent what it was sending: closing with unread bytes would reset the
-/// connection and lose the reply.
-fn refuse(mut stream: TcpStream) {
-    let reply = Reply::error(
-        &Header::default(),
-        libc::EBUSY,
-        "too many connections to this rawstor-ost",
-    );
-    let _ = write_all_vectored(&mut stream, &reply.header.encode(), &reply.payload);
-    let _ = stream.shutdown(Shutdown::Write);
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-    let _ = std::thread::Builder::new()
-        .name("ost-refuse".into())
-        .spawn(move || {
-            let mut sink = [0u8; 4096];
-            while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
-        });
 }
 
 /// Whether a frame is a write request of whole store blocks, whose
