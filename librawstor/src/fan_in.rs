@@ -23,6 +23,8 @@ pub(crate) type Whole = Box<dyn FnOnce(Vec<Result<u64>>) + Send>;
 /// The completions of operations started together. See the module
 /// documentation.
 pub(crate) struct FanIn {
+    /// Operations in all (the length of `results`).
+    count: usize,
     results: Mutex<Vec<Option<Result<u64>>>>,
     left: AtomicUsize,
     whole: Mutex<Option<Whole>>,
@@ -34,6 +36,7 @@ impl FanIn {
     pub(crate) fn new(count: usize, whole: Whole) -> Arc<Self> {
         assert!(count > 0, "a fan-in waits for at least one operation");
         Arc::new(Self {
+            count,
             results: Mutex::new((0..count).map(|_| None).collect()),
             left: AtomicUsize::new(count),
             whole: Mutex::new(Some(whole)),
@@ -43,8 +46,9 @@ impl FanIn {
     /// The completion of operation `index`.
     pub(crate) fn part(self: &Arc<Self>, index: usize) -> Finish {
         assert!(
-            index < self.results.lock().len(),
-            "operation {index} of a fan-in of fewer"
+            index < self.count,
+            "operation {index} of a fan-in of {}",
+            self.count
         );
         let slot = Slot {
             fan: Arc::clone(self),
