@@ -186,7 +186,7 @@ impl Shared {
         if let Some(pool) = self.pool.get() {
             return Ok(Arc::clone(pool));
         }
-        let pool = Arc::new(Pool::new(POOL_THREADS, "rawstor-ec")?);
+        let pool = Arc::new(Pool::new(POOL_THREADS, "rawstor-ec", POOL_QUEUE)?);
         Ok(Arc::clone(self.pool.get_or_init(|| pool)))
     }
 
@@ -195,7 +195,7 @@ impl Shared {
         let settle = match self.settle.get() {
             Some(settle) => Arc::clone(settle),
             None => {
-                let settle = Arc::new(Pool::new(SETTLE_THREADS, "rawstor-settle")?);
+                let settle = Arc::new(Pool::new(SETTLE_THREADS, "rawstor-settle", POOL_QUEUE)?);
                 Arc::clone(self.settle.get_or_init(|| settle))
             }
         };
@@ -212,6 +212,12 @@ impl Shared {
 /// cores (threads switching, each with cold caches), and 4 KiB reads at
 /// QD16 gained nothing (BENCHMARKS.md).
 const POOL_THREADS: usize = 8;
+/// Jobs waiting for the threads of [`POOL_THREADS`] (or of
+/// [`SETTLE_THREADS`]) at most: an operation's at most two (its encode or
+/// rebuild, a streaming writer's marking ahead), for this many operations
+/// at once. Beyond it a submitting thread waits; the loop thread's
+/// hand-offs fail with `EAGAIN` (see [`Pool::run_or`]).
+const POOL_QUEUE: usize = 4096;
 
 /// Threads recording missed shards in the MDT at once: a write in flight
 /// per queue slot may miss a shard at the moment it fails; the first

@@ -18,7 +18,7 @@ pub mod log;
 pub mod mdt;
 mod net;
 pub mod object;
-mod pool;
+pub mod pool;
 pub mod queue;
 mod redundancy;
 mod remote;

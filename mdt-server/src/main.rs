@@ -11,23 +11,21 @@
 
 mod state;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use rawstor::daemon::{self, Connections};
-use rawstor::error::Error;
-use rawstor::wire::{self, Decoded, Decoder, Header, Opcode};
+use rawstor::daemon::{self, Buffers, Connections, Reply, Request, Service, Serving};
+use rawstor::wire::Offer;
 
 use state::Mdt;
 
 /// Copies of every control file when `--data` names one directory.
 const COPIES_IN_ONE_DIR: usize = 3;
-/// Longest time a connection waits for the rest of a frame.
+/// A connection silent this long (or stuck in the middle of a frame) is
+/// closed; its client reconnects when it next has a request.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Keeps a rawstor cluster's map and object records (the mdt://
@@ -113,95 +111,52 @@ fn main() -> ExitCode {
             .join(",")
     );
     let connections = Connections::new(args.max_connections as usize);
-    let served = Arc::clone(&mdt);
+    let served = Arc::new(Served {
+        mdt,
+        buffers: Buffers::default(),
+    });
+    let serving = Serving {
+        workers: None,
+        queue_size: 1,
+        idle_timeout: Some(READ_TIMEOUT),
+    };
     // Threads still answering when the loop ends finish by themselves:
     // their connections' reading is ended below, records are written
     // before each answer.
     let _threads = connections.accept_loop("rawstor-mdt", &listener, &stop, move |stream| {
-        serve(&served, stream)
+        daemon::serve(&served, stream, &serving)
     });
     connections.stop();
     eprintln!("rawstor-mdt: stopped");
     ExitCode::SUCCESS
 }
 
-/// Answers one connection's requests in order until it closes (or the
-/// server stops, which ends its reading).
-fn serve(mdt: &Mdt, mut stream: TcpStream) {
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
-    let mut decoder = Decoder::new();
-    let mut buf = vec![0u8; 64 << 10];
-    // The client's session, known once it said Hello.
-    let mut session = None;
-    loop {
-        let n = match stream.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        decoder.push(&buf[..n]);
-        loop {
-            let (header, reply) = match decoder.next_frame() {
-                Ok(None) => break,
-                Ok(Some(Decoded::Frame(frame))) => {
-                    let reply = answer(mdt, &frame.header, &frame.payload, &mut session);
-                    (frame.header, reply)
-                }
-                Ok(Some(Decoded::Bad(header, err))) => {
-                    (header, Err(Error::new(err.errno(), err.to_string())))
-                }
-                Err(err) => {
-                    let reply = Err(Error::new(err.errno(), err.to_string()));
-                    let _ = send(&mut stream, &Header::default(), reply);
-                    return;
-                }
-            };
-            if send(&mut stream, &header, reply).is_err() {
-                return;
-            }
+/// The MDT as the connection loop sees it: every request is answered in
+/// order on its connection's thread.
+struct Served {
+    mdt: Arc<Mdt>,
+    buffers: Buffers,
+}
+
+impl Service for Served {
+    fn offer(&self) -> Offer {
+        Offer {
+            capabilities: 0,
+            store_id: self.mdt.id(),
         }
     }
-}
 
-fn send(
-    stream: &mut TcpStream,
-    request: &Header,
-    reply: Result<Vec<u8>, Error>,
-) -> std::io::Result<()> {
-    let (status, payload) = match reply {
-        Ok(payload) => (0, payload),
-        Err(err) => (-err.errno(), wire::error_message(err.context()).to_vec()),
-    };
-    let header = request.reply(status).with_payload(&payload);
-    let mut out = header.encode().to_vec();
-    out.extend_from_slice(&payload);
-    stream.write_all(&out)
-}
-
-fn answer(
-    mdt: &Mdt,
-    header: &Header,
-    payload: &[u8],
-    session: &mut Option<u64>,
-) -> Result<Vec<u8>, Error> {
-    let Some(op) = header.op() else {
-        return Err(Error::new(
-            libc::EOPNOTSUPP,
-            format!("unknown opcode {}", header.opcode),
-        ));
-    };
-    if op == Opcode::Hello {
-        let offer = wire::Offer {
-            capabilities: 0,
-            store_id: mdt.id(),
-        };
-        let (welcome, client) = wire::accept_hello(payload, &offer)
-            .map_err(|e| Error::new(e.errno(), format!("bad Hello: {e}")))?;
-        *session = Some(client);
-        return Ok(welcome.encode());
+    fn inline(&self, _: &Request) -> bool {
+        true
     }
-    let Some(session) = *session else {
-        return Err(Error::new(libc::EPROTO, "the first request must be Hello"));
-    };
-    mdt.handle(session, op, header, payload)
+
+    fn answer(&self, session: u64, request: &Request) -> Reply {
+        let (header, payload) = (&request.header, &request.payload);
+        let result = self.mdt.handle(session, request.op, header, payload);
+        Reply::from_result(header, result)
+    }
+
+    fn buffers(&self) -> &Buffers {
+        &self.buffers
+    }
 }

@@ -123,14 +123,18 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
 
-    let (server, workers) = server::Server::new(
-        store,
-        server::Config {
-            workers: args.workers,
-            queue_size: args.queue_size,
-            max_connections: args.max_connections,
-        },
-    );
+    let config = server::Config {
+        workers: args.workers,
+        queue_size: args.queue_size,
+        max_connections: args.max_connections,
+    };
+    let server = match server::Server::new(store, &config) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("rawstor-ost: cannot start the workers: {e}");
+            return ExitCode::from(71);
+        }
+    };
     if let Some(mdt_addr) = args.mdt.clone() {
         if bound.ip().is_unspecified() && args.advertise.is_none() {
             eprintln!(
@@ -159,7 +163,7 @@ fn main() -> ExitCode {
     drop(listener);
     let started = Instant::now();
     server.stop();
-    if !server::join_until(threads, started + STOP_GRACE) {
+    if !daemon::join_until(threads, started + STOP_GRACE) {
         eprintln!(
             "rawstor-ost: requests still running after {} ms: closing their connections",
             STOP_GRACE.as_millis()
@@ -167,8 +171,9 @@ fn main() -> ExitCode {
         server.abort_connections();
     }
     let failed = server.flush_all();
-    drop(server);
-    drop(workers); // detached: they end with the process
+    // Not dropped: that would wait for workers a request may still hold;
+    // they end with the process.
+    std::mem::forget(server);
     eprintln!(
         "rawstor-ost: stopped in {} ms",
         started.elapsed().as_millis()

@@ -10,27 +10,22 @@
 //! (or different ranges of one) run side by side.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{self, BufReader, IoSlice, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-
-use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
 use rawstor::Uuid;
-use rawstor::daemon::{Connections, StopSignal};
-use rawstor::error::Error;
-use rawstor::store::{Store, StoreObject};
-use rawstor::wire::{
-    self, FLAG_FUA, FLAG_SHRINK, HEADER_LEN, Header, ListEntry, Marks, Opcode, Stat,
-};
+use rawstor::daemon::{Buffers, Connections, Reply, Request, Service, Serving, StopSignal};
+use rawstor::error::{Error, Result};
+use rawstor::pool::Pool;
+use rawstor::store::{BLOCK_SIZE, Store, StoreObject};
+use rawstor::wire::{self, FLAG_FUA, FLAG_SHRINK, Header, ListEntry, Marks, Offer, Opcode, Stat};
 
 /// Reads and writes up to this size run on the connection's thread.
 pub const INLINE_MAX: u64 = 256 << 10;
-/// Bytes of inline replies gathered before they are sent regardless.
-const REPLY_BATCH: usize = 256 << 10;
+/// Slow requests waiting for a worker, per worker; beyond them a
+/// connection waits to hand its next one over.
+const QUEUED_PER_WORKER: usize = 256;
 /// Results of mutations remembered for retried requests.
 const DEDUP_ENTRIES: usize = 1 << 16;
 
@@ -43,38 +38,6 @@ pub struct Config {
     pub queue_size: usize,
     /// Connections served at once; more are refused with an error reply.
     pub max_connections: usize,
-}
-
-type Job = Box<dyn FnOnce() + Send>;
-
-/// A reply to send.
-struct Reply {
-    header: Header,
-    payload: Vec<u8>,
-}
-
-impl Reply {
-    fn ok(request: &Header, payload: Vec<u8>) -> Self {
-        Self {
-            header: request.reply(0).with_payload(&payload),
-            payload,
-        }
-    }
-
-    fn error(request: &Header, errno: i32, message: &str) -> Self {
-        let payload = wire::error_message(message).to_vec();
-        Self {
-            header: request.reply(-errno.abs()).with_payload(&payload),
-            payload,
-        }
-    }
-
-    fn from_result(request: &Header, result: Result<Vec<u8>, Error>) -> Self {
-        match result {
-            Ok(payload) => Self::ok(request, payload),
-            Err(err) => Self::error(request, err.errno(), err.context()),
-        }
-    }
 }
 
 /// Remembered results of mutating requests, by (session, request id), so
@@ -133,142 +96,37 @@ impl Dedup {
     }
 }
 
-/// The sending half of a connection, shared with workers.
-struct Replier {
-    stream: Mutex<TcpStream>,
-    /// Requests handed to workers and not yet answered.
-    inflight: Mutex<usize>,
-    changed: Condvar,
-}
-
-impl Replier {
-    fn send(&self, reply: &Reply) {
-        let head = reply.header.encode();
-        let mut stream = self.stream.lock();
-        // A failed send means the client went away; its reader sees that.
-        let _ = write_all_vectored(&mut stream, &head, &reply.payload);
-    }
-
-    fn send_bytes(&self, bytes: &[u8]) {
-        let mut stream = self.stream.lock();
-        let _ = stream.write_all(bytes);
-    }
-
-    fn begin(&self, limit: usize) {
-        let mut inflight = self.inflight.lock();
-        while *inflight >= limit {
-            self.changed.wait(&mut inflight);
-        }
-        *inflight += 1;
-    }
-
-    fn end(&self) {
-        *self.inflight.lock() -= 1;
-        self.changed.notify_all();
-    }
-
-    fn wait_idle(&self) {
-        let mut inflight = self.inflight.lock();
-        while *inflight > 0 {
-            self.changed.wait(&mut inflight);
-        }
-    }
-}
-
-fn write_all_vectored(stream: &mut TcpStream, head: &[u8], body: &[u8]) -> io::Result<()> {
-    let (mut head, mut body) = (head, body);
-    while !head.is_empty() || !body.is_empty() {
-        let n = stream.write_vectored(&[IoSlice::new(head), IoSlice::new(body)])?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        let from_head = n.min(head.len());
-        head = &head[from_head..];
-        body = &body[n - from_head..];
-    }
-    Ok(())
-}
-
 /// A running server.
-/// Request and reply buffers kept for reuse: a fresh 1 MiB buffer per
-/// request costs a page fault per 4 KiB and a memset (a fifth of a
-/// streaming write's server CPU, measured with perf).
-#[derive(Default)]
-struct Buffers {
-    free: Mutex<Vec<Vec<u8>>>,
-}
-
-impl Buffers {
-    /// Buffers kept, at most.
-    const KEPT: usize = 64;
-    /// Smaller buffers are allocated afresh (cheap) and not kept.
-    const MIN_BYTES: usize = 64 << 10;
-
-    /// A buffer of `len` bytes (contents unspecified).
-    fn take(&self, len: usize) -> Vec<u8> {
-        let mut buf = if len >= Self::MIN_BYTES {
-            self.free.lock().pop().unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        // Only bytes beyond what the buffer held before are zeroed.
-        buf.resize(len, 0);
-        buf
-    }
-
-    /// Gives a buffer back.
-    fn give(&self, buf: Vec<u8>) {
-        if buf.capacity() < Self::MIN_BYTES {
-            return;
-        }
-        let mut free = self.free.lock();
-        if free.len() < Self::KEPT {
-            free.push(buf);
-        }
-    }
-}
-
 pub struct Server {
     store: Arc<Store>,
     buffers: Buffers,
     objects: Mutex<HashMap<Uuid, Arc<StoreObject>>>,
     dedup: Dedup,
-    jobs: Sender<Job>,
-    config: Config,
+    serving: Serving,
     /// The connections served, to end them on shutdown.
     connections: Arc<Connections>,
 }
 
+// The frame reader checks whole-block writes by the store's blocks.
+const _: () = assert!(BLOCK_SIZE as usize == wire::CRC_BLOCK);
+
 impl Server {
     /// A server of `store` with its worker threads started.
-    pub fn new(store: Arc<Store>, config: Config) -> (Arc<Self>, Vec<JoinHandle<()>>) {
-        let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
-        let server = Arc::new(Self {
+    pub fn new(store: Arc<Store>, config: &Config) -> Result<Arc<Self>> {
+        let threads = config.workers.max(1);
+        let workers = Pool::new(threads, "ost-worker", threads * QUEUED_PER_WORKER)?;
+        Ok(Arc::new(Self {
             store,
             buffers: Buffers::default(),
             objects: Mutex::new(HashMap::new()),
             dedup: Dedup::new(),
-            jobs,
+            serving: Serving {
+                workers: Some(Arc::new(workers)),
+                queue_size: config.queue_size,
+                idle_timeout: None,
+            },
             connections: Connections::new(config.max_connections),
-            config,
-        });
-        let workers = (0..server.config.workers.max(1))
-            .map(|i| {
-                let queue: Receiver<Job> = queue.clone();
-                std::thread::Builder::new()
-                    .name(format!("ost-worker-{i}"))
-                    .spawn(move || {
-                        for job in queue {
-                            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err()
-                            {
-                                eprintln!("rawstor-ost: a request handler panicked");
-                            }
-                        }
-                    })
-                    .expect("cannot start a worker thread")
-            })
-            .collect();
-        (server, workers)
+        }))
     }
 
     /// Serves connections from `listener` until [`Server::stop`] or a
@@ -277,11 +135,11 @@ impl Server {
         self: &Arc<Self>,
         listener: &TcpListener,
         stop: &StopSignal,
-    ) -> Vec<JoinHandle<()>> {
+    ) -> Vec<std::thread::JoinHandle<()>> {
         let server = Arc::clone(self);
         self.connections
-            .accept_loop("rawstor-ost", listener, stop, move |stream| {
-                server.serve(stream)
+            .accept_loop("rawstor-ost", listener, stop, move |stream: TcpStream| {
+                rawstor::daemon::serve(&server, stream, &server.serving)
             })
     }
 
@@ -310,135 +168,7 @@ impl Server {
         failed
     }
 
-    fn serve(self: &Arc<Self>, stream: TcpStream) {
-        let _ = stream.set_nodelay(true);
-        let replier = match stream.try_clone() {
-            Ok(clone) => Arc::new(Replier {
-                stream: Mutex::new(clone),
-                inflight: Mutex::new(0),
-                changed: Condvar::new(),
-            }),
-            Err(e) => {
-                eprintln!("rawstor-ost: cannot clone a connection: {e}");
-                return;
-            }
-        };
-        let mut reader = BufReader::with_capacity(128 << 10, stream);
-        let mut session: Option<u64> = None;
-        // Replies of inline requests, sent together once no received
-        // request is left to run: at depth, one send for many replies.
-        let mut batch: Vec<u8> = Vec::with_capacity(REPLY_BATCH);
-        loop {
-            if !batch.is_empty() && (reader.buffer().is_empty() || batch.len() >= REPLY_BATCH) {
-                replier.send_bytes(&batch);
-                batch.clear();
-            }
-            let mut head = [0u8; HEADER_LEN];
-            match read_full(&mut reader, &mut head) {
-                Ok(true) => {}
-                Ok(false) | Err(_) => break, // closed, between frames or mid-frame
-            }
-            let header = match Header::decode(&head) {
-                Ok(header) => header,
-                Err(err) => {
-                    // The stream can no longer be framed: say why, then close.
-                    replier.send(&Reply::error(
-                        &Header::default(),
-                        err.errno(),
-                        &err.to_string(),
-                    ));
-                    break;
-                }
-            };
-            let mut payload = self.buffers.take(header.payload_len as usize);
-            if read_full(&mut reader, &mut payload).ok() != Some(true) {
-                break; // disconnected mid-frame: nothing of it is applied
-            }
-            let checked = if whole_blocks(&header) {
-                header.check_payload_blocks(&payload).map(Some)
-            } else {
-                header.check_payload(&payload).map(|()| None)
-            };
-            let crcs = match checked {
-                Ok(crcs) => crcs,
-                Err(err) => {
-                    replier.send(&Reply::error(&header, err.errno(), &err.to_string()));
-                    continue;
-                }
-            };
-            if header.is_reply() {
-                replier.send(&Reply::error(
-                    &header,
-                    libc::EINVAL,
-                    "a reply sent as a request",
-                ));
-                continue;
-            }
-            let Some(op) = header.op() else {
-                let message = format!("unknown opcode {}", header.opcode);
-                replier.send(&Reply::error(&header, libc::EOPNOTSUPP, &message));
-                continue;
-            };
-            match (op, session) {
-                (Opcode::Hello, _) => match self.hello(&header, &payload) {
-                    Ok((reply, id)) => {
-                        session = Some(id);
-                        replier.send(&reply);
-                    }
-                    Err(reply) => {
-                        replier.send(&reply);
-                        break;
-                    }
-                },
-                (_, None) => {
-                    replier.send(&Reply::error(
-                        &header,
-                        libc::EPROTO,
-                        "the first request on a connection must be Hello",
-                    ));
-                    break;
-                }
-                (op, Some(session)) if inline(op, &header) => {
-                    let reply = self.execute(session, op, &header, &payload, crcs.as_deref());
-                    self.buffers.give(payload);
-                    batch.extend_from_slice(&reply.header.encode());
-                    batch.extend_from_slice(&reply.payload);
-                    self.buffers.give(reply.payload);
-                }
-                (op, Some(session)) => {
-                    replier.begin(self.config.queue_size);
-                    let server = Arc::clone(self);
-                    let replier = Arc::clone(&replier);
-                    let job: Job = Box::new(move || {
-                        let reply = server.execute(session, op, &header, &payload, crcs.as_deref());
-                        server.buffers.give(payload);
-                        replier.send(&reply);
-                        replier.end();
-                        server.buffers.give(reply.payload);
-                    });
-                    if let Err(err) = self.jobs.send(job) {
-                        (err.into_inner())();
-                    }
-                }
-            }
-        }
-        if !batch.is_empty() {
-            replier.send_bytes(&batch);
-        }
-        replier.wait_idle();
-    }
-
-    fn hello(&self, header: &Header, payload: &[u8]) -> Result<(Reply, u64), Reply> {
-        let offer = wire::Offer {
-            capabilities: wire::caps::DEDUP | wire::caps::MARKS,
-            store_id: self.store.id(),
-        };
-        let (welcome, session) = wire::accept_hello(payload, &offer)
-            .map_err(|e| Reply::error(header, e.errno(), &format!("bad Hello: {e}")))?;
-        Ok((Reply::ok(header, welcome.encode()), session))
-    }
-
-    fn object(&self, uuid: Uuid) -> Result<Arc<StoreObject>, Error> {
+    fn object(&self, uuid: Uuid) -> Result<Arc<StoreObject>> {
         if let Some(object) = self.objects.lock().get(&uuid) {
             return Ok(Arc::clone(object));
         }
@@ -448,74 +178,14 @@ impl Server {
         ))
     }
 
-    /// Runs one request; mutations go through the session's memory.
-    /// `crcs` are the crc32s of the payload's 4 KiB blocks when it is a
-    /// write of whole blocks.
-    fn execute(
-        &self,
-        session: u64,
-        op: Opcode,
-        header: &Header,
-        payload: &[u8],
-        crcs: Option<&[u32]>,
-    ) -> Reply {
-        if !op.mutates() || session == 0 {
-            return Reply::from_result(header, self.run(op, header, payload, crcs));
-        }
-        let key = (session, header.request_id);
-        if let Some((status, message)) = self.dedup.begin(key) {
-            let header = header.reply(status).with_payload(&message);
-            return Reply {
-                header,
-                payload: message,
-            };
-        }
-        let reply = Reply::from_result(header, self.run(op, header, payload, crcs));
-        self.dedup.finish(key, reply.header.status, &reply.payload);
-        reply
-    }
-
-    fn run(
-        &self,
-        op: Opcode,
-        header: &Header,
-        payload: &[u8],
-        crcs: Option<&[u32]>,
-    ) -> Result<Vec<u8>, Error> {
+    /// Runs one request.
+    fn run(&self, request: &Request) -> Result<Vec<u8>> {
+        let header = &request.header;
         let uuid = header.uuid();
-        match op {
+        match request.op {
             Opcode::Hello => Err(Error::new(libc::EPROTO, "Hello was already done")),
-            Opcode::Read => {
-                if header.length > wire::MAX_IO {
-                    return Err(Error::invalid(format!(
-                        "read of {} bytes is over the limit {}",
-                        header.length,
-                        wire::MAX_IO
-                    )));
-                }
-                let mut buf = self.buffers.take(header.length as usize);
-                self.object(uuid)?.read(header.offset, &mut buf)?;
-                Ok(buf)
-            }
-            Opcode::Write => {
-                if header.length != payload.len() as u64 {
-                    return Err(Error::invalid(format!(
-                        "write length {} differs from its payload of {} bytes",
-                        header.length,
-                        payload.len()
-                    )));
-                }
-                let object = self.object(uuid)?;
-                let _admitted = object.admit(header.epoch)?;
-                match crcs {
-                    Some(crcs) => object.write_blocks(header.offset, payload, crcs)?,
-                    None => object.write(header.offset, payload)?,
-                }
-                if header.flags & FLAG_FUA != 0 {
-                    object.flush()?;
-                }
-                Ok(Vec::new())
-            }
+            Opcode::Read => self.read(header),
+            Opcode::Write => self.write(request),
             Opcode::Flush => self.object(uuid)?.flush().map(|()| Vec::new()),
             Opcode::Discard | Opcode::WriteZeroes => {
                 let object = self.object(uuid)?;
@@ -528,26 +198,10 @@ impl Server {
                     .create_object(uuid, header.length, header.offset)?;
                 Ok(Vec::new())
             }
-            Opcode::Stat => {
-                let open = self.objects.lock().get(&uuid).cloned();
-                let (info, marks) = match open {
-                    Some(object) => (object.info(), object.marks()),
-                    None => self.store.stat_object_marks(uuid)?,
-                };
-                Ok(Stat {
-                    size: info.size,
-                    chunk_size: info.chunk_size,
-                    block_size: info.block_size,
-                    marks,
-                }
-                .encode())
-            }
+            Opcode::Stat => self.stat(uuid),
             Opcode::Remove => {
-                let open = self.objects.lock().remove(&uuid);
-                if let Some(object) = open {
-                    // Data written but not flushed is going away with it.
-                    drop(object);
-                }
+                // Data written but not flushed goes away with the object.
+                drop(self.objects.lock().remove(&uuid));
                 self.store.remove_object(uuid)?;
                 Ok(Vec::new())
             }
@@ -558,21 +212,7 @@ impl Server {
                 object.resize(header.length, shrink)?;
                 Ok(Vec::new())
             }
-            Opcode::List => {
-                let after = (uuid != Uuid::from_bytes([0; 16])).then_some(uuid);
-                let limit = header.length.clamp(1, wire::MAX_LIST) as usize;
-                let entries: Vec<ListEntry> = self
-                    .store
-                    .list_objects(after, limit)?
-                    .into_iter()
-                    .map(|info| ListEntry {
-                        uuid: info.uuid,
-                        size: info.size,
-                        chunk_size: info.chunk_size,
-                    })
-                    .collect();
-                Ok(wire::encode_list(&entries))
-            }
+            Opcode::List => self.list(header),
             Opcode::Extent => {
                 let (data, length) = self.object(uuid)?.extent(header.offset, header.length)?;
                 Ok(wire::Extent { data, length }.encode())
@@ -585,17 +225,12 @@ impl Server {
             | Opcode::Update
             | Opcode::Lease => Err(Error::new(
                 libc::EOPNOTSUPP,
-                format!("{op:?} is a rawstor-mdt request; this is a rawstor-ost"),
+                format!(
+                    "{:?} is a rawstor-mdt request; this is a rawstor-ost",
+                    request.op
+                ),
             )),
-            Opcode::Mark => {
-                let marks = Marks::decode(payload)
-                    .map_err(|e| Error::invalid(format!("bad marks: {e}")))?;
-                let replace = header.flags & wire::FLAG_REPLACE != 0;
-                let object = self.object(uuid)?;
-                let _admitted = object.admit(header.epoch)?;
-                object.set_marks(&marks, replace)?;
-                Ok(Vec::new())
-            }
+            Opcode::Mark => self.mark(request),
             Opcode::Fence => {
                 if header.epoch == 0 {
                     return Err(Error::invalid("a fence needs a lease epoch"));
@@ -605,56 +240,122 @@ impl Server {
             }
         }
     }
-}
 
-/// Whether a frame is a write request of whole store blocks, whose
-/// payload is checked by its blocks' crcs (which then seal them).
-fn whole_blocks(header: &Header) -> bool {
-    let block = rawstor::store::BLOCK_SIZE;
-    header.op() == Some(Opcode::Write)
-        && !header.is_reply()
-        && header.payload_len > 0
-        && u64::from(header.payload_len) == header.length
-        && header.length % block == 0
-        && header.offset % block == 0
-}
+    fn read(&self, header: &Header) -> Result<Vec<u8>> {
+        if header.length > wire::MAX_IO {
+            return Err(Error::invalid(format!(
+                "read of {} bytes is over the limit {}",
+                header.length,
+                wire::MAX_IO
+            )));
+        }
+        let mut buf = self.buffers.take(header.length as usize);
+        self.object(header.uuid())?.read(header.offset, &mut buf)?;
+        Ok(buf)
+    }
 
-/// Whether a request runs on the connection's own thread.
-fn inline(op: Opcode, header: &Header) -> bool {
-    match op {
-        Opcode::Read => header.length <= INLINE_MAX,
-        Opcode::Write => header.length <= INLINE_MAX && header.flags & FLAG_FUA == 0,
-        Opcode::Stat | Opcode::Extent => true,
-        _ => false,
+    fn write(&self, request: &Request) -> Result<Vec<u8>> {
+        let (header, payload) = (&request.header, &request.payload);
+        if header.length != payload.len() as u64 {
+            return Err(Error::invalid(format!(
+                "write length {} differs from its payload of {} bytes",
+                header.length,
+                payload.len()
+            )));
+        }
+        let object = self.object(header.uuid())?;
+        let _admitted = object.admit(header.epoch)?;
+        match &request.block_crcs {
+            Some(crcs) => object.write_blocks(header.offset, payload, crcs)?,
+            None => object.write(header.offset, payload)?,
+        }
+        if header.flags & FLAG_FUA != 0 {
+            object.flush()?;
+        }
+        Ok(Vec::new())
+    }
+
+    fn stat(&self, uuid: Uuid) -> Result<Vec<u8>> {
+        let open = self.objects.lock().get(&uuid).cloned();
+        let (info, marks) = match open {
+            Some(object) => (object.info(), object.marks()),
+            None => self.store.stat_object_marks(uuid)?,
+        };
+        Ok(Stat {
+            size: info.size,
+            chunk_size: info.chunk_size,
+            block_size: info.block_size,
+            marks,
+        }
+        .encode())
+    }
+
+    fn list(&self, header: &Header) -> Result<Vec<u8>> {
+        let uuid = header.uuid();
+        let after = (uuid != Uuid::from_bytes([0; 16])).then_some(uuid);
+        let limit = header.length.clamp(1, wire::MAX_LIST) as usize;
+        let entries: Vec<ListEntry> = self
+            .store
+            .list_objects(after, limit)?
+            .into_iter()
+            .map(|info| ListEntry {
+                uuid: info.uuid,
+                size: info.size,
+                chunk_size: info.chunk_size,
+            })
+            .collect();
+        Ok(wire::encode_list(&entries))
+    }
+
+    fn mark(&self, request: &Request) -> Result<Vec<u8>> {
+        let header = &request.header;
+        let marks = Marks::decode(&request.payload)
+            .map_err(|e| Error::invalid(format!("bad marks: {e}")))?;
+        let replace = header.flags & wire::FLAG_REPLACE != 0;
+        let object = self.object(header.uuid())?;
+        let _admitted = object.admit(header.epoch)?;
+        object.set_marks(&marks, replace)?;
+        Ok(Vec::new())
     }
 }
 
-/// Fills `buf`; `Ok(false)` on a clean end of stream before its first
-/// byte, an error on an end in the middle.
-fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
-    let mut at = 0;
-    while at < buf.len() {
-        match reader.read(&mut buf[at..]) {
-            Ok(0) if at == 0 => return Ok(false),
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => at += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+impl Service for Server {
+    fn offer(&self) -> Offer {
+        Offer {
+            capabilities: wire::caps::DEDUP | wire::caps::MARKS,
+            store_id: self.store.id(),
         }
     }
-    Ok(true)
-}
 
-/// Waits for connection threads until `deadline`; returns whether all ended.
-pub fn join_until(threads: Vec<JoinHandle<()>>, deadline: Instant) -> bool {
-    for thread in threads {
-        while !thread.is_finished() {
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(5));
+    /// Reads and writes up to [`INLINE_MAX`] that the page cache
+    /// absorbs, stat and extent: answered on the connection's thread.
+    fn inline(&self, request: &Request) -> bool {
+        let header = &request.header;
+        match request.op {
+            Opcode::Read => header.length <= INLINE_MAX,
+            Opcode::Write => header.length <= INLINE_MAX && header.flags & FLAG_FUA == 0,
+            Opcode::Stat | Opcode::Extent => true,
+            _ => false,
         }
-        let _ = thread.join();
     }
-    true
+
+    /// Mutations of a session are remembered: a retried one is answered,
+    /// not run twice.
+    fn answer(&self, session: u64, request: &Request) -> Reply {
+        let header = &request.header;
+        if !request.op.mutates() || session == 0 {
+            return Reply::from_result(header, self.run(request));
+        }
+        let key = (session, header.request_id);
+        if let Some((status, payload)) = self.dedup.begin(key) {
+            return Reply::with_status(header, status, payload);
+        }
+        let reply = Reply::from_result(header, self.run(request));
+        self.dedup.finish(key, reply.header.status, &reply.payload);
+        reply
+    }
+
+    fn buffers(&self) -> &Buffers {
+        &self.buffers
+    }
 }

@@ -3,7 +3,7 @@
 
 /// Bytes per block crc in [`Header::check_payload_blocks`]: the store's
 /// block.
-pub(crate) const CRC_BLOCK: usize = 4096;
+pub const CRC_BLOCK: usize = 4096;
 
 /// Multiplies `a` by `b` modulo the crc32 polynomial (bit-reflected).
 const fn crc_multiply(a: u32, mut b: u32) -> u32 {

@@ -82,6 +82,18 @@ impl Header {
         self.flags & FLAG_REPLY != 0
     }
 
+    /// Whether this is a write request of whole 4 KiB blocks at a block
+    /// boundary (its payload is checked, and then sealed, by block).
+    pub fn is_whole_block_write(&self) -> bool {
+        let block = CRC_BLOCK as u64;
+        self.op() == Some(Opcode::Write)
+            && !self.is_reply()
+            && self.payload_len > 0
+            && u64::from(self.payload_len) == self.length
+            && self.length % block == 0
+            && self.offset % block == 0
+    }
+
     /// Sets the payload length and checksum for `payload`.
     pub fn with_payload(mut self, payload: &[u8]) -> Self {
         self.payload_len = payload.len() as u32;

@@ -46,9 +46,9 @@ mod opcode;
 mod records;
 
 pub use bytes::{Reader, Writer};
-pub use crc::crc_of_blocks;
+pub use crc::{CRC_BLOCK, crc_of_blocks};
 pub use error::WireError;
-pub use frame::{Decoded, Decoder, Frame};
+pub use frame::{Decoded, Decoder, Frame, FrameReader, ReadError};
 pub use handshake::{Hello, Offer, Welcome, accept_hello, welcomed};
 pub use header::Header;
 pub use opcode::Opcode;

@@ -31,6 +31,9 @@ pub(crate) trait Journal: Send + Sync {
     }
     /// Marks the regions a streaming writer heads for, after `end`.
     fn mark_ahead(&self, _end: u64, _size: u64) {}
+    /// The [`Journal::mark_ahead`] that [`Journal::wants_ahead`] asked for
+    /// will not run (no worker took it): a later write may ask again.
+    fn mark_ahead_skipped(&self) {}
     /// The change started by [`Journal::before_write`] is done.
     fn after_write(&self, offset: u64, len: u64);
     /// Shards that missed a write: recorded before it is acknowledged.

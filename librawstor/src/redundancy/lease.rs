@@ -317,6 +317,10 @@ impl Journal for MdtJournal {
         wanted
     }
 
+    fn mark_ahead_skipped(&self) {
+        self.state.lock().marking_ahead = false;
+    }
+
     fn mark_ahead(&self, end: u64, size: u64) {
         let _calls = self.calls.lock();
         let first = end.div_ceil(INTENT_REGION_BYTES);

@@ -431,7 +431,8 @@ impl Backend for Erasure {
             return;
         };
         let bufs = bufs.to_vec();
-        self.pool.run(move || finish(me.read_sync(offset, &bufs)));
+        self.pool
+            .run_finishing(finish, move |finish| finish(me.read_sync(offset, &bufs)));
     }
 
     fn write(&self, offset: u64, bufs: &[RawBuf], fua: bool, finish: Finish) {
@@ -610,7 +611,7 @@ mod tests {
     #[test]
     fn pieces_map_object_bytes_to_contiguous_shard_ranges() {
         let codec = Codec::new(2, 1).unwrap();
-        let pool = Arc::new(Pool::new(1, "t").unwrap());
+        let pool = Arc::new(Pool::new(1, "t", 64).unwrap());
         let legs = (0..3)
             .map(|i| (format!("s{i}"), Err(Error::new(libc::EIO, "none"))))
             .collect();

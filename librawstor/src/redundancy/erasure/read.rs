@@ -365,7 +365,9 @@ impl ShardRead {
             None => {
                 // Rebuilding waits for other shards and stripe locks.
                 let (pool, offset) = (Arc::clone(&erasure.pool), self.offset);
-                pool.run(move || finish(erasure.read_sync_without(offset, &bufs, &failed)));
+                pool.run_finishing(finish, move |finish| {
+                    finish(erasure.read_sync_without(offset, &bufs, &failed))
+                });
             }
         }
     }

@@ -119,7 +119,7 @@ mod tests {
         std::thread::scope(|scope| {
             scope.spawn(|| {
                 let leg = f.object.shards[1].1.as_ref().unwrap();
-                for n in 1u8.. {
+                for n in (1..=u8::MAX).cycle() {
                     if stop.load(Ordering::Acquire) {
                         break;
                     }

@@ -132,15 +132,21 @@ impl Erasure {
             // thread encodes and sends, without a worker's wake-up.
             write.encode_and_send();
         } else if need.is_empty() {
-            self.pool.run(move || write.encode_and_send());
+            let refused = Arc::clone(&write);
+            self.pool.run_or(
+                move || write.encode_and_send(),
+                move |err| refused.complete(Err(err)),
+            );
         } else {
             self.read_uncovered(write, &need, base, within);
         }
         let size = self.size.load(Ordering::Acquire);
         if self.journal.wants_ahead(offset, len, size) {
-            let journal = Arc::clone(&self.journal);
-            self.pool
-                .run(move || journal.mark_ahead(offset + len, size));
+            let (journal, refused) = (Arc::clone(&self.journal), Arc::clone(&self.journal));
+            self.pool.run_or(
+                move || journal.mark_ahead(offset + len, size),
+                move |_| refused.mark_ahead_skipped(),
+            );
         }
         Ok(())
     }
@@ -432,7 +438,13 @@ impl StripeWrite {
             None if failed.is_empty() && self.row_bytes() <= INLINE_ROW_BYTES => {
                 self.encode_and_send()
             }
-            None if failed.is_empty() => pool.run(move || self.encode_and_send()),
+            None if failed.is_empty() => {
+                let refused = Arc::clone(&self);
+                pool.run_or(
+                    move || self.encode_and_send(),
+                    move |err| refused.complete(Err(err)),
+                );
+            }
             None => {
                 // Rebuilding waits for other shards: the blocking path
                 // does it all again, once this write has let go.
@@ -440,7 +452,9 @@ impl StripeWrite {
                 let bufs = std::mem::take(&mut *self.bufs.lock());
                 let (erasure, offset, fua) = (Arc::clone(&self.erasure), self.offset, self.fua);
                 if let Some(finish) = finish {
-                    pool.run(move || finish(erasure.write_sync(offset, &bufs, fua)));
+                    pool.run_finishing(finish, move |finish| {
+                        finish(erasure.write_sync(offset, &bufs, fua))
+                    });
                 }
             }
         }
@@ -533,10 +547,14 @@ impl StripeWrite {
                 // waiting for these stripes. Rare: the first write to miss
                 // a shard marks it stale, and later ones skip it.
                 let settle = Arc::clone(&self.erasure.settle);
-                settle.run(move || {
-                    let result = self.erasure.settle(&missed).map(|()| self.len);
-                    self.complete(result);
-                });
+                let refused = Arc::clone(&self);
+                settle.run_or(
+                    move || {
+                        let result = self.erasure.settle(&missed).map(|()| self.len);
+                        self.complete(result);
+                    },
+                    move |err| refused.complete(Err(err)),
+                );
             }
         }
     }

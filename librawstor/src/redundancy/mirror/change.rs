@@ -26,13 +26,14 @@ impl Mirror {
             return self.run_on_good_legs(start, done, true);
         }
         let me = Arc::clone(self);
-        rec.pool.run(move || match me.begin_write(offset, len) {
-            Ok(()) => {
-                let done = Self::counted(Arc::clone(&me), offset, len, finish);
-                me.run_on_good_legs(start, done, true);
-            }
-            Err(err) => finish(Err(err)),
-        });
+        rec.pool
+            .run_finishing(finish, move |finish| match me.begin_write(offset, len) {
+                Ok(()) => {
+                    let done = Self::counted(Arc::clone(&me), offset, len, finish);
+                    me.run_on_good_legs(start, done, true);
+                }
+                Err(err) => finish(Err(err)),
+            });
     }
 
     /// `finish`, telling the journal first that the change of `len`
@@ -217,7 +218,7 @@ impl Mirror {
             // The MDT's record is where the marks live (waited for on a
             // worker thread: the event loop never waits).
             let journal = Arc::clone(&rec.journal);
-            return rec.pool.run(move || {
+            return rec.pool.run_finishing(finish, move |finish| {
                 finish(journal.mark_stale(&missed).map(|()| bytes).map_err(|e| {
                     Error::new(
                         libc::EIO,

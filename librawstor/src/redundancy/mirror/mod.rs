@@ -413,7 +413,7 @@ impl Backend for Mirror {
                 let journal = Arc::clone(&rec.journal);
                 let pool = Arc::clone(&rec.pool);
                 Box::new(move |result: Result<u64>| match result {
-                    Ok(n) => pool.run(move || {
+                    Ok(n) => pool.run_finishing(finish, move |finish| {
                         journal.flushed(started, &BTreeSet::new());
                         finish(Ok(n))
                     }),

@@ -351,7 +351,7 @@ mod tests {
         let started = AtomicBool::new(false);
         std::thread::scope(|scope| {
             scope.spawn(|| {
-                for n in 10u8.. {
+                for n in (10..=u8::MAX).cycle() {
                     if stop.load(Ordering::Acquire) {
                         break;
                     }
