@@ -7,8 +7,9 @@
 //! never polls when idle.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{JoinHandle, ThreadId};
 use std::time::Instant;
 
@@ -22,6 +23,10 @@ const WAKE_TOKEN: Token = Token(0);
 
 /// Events taken from one `poll` call.
 const EVENTS_PER_POLL: usize = 256;
+/// Jobs sent to the loop thread and not yet taken, at most: beyond it a
+/// sending thread waits (the loop takes them all every round). Jobs the
+/// loop thread gives itself never wait: they run later in the same round.
+const LOOP_QUEUE: usize = 4096;
 
 /// Work left for the end of the loop's current round.
 type Deferred = Vec<Box<dyn FnOnce()>>;
@@ -30,6 +35,11 @@ thread_local! {
     /// On the loop thread while it handles a round (the events of one
     /// `poll`, then the queued jobs): what runs once the round is done.
     static ROUND: RefCell<Option<Deferred>> = const { RefCell::new(None) };
+    /// Whether this is an event loop's thread.
+    static LOOP_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// On the loop thread: jobs it gave itself, run in the current round
+    /// (or the next: the loop is woken for them).
+    static OWN_JOBS: RefCell<VecDeque<Job>> = const { RefCell::new(VecDeque::new()) };
 }
 
 /// Leaves `f` for the end of the loop's current round when called from
@@ -42,6 +52,11 @@ pub(crate) fn after_round(f: Box<dyn FnOnce()>) -> std::result::Result<(), Box<d
         }
         None => Err(f),
     })
+}
+
+/// Whether this is an event loop's thread (which never waits).
+pub(crate) fn on_loop_thread() -> bool {
+    LOOP_THREAD.with(std::cell::Cell::get)
 }
 
 /// Whether this is the loop thread inside a round.
@@ -79,7 +94,7 @@ pub type Job = Box<dyn FnOnce(&mut LoopContext<'_>) + Send>;
 /// keep one). It does not keep the loop running.
 #[derive(Clone)]
 pub struct LoopHandle {
-    jobs: Sender<Option<Job>>,
+    jobs: Sender<Job>,
     waker: Arc<Waker>,
     registry: Arc<Registry>,
 }
@@ -92,8 +107,13 @@ impl LoopHandle {
     }
 
     /// Runs `job` on the loop thread (dropped if the loop has ended).
+    /// Another thread waits while [`LOOP_QUEUE`] jobs are queued; the loop
+    /// thread itself never waits.
     pub fn execute(&self, job: Job) {
-        if self.jobs.send(Some(job)).is_ok() {
+        if on_loop_thread() {
+            OWN_JOBS.with(|own| own.borrow_mut().push_back(job));
+            self.wake();
+        } else if self.jobs.send(job).is_ok() {
             self.wake();
         }
     }
@@ -109,7 +129,9 @@ impl LoopHandle {
 
 /// A running event loop; dropping it stops the thread.
 pub struct EventLoop {
-    jobs: Sender<Option<Job>>,
+    jobs: Sender<Job>,
+    /// Set when the loop is to end (after the round it is in).
+    stopping: Arc<AtomicBool>,
     waker: Arc<Waker>,
     registry: Arc<Registry>,
     thread: Option<JoinHandle<()>>,
@@ -130,13 +152,16 @@ impl EventLoop {
                 .try_clone()
                 .map_err(|e| Error::io("cannot clone the loop registry", e))?,
         );
-        let (jobs, queue) = crossbeam_channel::unbounded();
+        let (jobs, queue) = crossbeam_channel::bounded(LOOP_QUEUE);
+        let stopping = Arc::new(AtomicBool::new(false));
+        let stop = Arc::clone(&stopping);
         let thread = std::thread::Builder::new()
             .name("rawstor-loop".into())
-            .spawn(move || run(poll, queue))
+            .spawn(move || run(poll, &queue, &stop))
             .map_err(|e| Error::io("cannot start the event loop thread", e))?;
         Ok(Self {
             jobs,
+            stopping,
             waker,
             registry,
             thread_id: thread.thread().id(),
@@ -163,7 +188,8 @@ impl EventLoop {
     }
 }
 
-fn run(mut poll: Poll, queue: Receiver<Option<Job>>) {
+fn run(mut poll: Poll, queue: &Receiver<Job>, stopping: &AtomicBool) {
+    LOOP_THREAD.with(|is| is.set(true));
     let mut events = Events::with_capacity(EVENTS_PER_POLL);
     let mut handlers: HashMap<Token, Arc<dyn Handler>> = HashMap::new();
     let mut timeout = None;
@@ -182,22 +208,30 @@ fn run(mut poll: Poll, queue: Receiver<Option<Job>>) {
                 guarded(|| handler.ready(poll.registry(), event));
             }
         }
-        while let Ok(job) = queue.try_recv() {
-            let Some(job) = job else {
+        loop {
+            let mut own = || OWN_JOBS.with(|own| own.borrow_mut().pop_front());
+            while let Some(job) = queue.try_recv().ok().or_else(&mut own) {
+                let mut context = LoopContext {
+                    registry: poll.registry(),
+                    handlers: &mut handlers,
+                };
+                guarded(|| job(&mut context));
+            }
+            if stopping.load(Ordering::Acquire) {
                 return;
-            };
-            let mut context = LoopContext {
-                registry: poll.registry(),
-                handlers: &mut handlers,
-            };
-            guarded(|| job(&mut context));
+            }
+            // What the round left for its end; it may leave more.
+            let deferred = ROUND
+                .with(|round| round.borrow_mut().replace(Vec::new()))
+                .unwrap_or_default();
+            if deferred.is_empty() {
+                break;
+            }
+            for f in deferred {
+                guarded(f);
+            }
         }
-        let deferred = ROUND
-            .with(|round| round.borrow_mut().take())
-            .unwrap_or_default();
-        for f in deferred {
-            guarded(f);
-        }
+        ROUND.with(|round| *round.borrow_mut() = None);
         let now = Instant::now();
         let mut next: Option<Instant> = None;
         for handler in handlers.values() {
@@ -221,7 +255,7 @@ fn guarded(f: impl FnOnce()) {
 
 impl Drop for EventLoop {
     fn drop(&mut self) {
-        let _ = self.jobs.send(None);
+        self.stopping.store(true, Ordering::Release);
         let _ = self.waker.wake();
         if let Some(thread) = self.thread.take() {
             // The last handle may be dropped by a job on the loop itself.
@@ -264,6 +298,31 @@ mod tests {
         }));
         let seen: Vec<_> = (0..3).map(|_| rx.recv().unwrap()).collect();
         assert_eq!(seen, [("job", 1), ("after", 0), ("after", 1)]);
+        drop(event_loop);
+    }
+
+    #[test]
+    fn the_loop_gives_itself_jobs_without_waiting() {
+        let event_loop = EventLoop::start().unwrap();
+        let handle = event_loop.handle();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let inner = handle.clone();
+        let jobs = LOOP_QUEUE + 10;
+        handle.execute(Box::new(move |_| {
+            // More than the queue holds: the loop never waits for itself.
+            for i in 0..jobs {
+                let tx = tx.clone();
+                inner.execute(Box::new(move |_| tx.send(i).unwrap()));
+            }
+            // Nor from the end of its round.
+            let last = Box::new(move |_: &mut LoopContext<'_>| tx.send(usize::MAX).unwrap());
+            let left = after_round(Box::new(move || inner.execute(last)));
+            assert!(left.is_ok());
+        }));
+        let wait = std::time::Duration::from_secs(10);
+        let got: Vec<usize> = (0..=jobs).map(|_| rx.recv_timeout(wait).unwrap()).collect();
+        assert_eq!(got[..jobs], (0..jobs).collect::<Vec<_>>());
+        assert_eq!(got[jobs], usize::MAX);
         drop(event_loop);
     }
 }

@@ -77,7 +77,7 @@ impl Pool {
 
     /// Whether this thread must not wait for room in this pool.
     fn must_not_wait(&self) -> bool {
-        crate::event_loop::in_round() || WORKER_OF.with(Cell::get) == self.id
+        crate::event_loop::on_loop_thread() || WORKER_OF.with(Cell::get) == self.id
     }
 
     /// Runs `job` on a worker thread, first waiting while the queue is

@@ -12,9 +12,9 @@ pub struct Buffers {
 
 impl Buffers {
     /// Buffers kept, at most.
-    pub const KEPT: usize = 64;
+    const KEPT: usize = 64;
     /// Smaller buffers are allocated afresh (cheap) and not kept.
-    pub const MIN_BYTES: usize = 64 << 10;
+    const MIN_BYTES: usize = 64 << 10;
 
     /// A buffer of `len` bytes (contents unspecified).
     pub fn take(&self, len: usize) -> Vec<u8> {
