@@ -121,7 +121,7 @@ pub(crate) struct Erasure {
     locks: StripeLocks,
     /// Shard rows of finished writes, kept for the next ones.
     spare: SpareRows,
-    /// Writes started by [`Erasure::write_now`] and not yet finished.
+    /// Writes started by [`Erasure::start_write`] and not yet finished.
     writing: AtomicUsize,
     journal: Arc<dyn Journal>,
     pool: Arc<Pool>,
@@ -436,19 +436,14 @@ impl Backend for Erasure {
     }
 
     fn write(&self, offset: u64, bufs: &[RawBuf], fua: bool, finish: Finish) {
-        let me = self.me();
-        let Err(finish) = me.write_now(offset, bufs, fua, finish) else {
-            return;
-        };
-        let bufs = bufs.to_vec();
-        self.pool
-            .run(move || finish(me.write_sync(offset, &bufs, fua)));
+        self.me().start_write(offset, bufs, fua, finish);
     }
 
     fn simple(&self, op: Opcode, offset: u64, len: u64, finish: Finish) {
         let me = self.me();
-        self.pool
-            .run(move || finish(me.simple_sync(op, offset, len)));
+        self.pool.run_finishing(finish, move |finish| {
+            finish(me.simple_sync(op, offset, len))
+        });
     }
 
     /// Changes the size. Growing adds stripes of zeros (parity zeros too);

@@ -294,7 +294,18 @@ impl Erasure {
                 ),
             ));
         }
-        for (j, lo, hi) in failed {
+        self.rebuild_ranges(&failed, data, base)
+    }
+
+    /// Fills `data[j][lo-base..hi-base]` for each `(j, lo, hi)` from the
+    /// other shards (shard `j` could not be read). Stripe locks are held.
+    pub(super) fn rebuild_ranges(
+        &self,
+        lost: &[(usize, u64, u64)],
+        data: &mut [Vec<u8>],
+        base: u64,
+    ) -> Result<()> {
+        for &(j, lo, hi) in lost {
             let (alo, ahi) = (lo / EC_UNIT * EC_UNIT, hi.div_ceil(EC_UNIT) * EC_UNIT);
             let rebuilt = self.rebuild(&[j], alo, ahi, false)?;
             data[j][(lo - base) as usize..(hi - base) as usize]

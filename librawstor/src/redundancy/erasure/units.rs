@@ -251,7 +251,7 @@ pub(super) mod tests {
 
     impl Fixture {
         /// Flips a byte of block `block` of shard `i` on disk.
-        fn flip(&self, i: usize, block: u64) {
+        pub(in crate::redundancy::erasure) fn flip(&self, i: usize, block: u64) {
             let path = self.dir.join(format!("%ob/{}/c00000000", self.shards[i]));
             let file = std::fs::OpenOptions::new()
                 .read(true)
@@ -263,7 +263,7 @@ pub(super) mod tests {
             file.write_all_at(&[!byte[0]], block * EC_UNIT + 9).unwrap();
         }
 
-        fn read_all(&self) -> Result<Vec<u8>> {
+        pub(in crate::redundancy::erasure) fn read_all(&self) -> Result<Vec<u8>> {
             let mut back = vec![0u8; self.data.len()];
             self.object.read_sync(0, &[RawBuf::of_mut(&mut back)])?;
             Ok(back)

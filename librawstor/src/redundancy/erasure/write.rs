@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::locks::Granted;
 use super::*;
 use crate::fan_in::FanIn;
 
@@ -36,16 +37,23 @@ impl Erasure {
         need
     }
 
-    /// Reads into `write`'s rows the ranges `need` (data shard, lo, hi)
-    /// it does not cover; the last read's completion goes on with the
-    /// write ([`StripeWrite::units_read`]).
-    fn read_uncovered(
-        &self,
-        write: Arc<StripeWrite>,
-        need: &[(usize, u64, u64)],
-        base: u64,
-        within: Duration,
-    ) {
+    /// Reads into `write`'s rows the ranges it does not cover; the last
+    /// read's completion goes on with the write
+    /// ([`StripeWrite::units_read`]).
+    fn read_uncovered(&self, write: Arc<StripeWrite>) {
+        // Units of a shard that is out or stale are rebuilt without asking.
+        let need: Vec<(usize, u64, u64)> = write
+            .need
+            .iter()
+            .copied()
+            .filter(|n| self.usable(n.0).is_some())
+            .collect();
+        if need.is_empty() {
+            return write.units_read(&[], Vec::new());
+        }
+        let base = write.stripes.0 * EC_UNIT;
+        // A unit slower than its peers lately have been is rebuilt.
+        let within = self.reads.wait();
         let targets: Vec<RawBuf> = {
             let mut rows = write.rows.lock();
             need.iter()
@@ -64,55 +72,67 @@ impl Erasure {
             self.on_usable(
                 j,
                 all.part(k),
-                // Every shard is usable here: one that is slow to answer
-                // is given up on, and write_sync rebuilds.
+                // One that fails or is slow to answer is rebuilt.
                 |leg, done| leg.read_within(a, std::slice::from_ref(&target), within, done),
             );
         }
     }
 
-    /// The common case of a write, started without a worker waiting for
-    /// it: every shard up, the lease held, the regions marked and the
-    /// stripes free (all checked here, on the caller's thread). What the
-    /// write does not cover of its stripes is read from the data shards
-    /// first, without a worker waiting (a write of whole stripes reads
-    /// nothing); then a worker deals the data out, encodes it and starts
-    /// the shard writes, and is free again (a write of whole stripes with
-    /// no other write of the object in flight does that on the caller's
-    /// thread, which would only wait); the last shard's completion
-    /// finishes the write on the event loop thread. When one of those
-    /// reads fails, the write is done by [`Erasure::write_sync`] instead,
-    /// which rebuilds what it cannot read. Anything else gives `finish`
-    /// back, for [`Erasure::write_sync`] on a worker.
-    pub(super) fn write_now(
+    /// Starts a write; `finish` gets its outcome. One state machine for
+    /// every write, none of its steps waiting on a thread:
+    ///
+    /// 1. admission, on the caller's thread: the range checked, the
+    ///    journal entered (when the lease is held and the regions marked;
+    ///    otherwise a worker takes the lease or marks them in the MDT);
+    /// 2. the stripes locked, or asked for: the write goes on, from a
+    ///    worker, once the writes in its way have let go of them;
+    /// 3. the units the write does not cover read from their data shards
+    ///    (a write of whole stripes reads nothing); those that cannot be
+    ///    read (a shard down, stale or slow) are rebuilt from the other
+    ///    shards on a worker;
+    /// 4. the data dealt out into the rows and the parity encoded (on a
+    ///    worker; small rows on the loop thread; with no other write of
+    ///    the object in flight, on the caller's thread, which would only
+    ///    wait), and every shard written;
+    /// 5. the shards that missed the write recorded stale (on a settling
+    ///    thread: the MDT), then `finish`.
+    pub(super) fn start_write(
         self: &Arc<Self>,
         offset: u64,
         bufs: &[RawBuf],
         fua: bool,
         finish: Finish,
-    ) -> std::result::Result<(), Finish> {
+    ) {
         let len = lent::total(bufs);
-        if len == 0
-            || self.check_range("write", offset, len).is_err()
-            || (0..self.shards.len()).any(|i| self.usable(i).is_none())
-        {
-            return Err(finish);
+        if let Err(err) = self.check_range("write", offset, len) {
+            return finish(Err(err));
         }
+        if len == 0 {
+            return finish(Ok(0));
+        }
+        let bufs = bufs.to_vec();
+        if self.journal.enter(offset, len) {
+            return self.lock_and_write(offset, bufs, fua, finish);
+        }
+        // The lease or the regions' marks wait for the MDT.
+        let me = Arc::clone(self);
+        self.pool
+            .run_finishing(finish, move |finish| match me.prepare_write(offset, len) {
+                Ok(()) => me.lock_and_write(offset, bufs, fua, finish),
+                Err(err) => finish(Err(err)),
+            });
+    }
+
+    /// Steps 2 to 5 of [`Erasure::start_write`], the journal entered.
+    fn lock_and_write(self: &Arc<Self>, offset: u64, bufs: Vec<RawBuf>, fua: bool, finish: Finish) {
+        let len = lent::total(&bufs);
         let stripe = self.stripe_bytes();
         let stripes = (offset / stripe, (offset + len).div_ceil(stripe));
-        if !self.locks.try_lock(stripes.0, stripes.1) {
-            return Err(finish);
-        }
-        if !self.journal.enter(offset, len) {
-            self.locks.unlock(stripes);
-            return Err(finish);
-        }
         let base = stripes.0 * EC_UNIT;
         let row = (stripes.1 - stripes.0) * EC_UNIT;
         let pieces = self.pieces(offset, len);
         let spans = self.spans(&pieces);
         let need = self.uncovered(&spans, base, row);
-        let within = self.reads.wait();
         let write = Arc::new(StripeWrite {
             erasure: Arc::clone(self),
             offset,
@@ -120,26 +140,13 @@ impl Erasure {
             stripes,
             pieces,
             spans,
-            bufs: Mutex::new(bufs.to_vec()),
+            need,
+            bufs: Mutex::new(bufs),
             fua,
+            alone: self.writing.fetch_add(1, Ordering::AcqRel) == 0,
             rows: Mutex::new(self.spare.take(self.shards.len(), row as usize)),
             finish: Mutex::new(Some(finish)),
         });
-        let alone = self.writing.fetch_add(1, Ordering::AcqRel) == 0;
-        if need.is_empty() && alone {
-            // The caller has no other write of this object in flight (one
-            // at a time, as at queue depth 1): it would only wait, so its
-            // thread encodes and sends, without a worker's wake-up.
-            write.encode_and_send();
-        } else if need.is_empty() {
-            let refused = Arc::clone(&write);
-            self.pool.run_or(
-                move || write.encode_and_send(),
-                move |err| refused.complete(Err(err)),
-            );
-        } else {
-            self.read_uncovered(write, &need, base, within);
-        }
         let size = self.size.load(Ordering::Acquire);
         if self.journal.wants_ahead(offset, len, size) {
             let (journal, refused) = (Arc::clone(&self.journal), Arc::clone(&self.journal));
@@ -148,7 +155,17 @@ impl Erasure {
                 move |_| refused.mark_ahead_skipped(),
             );
         }
-        Ok(())
+        let waited = Arc::clone(&write);
+        let granted: Granted = Box::new(move || {
+            let (pool, refused) = (Arc::clone(&waited.erasure.pool), Arc::clone(&waited));
+            pool.run_or(
+                move || waited.begin(),
+                move |err| refused.complete(Err(err)),
+            );
+        });
+        if self.locks.lock_or_ask(stripes.0, stripes.1, granted) {
+            write.begin();
+        }
     }
 
     /// Writes `(shard, shard offset, bytes)` to each usable shard in
@@ -219,19 +236,15 @@ impl Erasure {
         Ok(())
     }
 
-    pub(crate) fn write_sync(&self, offset: u64, bufs: &[RawBuf], fua: bool) -> Result<u64> {
-        let len = lent::total(bufs);
-        self.check_range("write", offset, len)?;
-        if len == 0 {
-            return Ok(0);
-        }
-        self.prepare_write(offset, len)?;
-        let result = self.write_stripes(offset, len, fua, |pos, out| {
-            // SAFETY: the caller lends `bufs` for the write.
-            unsafe { lent::gather(bufs, pos, out) }
-        });
-        self.journal.after_write(offset, len);
-        result.map(|()| len)
+    /// [`Erasure::start_write`], waited for.
+    #[cfg(test)]
+    pub(crate) fn write_sync(
+        self: &Arc<Self>,
+        offset: u64,
+        bufs: &[RawBuf],
+        fua: bool,
+    ) -> Result<u64> {
+        crate::backend::wait(|done| self.start_write(offset, bufs, fua, done))
     }
 
     /// Writes `len` bytes at `offset`, taking them from `fill(pos, out)`:
@@ -397,7 +410,7 @@ impl Erasure {
     }
 }
 
-/// A write started by [`Erasure::write_now`], until its last shard is done.
+/// A write started by [`Erasure::start_write`], until its last shard is done.
 pub(super) struct StripeWrite {
     erasure: Arc<Erasure>,
     offset: u64,
@@ -408,6 +421,11 @@ pub(super) struct StripeWrite {
     /// each data shard gets.
     pieces: Vec<Piece>,
     spans: Vec<Option<(u64, u64)>>,
+    /// The ranges `(data shard, lo, hi)` of the rows the write does not
+    /// cover: read (or rebuilt) before the parity can be computed.
+    need: Vec<(usize, u64, u64)>,
+    /// Whether no other write of the object was in flight when it came.
+    alone: bool,
     /// The caller's buffers.
     bufs: Mutex<Vec<RawBuf>>,
     fua: bool,
@@ -429,7 +447,13 @@ impl StripeWrite {
 
     /// The reads of the units the write does not cover are done.
     pub(super) fn units_read(self: Arc<Self>, shards: &[usize], results: Vec<Result<u64>>) {
-        let (failed, error) = self.sort("read of", shards, results);
+        let (mut failed, error) = self.sort("read of", shards, results);
+        // With the units of shards that were out or stale from the start.
+        for j in self.need.iter().map(|n| n.0) {
+            if !shards.contains(&j) && !failed.contains(&j) {
+                failed.push(j);
+            }
+        }
         let pool = Arc::clone(&self.erasure.pool);
         match error {
             Some(err) => self.complete(Err(err)),
@@ -446,17 +470,54 @@ impl StripeWrite {
                 );
             }
             None => {
-                // Rebuilding waits for other shards: the blocking path
-                // does it all again, once this write has let go.
-                let finish = self.release();
-                let bufs = std::mem::take(&mut *self.bufs.lock());
-                let (erasure, offset, fua) = (Arc::clone(&self.erasure), self.offset, self.fua);
-                if let Some(finish) = finish {
-                    pool.run_finishing(finish, move |finish| {
-                        finish(erasure.write_sync(offset, &bufs, fua))
-                    });
-                }
+                // Rebuilding waits for other shards: on a worker, in this
+                // write (its stripes stay locked, the units read are kept).
+                let lost: Vec<(usize, u64, u64)> = self
+                    .need
+                    .iter()
+                    .copied()
+                    .filter(|n| failed.contains(&n.0))
+                    .collect();
+                let refused = Arc::clone(&self);
+                pool.run_or(
+                    move || self.rebuild_units(&lost),
+                    move |err| refused.complete(Err(err)),
+                );
             }
+        }
+    }
+
+    /// Step 2 done, the stripes held: reads what the write does not
+    /// cover, or, with nothing to read, encodes and sends.
+    fn begin(self: Arc<Self>) {
+        if !self.need.is_empty() {
+            let erasure = Arc::clone(&self.erasure);
+            return erasure.read_uncovered(self);
+        }
+        if self.alone && !crate::event_loop::on_loop_thread() {
+            // The caller has no other write of this object in flight (one
+            // at a time, as at queue depth 1): it would only wait, so its
+            // thread encodes and sends, without a worker's wake-up.
+            return self.encode_and_send();
+        }
+        let (pool, refused) = (Arc::clone(&self.erasure.pool), Arc::clone(&self));
+        pool.run_or(
+            move || self.encode_and_send(),
+            move |err| refused.complete(Err(err)),
+        );
+    }
+
+    /// On a worker: rebuilds the units `lost` (data shard, lo, hi) that
+    /// could not be read from the other shards, then encodes and sends.
+    fn rebuild_units(self: Arc<Self>, lost: &[(usize, u64, u64)]) {
+        let base = self.stripes.0 * EC_UNIT;
+        let rebuilt = {
+            let mut rows = self.rows.lock();
+            self.erasure.rebuild_ranges(lost, &mut rows, base)
+        };
+        match rebuilt {
+            Ok(()) => self.encode_and_send(),
+            Err(err) => self.complete(Err(err)),
         }
     }
 
@@ -624,5 +685,97 @@ impl SpareRows {
                 spare.push(row);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::redundancy::erasure::units::tests::fixture;
+
+    #[test]
+    fn a_unit_that_cannot_be_read_is_rebuilt_within_the_write() {
+        let f = fixture("write-rebuild");
+        // Stripe 2: data shard 1's unit fails its checksum.
+        f.flip(1, 2);
+        // A 2 KiB write into data shard 0's unit of stripe 2 reads the
+        // units it does not cover, shard 1's among them.
+        let at = 2 * 4 * EC_UNIT + 1024;
+        let block = vec![0x5au8; 2048];
+        let n = f
+            .object
+            .write_sync(at, &[RawBuf::of(&block)], false)
+            .unwrap();
+        assert_eq!(n, 2048);
+        // Shard 1 was not written: its unit still fails...
+        let leg = f.object.shards[1].1.as_ref().unwrap();
+        let mut unit = vec![0u8; EC_UNIT as usize];
+        let direct =
+            crate::backend::wait(|done| leg.read(2 * EC_UNIT, &[RawBuf::of_mut(&mut unit)], done));
+        assert_eq!(direct.unwrap_err().errno(), libc::EIO);
+        // ...and the parity was computed from it rebuilt: reading the
+        // object rebuilds it right again, next to the new bytes.
+        let mut want = f.data.clone();
+        want[at as usize..at as usize + block.len()].copy_from_slice(&block);
+        assert!(
+            f.read_all().unwrap() == want,
+            "the write and the rest read back"
+        );
+    }
+
+    #[test]
+    fn a_write_with_a_shard_out_rebuilds_its_units_and_skips_it() {
+        let f = fixture("write-degraded");
+        f.object.stale.lock()[1] = true;
+        let before = f.object.shards[1].1.as_ref().unwrap();
+        let mut old = vec![0u8; EC_UNIT as usize];
+        crate::backend::wait(|done| before.read(0, &[RawBuf::of_mut(&mut old)], done)).unwrap();
+        // Object bytes 0..EC_UNIT + 100: shard 0's unit whole, 100 bytes of
+        // shard 1's (out), shards 2 and 3 read.
+        let block = vec![0xc3u8; EC_UNIT as usize + 100];
+        f.object
+            .write_sync(0, &[RawBuf::of(&block)], false)
+            .unwrap();
+        let mut now = vec![0u8; EC_UNIT as usize];
+        crate::backend::wait(|done| before.read(0, &[RawBuf::of_mut(&mut now)], done)).unwrap();
+        assert!(now == old, "the shard that is out was not written");
+        let mut want = f.data.clone();
+        want[..block.len()].copy_from_slice(&block);
+        assert!(
+            f.read_all().unwrap() == want,
+            "read back through the parity"
+        );
+    }
+
+    #[test]
+    fn writes_to_the_same_stripes_wait_for_each_other_without_a_thread() {
+        let f = fixture("write-contend");
+        let writers = 6u8;
+        std::thread::scope(|scope| {
+            for w in 0..writers {
+                let object = &f.object;
+                scope.spawn(move || {
+                    // Each writer its own 4 KiB of stripes 0 and 1.
+                    let at = u64::from(w) * 2 * 4096;
+                    for round in 0..20u8 {
+                        let block = vec![w.wrapping_mul(31).wrapping_add(round); 4096];
+                        object.write_sync(at, &[RawBuf::of(&block)], false).unwrap();
+                    }
+                });
+            }
+        });
+        let mut want = f.data.clone();
+        for w in 0..writers {
+            let at = usize::from(w) * 2 * 4096;
+            want[at..at + 4096].fill(w.wrapping_mul(31).wrapping_add(19));
+        }
+        assert!(f.read_all().unwrap() == want);
+        let report = f.object.scrub(false, &mut |_, _| {}).unwrap();
+        assert!(report.clean(), "{:?}", report.problems);
+        assert_eq!(
+            f.object.writing.load(Ordering::Acquire),
+            0,
+            "every write let go"
+        );
     }
 }
