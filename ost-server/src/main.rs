@@ -5,6 +5,8 @@ mod server;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -135,24 +137,8 @@ fn main() -> ExitCode {
             return ExitCode::from(71);
         }
     };
-    if let Some(mdt_addr) = args.mdt.clone() {
-        if bound.ip().is_unspecified() && args.advertise.is_none() {
-            eprintln!(
-                "rawstor-ost: bound to {bound}, which clients cannot reach: give --advertise HOST:PORT for the MDT"
-            );
-            return ExitCode::from(2);
-        }
-        let registration = heartbeat::Registration {
-            mdt_addr,
-            id: store_id,
-            addr: args.advertise.clone().unwrap_or(bound.to_string()),
-            domain: args.domain.clone().unwrap_or_else(hostname),
-            mountpaths: store_mountpaths,
-        };
-        if let Err(e) = heartbeat::start(registration) {
-            eprintln!("rawstor-ost: cannot start the heartbeat: {e}");
-            return ExitCode::from(71);
-        }
+    if let Err(code) = start_heartbeat(&args, bound, store_id, store_mountpaths) {
+        return code;
     }
     eprintln!(
         "rawstor-ost: serving {} on {} (at most {open_chunk_limit} chunk files open)",
@@ -161,6 +147,41 @@ fn main() -> ExitCode {
 
     let threads = server.accept_loop(&listener, &stop);
     drop(listener);
+    shut_down(server, threads)
+}
+
+/// With `--mdt`: registers with the MDT and heartbeats to it.
+fn start_heartbeat(
+    args: &Args,
+    bound: std::net::SocketAddr,
+    id: rawstor::Uuid,
+    mountpaths: Vec<PathBuf>,
+) -> Result<(), ExitCode> {
+    let Some(mdt_addr) = args.mdt.clone() else {
+        return Ok(());
+    };
+    if bound.ip().is_unspecified() && args.advertise.is_none() {
+        eprintln!(
+            "rawstor-ost: bound to {bound}, which clients cannot reach: give --advertise HOST:PORT for the MDT"
+        );
+        return Err(ExitCode::from(2));
+    }
+    let registration = heartbeat::Registration {
+        mdt_addr,
+        id,
+        addr: args.advertise.clone().unwrap_or(bound.to_string()),
+        domain: args.domain.clone().unwrap_or_else(hostname),
+        mountpaths,
+    };
+    heartbeat::start(registration).map_err(|e| {
+        eprintln!("rawstor-ost: cannot start the heartbeat: {e}");
+        ExitCode::from(71)
+    })
+}
+
+/// After a stop signal: in-flight requests get [`STOP_GRACE`] to finish,
+/// then every open object is flushed (exit 71 if one fails).
+fn shut_down(server: Arc<server::Server>, threads: Vec<JoinHandle<()>>) -> ExitCode {
     let started = Instant::now();
     server.stop();
     if !daemon::join_until(threads, started + STOP_GRACE) {
