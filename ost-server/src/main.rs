@@ -170,7 +170,7 @@ fn start_heartbeat(
         mdt_addr,
         id,
         addr: args.advertise.clone().unwrap_or(bound.to_string()),
-        domain: args.domain.clone().unwrap_or_else(hostname),
+        domain: args.domain.clone().unwrap_or_else(daemon::hostname),
         mountpaths,
     };
     heartbeat::start(registration).map_err(|e| {
@@ -203,15 +203,4 @@ fn shut_down(server: Arc<server::Server>, threads: Vec<JoinHandle<()>>) -> ExitC
         return ExitCode::from(71);
     }
     ExitCode::SUCCESS
-}
-
-/// This machine's name, the default failure domain.
-fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: `buf` is writable for its length.
-    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
-        return "localhost".into();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
 }

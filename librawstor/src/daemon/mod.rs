@@ -101,6 +101,16 @@ pub fn wait_for_connection(listener: &impl AsFd, stop: &StopSignal, timeout_ms: 
     }
 }
 
+/// This machine's name (the OST's default failure domain);
+/// "localhost" when it has none that reads as text.
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
 /// A server's start: binds `bind`, installs the stop signal, and prints
 /// `listening on HOST:PORT` on stdout, the line scripts wait for. A
 /// failure is printed as `program: ...` and comes back as the exit code
@@ -165,5 +175,11 @@ mod tests {
             "the following required arguments were not provided: --bind <BIND>"
         );
         assert_eq!(usage_line("error: bad\n"), "bad");
+    }
+
+    #[test]
+    fn the_hostname_is_the_kernels() {
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        assert_eq!(hostname(), kernel.trim());
     }
 }
