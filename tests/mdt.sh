@@ -149,7 +149,7 @@ assert "scrub of a healthy object: every block verified, 3 copies agree" \
     '[[ $out =~ "of 3 copies" && $out =~ "the copies agree" ]] || { echo "$out"; false; }'
 holder=$(sed -n 's/^copy 2: ost:\/\/\([^ ]*\) (\([^,]*\),.*/\2/p' <<<"$($RAWSTOR info "$target")")
 chunk=$(find "$WORK"/ost[0-9] -path "*%ob/$uuid/c00000003" | while read -r f; do
-    grep -l "$holder" "${f%%/%ob/*}/%ctl/store" >/dev/null 2>&1 && echo "$f"; done | sed -n 1p)
+    if grep -q "$holder" "${f%%/%ob/*}/%ctl/store" 2>/dev/null; then echo "$f"; fi; done | sed -n 1p)
 printf '\xff' | dd of="$chunk" bs=1 seek=100 conv=notrunc status=none
 out=$($RAWSTOR scrub "$target" 2>&1) && rc=0 || rc=$?
 assert "scrub finds the corrupt block, names the copy, exits non-zero" \

@@ -6,6 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
+use crate::placement;
 use crate::store::record::Record;
 use crate::uuid::Uuid;
 
@@ -273,52 +274,57 @@ impl ObjectRecord {
     }
 }
 
-/// Picks `layout.width()` distinct up OSTs for a new object: distinct
-/// failure domains first, then the most free space. Errors say what the
-/// cluster lacks.
-pub fn place(map: &ClusterMap, layout: Layout, size: u64) -> Result<Vec<Placed>> {
+/// Picks `layout.width()` distinct up OSTs with room for new object
+/// `uuid`: the straw2 draw of [`crate::placement`], keyed by the object,
+/// weighted by capacity, on distinct failure domains while there are
+/// enough. Objects created back to back spread over the whole cluster in
+/// proportion to capacity, and a new OST takes its share of new objects.
+/// Errors say what the cluster lacks.
+pub fn place(map: &ClusterMap, layout: Layout, size: u64, uuid: Uuid) -> Result<Vec<Placed>> {
     let width = layout.width();
-    let mut candidates: Vec<&OstEntry> = map
+    let eligible: Vec<&OstEntry> = map
         .osts
         .iter()
         .filter(|o| o.up && o.free_bytes() >= size / layout_divisor(layout))
         .collect();
-    if candidates.len() < width {
+    if eligible.len() < width {
         let up = map.osts.iter().filter(|o| o.up).count();
         return Err(Error::new(
             libc::ENOSPC,
             format!(
                 "layout {layout} needs {width} OSTs that are up and have room; the cluster has {up} up of {} ({} with room)",
                 map.osts.len(),
-                candidates.len()
+                eligible.len()
             ),
         ));
     }
-    candidates.sort_by(|a, b| b.free_bytes().cmp(&a.free_bytes()).then(a.id.cmp(&b.id)));
-    // First pass: one per failure domain; second: fill from the rest.
-    let mut chosen: Vec<&OstEntry> = Vec::with_capacity(width);
-    for ost in &candidates {
-        if chosen.len() < width && !chosen.iter().any(|c| c.domain == ost.domain) {
-            chosen.push(ost);
-        }
-    }
-    for ost in &candidates {
-        if chosen.len() < width && !chosen.iter().any(|c| c.id == ost.id) {
-            chosen.push(ost);
-        }
-    }
-    Ok(chosen
-        .into_iter()
-        .map(|o| Placed {
-            ost: o.id,
-            addr: o.addr.clone(),
+    let candidates = candidates(&eligible);
+    let chosen = placement::choose(&candidates, placement::piece_key(uuid, 0), width)?;
+    Ok(chosen.into_iter().map(|i| placed(eligible[i])).collect())
+}
+
+/// The OSTs as [`placement`] draws them: weighted by capacity in MiB.
+fn candidates<'a>(osts: &[&'a OstEntry]) -> Vec<placement::Candidate<'a>> {
+    osts.iter()
+        .map(|o| placement::Candidate {
+            id: o.id,
+            domain: &o.domain,
+            weight: (o.capacity_bytes >> 20).max(1),
         })
-        .collect())
+        .collect()
+}
+
+fn placed(ost: &OstEntry) -> Placed {
+    Placed {
+        ost: ost.id,
+        addr: ost.addr.clone(),
+    }
 }
 
 /// A new OST for shard `i` of `record` (whose OST is gone): one that is
 /// up, has room and holds no other shard of the object, in a failure
-/// domain the others do not use when there is one.
+/// domain the others do not use when there is one; among those, the
+/// straw2 draw for the object and the shard.
 pub fn replacement(map: &ClusterMap, record: &ObjectRecord, i: usize) -> Result<Placed> {
     let need = record.size / layout_divisor(record.layout);
     let used: Vec<Uuid> = record.placement.iter().map(|p| p.ost).collect();
@@ -329,33 +335,29 @@ pub fn replacement(map: &ClusterMap, record: &ObjectRecord, i: usize) -> Result<
         .filter(|&(j, _)| j != i)
         .filter_map(|(_, id)| domain_of(id))
         .collect();
-    let mut candidates: Vec<&OstEntry> = map
+    let eligible: Vec<&OstEntry> = map
         .osts
         .iter()
         .filter(|o| o.up && o.free_bytes() >= need && !used.contains(&o.id))
         .collect();
-    candidates.sort_by_key(|o| {
-        (
-            other_domains.contains(&&o.domain),
-            std::cmp::Reverse(o.free_bytes()),
-            o.id,
-        )
-    });
-    candidates
-        .first()
-        .map(|o| Placed {
-            ost: o.id,
-            addr: o.addr.clone(),
-        })
-        .ok_or_else(|| {
-            Error::new(
-                libc::ENOSPC,
-                format!(
-                    "no OST can take shard {i} of object {}: every OST that is up with room already holds one of its shards",
-                    record.uuid
-                ),
-            )
-        })
+    let apart: Vec<&OstEntry> = eligible
+        .iter()
+        .copied()
+        .filter(|o| !other_domains.contains(&&o.domain))
+        .collect();
+    let pool = if apart.is_empty() { &eligible } else { &apart };
+    if pool.is_empty() {
+        return Err(Error::new(
+            libc::ENOSPC,
+            format!(
+                "no OST can take shard {i} of object {}: every OST that is up with room already holds one of its shards",
+                record.uuid
+            ),
+        ));
+    }
+    let key = placement::piece_key(record.uuid, 0) ^ (i as u64 + 1);
+    let chosen = placement::choose(&candidates(pool), key, 1)?;
+    Ok(placed(pool[chosen[0]]))
 }
 
 /// Share of the object's size one OST stores.
@@ -408,7 +410,7 @@ mod tests {
     }
 
     #[test]
-    fn placement_spreads_over_domains_then_free_space() {
+    fn placement_takes_distinct_domains_and_needs_room() {
         let map = ClusterMap {
             version: 1,
             osts: vec![
@@ -418,19 +420,71 @@ mod tests {
                 ost(4, "c", 10, false),
             ],
         };
-        let placed = place(&map, Layout::Replicas(2), 1 << 20).unwrap();
-        // Domains a and b: the freer OST of a, then b's.
-        assert_eq!(
-            placed.iter().map(|p| p.ost).collect::<Vec<_>>(),
-            vec![map.osts[1].id, map.osts[2].id]
-        );
-        let placed = place(&map, Layout::Replicas(3), 1 << 20).unwrap();
+        let domain = |p: &Placed| &map.osts.iter().find(|o| o.id == p.ost).unwrap().domain;
+        for _ in 0..20 {
+            let placed = place(&map, Layout::Replicas(2), 1 << 20, Uuid::now_v7()).unwrap();
+            assert_ne!(
+                domain(&placed[0]),
+                domain(&placed[1]),
+                "a and b, never a twice"
+            );
+        }
+        let placed = place(&map, Layout::Replicas(3), 1 << 20, Uuid::now_v7()).unwrap();
         assert_eq!(placed.len(), 3);
-        let err = place(&map, Layout::Replicas(4), 1 << 20).unwrap_err();
+        let err = place(&map, Layout::Replicas(4), 1 << 20, Uuid::now_v7()).unwrap_err();
         assert_eq!(err.errno(), libc::ENOSPC);
         assert!(err.to_string().contains("3 up of 4"), "{err}");
         // Room counts: 60 MiB fits only the two larger OSTs.
-        assert!(place(&map, Layout::Replicas(3), 60 << 20).is_err());
+        assert!(place(&map, Layout::Replicas(3), 60 << 20, Uuid::now_v7()).is_err());
+    }
+
+    #[test]
+    fn objects_created_back_to_back_spread_over_every_ost() {
+        let mut map = ClusterMap {
+            version: 1,
+            osts: (1..=8)
+                .map(|n| ost(n, &format!("host{}", n % 4), 1000, true))
+                .collect(),
+        };
+        let count = |map: &ClusterMap, objects: &[Vec<Placed>]| -> Vec<usize> {
+            map.osts
+                .iter()
+                .map(|o| objects.iter().flatten().filter(|p| p.ost == o.id).count())
+                .collect()
+        };
+        // Fixed names: the outcome is the same in every run.
+        let uuids: Vec<Uuid> = (0..400).map(|i| Uuid::from_u64_pair(i, 42)).collect();
+        let objects: Vec<Vec<Placed>> = uuids
+            .iter()
+            .map(|&u| place(&map, Layout::Replicas(3), 1 << 20, u).unwrap())
+            .collect();
+        let counts = count(&map, &objects);
+        // 1200 copies over 8 OSTs: 150 each, give or take.
+        assert!(
+            counts.iter().all(|&c| (112..=188).contains(&c)),
+            "{counts:?}"
+        );
+        // The same object is placed the same way again.
+        assert_eq!(
+            place(&map, Layout::Replicas(3), 1 << 20, uuids[0]).unwrap(),
+            objects[0]
+        );
+        // Two OSTs join: new objects use them.
+        map.osts.push(ost(9, "host1", 1000, true));
+        map.osts.push(ost(10, "host2", 1000, true));
+        let fresh: Vec<Vec<Placed>> = (0..100)
+            .map(|i| {
+                place(
+                    &map,
+                    Layout::Replicas(3),
+                    1 << 20,
+                    Uuid::from_u64_pair(i, 43),
+                )
+                .unwrap()
+            })
+            .collect();
+        let counts = count(&map, &fresh);
+        assert!(counts[8] > 10 && counts[9] > 10, "{counts:?}");
     }
 
     #[test]

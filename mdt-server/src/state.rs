@@ -273,7 +273,7 @@ impl Mdt {
                 format!("object {uuid} already exists"),
             ));
         }
-        let placement = mdt::place(&self.cluster_map(), layout, header.length)?;
+        let placement = mdt::place(&self.cluster_map(), layout, header.length, uuid)?;
         let record = ObjectRecord {
             uuid,
             size: header.length,
