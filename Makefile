@@ -98,6 +98,7 @@ test-cli: build
 ## rawstor-mdt with four rawstor-ost: registration, placement, failover, repair.
 test-mdt: build
 	bash tests/mdt.sh $(RAWSTOR)
+	bash tests/placement.sh $(RAWSTOR)
 
 ## Huge lengths and ranges past the end on every kind of target, under a
 ## memory limit; one size seen by every handle.

@@ -67,7 +67,8 @@ enum Command {
         #[arg(value_parser = target)]
         target: Target,
     },
-    /// Print the cluster map: OSTs, state, capacity
+    /// Print the cluster map: OSTs, state, capacity, the copies each
+    /// holds, and what is not where the map now puts it
     Cluster {
         /// mdt://HOST:PORT
         #[arg(env = "RAWSTOR_LOCATION", value_parser = location)]
@@ -375,11 +376,22 @@ fn info(target: &Target) -> CliResult {
 }
 
 fn cluster(location: &Location) -> CliResult {
-    let map = instance()?.cluster_map(location)?;
-    println!("map version {}, {} OSTs", map.version, map.osts.len());
+    let instance = instance()?;
+    let map = instance.cluster_map(location)?;
+    let records = records(&instance, location)?;
+    println!(
+        "map version {}, {} OSTs, {} objects",
+        map.version,
+        map.osts.len(),
+        records.len()
+    );
     for ost in &map.osts {
+        let copies: usize = records
+            .iter()
+            .map(|r| r.placement.iter().filter(|p| p.ost == ost.id).count())
+            .sum();
         println!(
-            "ost://{} {} domain={} {} capacity={} used={}",
+            "ost://{} {} domain={} {} capacity={} used={} copies={copies}",
             ost.addr,
             ost.id,
             ost.domain,
@@ -388,7 +400,58 @@ fn cluster(location: &Location) -> CliResult {
             format_size(ost.used_bytes)
         );
     }
+    print_moves(&map, &records);
     Ok(())
+}
+
+/// The records of every object at `location`.
+fn records(
+    instance: &Instance,
+    location: &Location,
+) -> Result<Vec<rawstor::mdt::ObjectRecord>, Failure> {
+    let mut records = Vec::new();
+    let mut after = None;
+    loop {
+        let page = instance.list(location, after, 0)?;
+        for info in &page {
+            records.push(instance.object_record(&location.target(info.uuid))?);
+        }
+        match page.last() {
+            Some(last) if page.len() == instance.options().list_limit as usize => {
+                after = Some(last.uuid)
+            }
+            _ => return Ok(records),
+        }
+    }
+}
+
+/// What would move for every object to sit where the map puts new ones.
+fn print_moves(map: &rawstor::mdt::ClusterMap, records: &[rawstor::mdt::ObjectRecord]) {
+    let mut moves = Vec::new();
+    for record in records {
+        match rawstor::mdt::moves(map, record) {
+            Ok(some) => moves.extend(some),
+            Err(err) => {
+                println!(
+                    "placement: cannot tell where {} belongs: {err}",
+                    record.uuid
+                );
+                return;
+            }
+        }
+    }
+    if moves.is_empty() {
+        println!("placement: every copy and shard is where the map puts it");
+        return;
+    }
+    let mut objects: Vec<Uuid> = moves.iter().map(|m| m.object).collect();
+    objects.dedup();
+    println!(
+        "placement: {} copies or shards of {} objects ({}) are not where the map puts them now; they stay until a rebalance, which rawstor does not do yet",
+        moves.len(),
+        objects.len(),
+        format_size(moves.iter().map(|m| m.bytes).sum())
+    );
 }
 
 fn repair(target: &Target) -> CliResult {

@@ -360,6 +360,53 @@ pub fn replacement(map: &ClusterMap, record: &ObjectRecord, i: usize) -> Result<
     Ok(placed(pool[chosen[0]]))
 }
 
+/// A copy or shard that is not on the OST the map draws for it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Move {
+    pub object: Uuid,
+    /// The copy or shard.
+    pub shard: usize,
+    pub from: Uuid,
+    pub to: Uuid,
+    /// Bytes it holds (the object's size over the layout's data width).
+    pub bytes: u64,
+}
+
+/// What would move for `record` to sit where [`place`] puts it on `map`
+/// (room aside: the object's own copies already hold theirs). A copy of
+/// a mirror moves only when its OST is not among the drawn ones; a shard
+/// of an erasure-coded object when its position's OST differs.
+pub fn moves(map: &ClusterMap, record: &ObjectRecord) -> Result<Vec<Move>> {
+    let wanted = place(map, record.layout, 0, record.uuid)?;
+    let wanted: Vec<Uuid> = wanted.iter().map(|p| p.ost).collect();
+    let bytes = record.size / layout_divisor(record.layout);
+    let now: Vec<Uuid> = record.placement.iter().map(|p| p.ost).collect();
+    let pairs: Vec<(usize, Uuid)> = match record.layout {
+        Layout::Replicas(_) => {
+            let mut free = wanted.iter().filter(|w| !now.contains(w));
+            now.iter()
+                .enumerate()
+                .filter(|(_, o)| !wanted.contains(o))
+                .filter_map(|(i, _)| free.next().map(|&to| (i, to)))
+                .collect()
+        }
+        Layout::Erasure { .. } => (0..now.len())
+            .filter(|&i| now[i] != wanted[i])
+            .map(|i| (i, wanted[i]))
+            .collect(),
+    };
+    Ok(pairs
+        .into_iter()
+        .map(|(shard, to)| Move {
+            object: record.uuid,
+            shard,
+            from: now[shard],
+            to,
+            bytes,
+        })
+        .collect())
+}
+
 /// Share of the object's size one OST stores.
 fn layout_divisor(layout: Layout) -> u64 {
     match layout {
@@ -485,6 +532,55 @@ mod tests {
             .collect();
         let counts = count(&map, &fresh);
         assert!(counts[8] > 10 && counts[9] > 10, "{counts:?}");
+    }
+
+    #[test]
+    fn moves_name_the_copies_a_new_map_puts_elsewhere() {
+        let mut map = ClusterMap {
+            version: 1,
+            osts: (1..=8)
+                .map(|n| ost(n, &format!("host{}", n % 4), 1000, true))
+                .collect(),
+        };
+        let records: Vec<ObjectRecord> = (0..100)
+            .map(|i| {
+                let uuid = Uuid::from_u64_pair(i, 44);
+                let layout = if i % 2 == 0 {
+                    Layout::Replicas(3)
+                } else {
+                    Layout::Erasure { data: 4, parity: 2 }
+                };
+                ObjectRecord {
+                    uuid,
+                    size: 4 << 20,
+                    chunk_size: 1 << 20,
+                    layout,
+                    placement: place(&map, layout, 4 << 20, uuid).unwrap(),
+                    stale: Vec::new(),
+                    dirty: Vec::new(),
+                }
+            })
+            .collect();
+        let all = |map: &ClusterMap| -> Vec<Move> {
+            records
+                .iter()
+                .flat_map(|r| moves(map, r).unwrap())
+                .collect()
+        };
+        assert!(all(&map).is_empty(), "placed where the map puts them");
+        map.osts.push(ost(9, "host1", 1000, true));
+        map.osts.push(ost(10, "host2", 1000, true));
+        let moved = all(&map);
+        let copies: usize = records.iter().map(|r| r.placement.len()).sum();
+        let share = moved.len() as f64 / copies as f64;
+        assert!((0.1..0.4).contains(&share), "{} of {copies}", moved.len());
+        let new = [map.osts[8].id, map.osts[9].id];
+        let onto_new = moved.iter().filter(|m| new.contains(&m.to)).count();
+        assert!(onto_new * 2 > moved.len(), "mostly onto the new OSTs");
+        for m in &moved {
+            assert_ne!(m.from, m.to);
+            assert!(m.bytes == 4 << 20 || m.bytes == 1 << 20);
+        }
     }
 
     #[test]
