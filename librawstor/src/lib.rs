@@ -18,6 +18,7 @@ pub mod log;
 pub mod mdt;
 mod net;
 pub mod object;
+mod pieces;
 pub mod placement;
 pub mod pool;
 pub mod queue;
