@@ -11,8 +11,10 @@ source "$(dirname "$0")/lib.sh"
 export RAWSTOR_LOG=quiet RAWSTOR_OPTS_TIMEOUT_MS=1000
 
 start_mdt mdt 127.0.0.1:0 --heartbeat-timeout-ms 1500
+ost_pids=() ost_addrs=()
 for i in $(seq 1 8); do
     start_ost "ost$i" 127.0.0.1:0 --mdt "mdt://$MDT_ADDR" --domain "host$((i % 4))"
+    ost_pids+=("$OST_PID") ost_addrs+=("$OST_ADDR")
 done
 assert "eight OSTs register and are up" 'await_up 8'
 
@@ -42,6 +44,7 @@ assert "before a change every copy is where the map puts it" \
 
 for i in 9 10; do
     start_ost "ost$i" 127.0.0.1:0 --mdt "mdt://$MDT_ADDR" --domain "host$((i % 4))"
+    ost_pids+=("$OST_PID") ost_addrs+=("$OST_ADDR")
 done
 assert "two OSTs join" 'await_up 10'
 out=$("$RAWSTOR" cluster "mdt://$MDT_ADDR")
@@ -52,6 +55,50 @@ for _ in $(seq 30); do
 done
 mapfile -t counts < <(copies)
 assert "new objects use the new OSTs" '((counts[8] > 0 && counts[9] > 0)) || { echo "${counts[*]}"; false; }'
+
+# One object spread piece by piece: each piece an object of its own,
+# placed by the same draw.
+for layout in replicas:3 ec:4+2; do
+    big=$("$RAWSTOR" create "mdt://$MDT_ADDR" --size 1G --piece-size 32M --layout "$layout")
+    out=$("$RAWSTOR" info "$big")
+    assert "a 1 GiB $layout object of 32 MiB pieces touches every OST" \
+        '[[ $out =~ "pieces: 32 of 32M" && $out =~ "spread over 10 of 10 OSTs" ]] || { echo "$out"; false; }'
+done
+listed=$("$RAWSTOR" list "mdt://$MDT_ADDR" | wc -l)
+assert "objects over pieces are listed once, their pieces not" '((listed == 72)) || { echo "$listed listed"; false; }'
+
+spread=$("$RAWSTOR" create "mdt://$MDT_ADDR" --size 256M --piece-size 16M --layout replicas:3)
+head -c $((256 << 20)) /dev/urandom >"$WORK/v1"
+"$RAWSTOR" import "$WORK/v1" "$spread"
+"$RAWSTOR" export "$spread" "$WORK/back"
+assert "data written across pieces reads back" 'cmp -s "$WORK/v1" "$WORK/back"'
+
+# An OST dies: reads and writes go on; repair rebuilds the pieces it held
+# onto several others.
+victim=${ost_addrs[2]}
+held=$("$RAWSTOR" info "$spread" | sed -n "s/^ost:\/\/$victim ([^)]*): \([0-9]*\) .*/\1/p")
+kill -KILL "${ost_pids[2]}"
+wait "${ost_pids[2]}" 2>/dev/null || true
+assert "the dead OST is down in the map" 'await_up 9'
+"$RAWSTOR" export "$spread" "$WORK/back"
+assert "reads go on with an OST down" 'cmp -s "$WORK/v1" "$WORK/back"'
+head -c $((256 << 20)) /dev/urandom >"$WORK/v2"
+out=$("$RAWSTOR" import "$WORK/v2" "$spread" 2>&1) && rc=0 || rc=$?
+assert "writes go on with an OST down" '((rc == 0)) || { echo "$out"; false; }'
+before=$("$RAWSTOR" info "$spread")
+out=$("$RAWSTOR" repair "$spread" 2>&1) && rc=0 || rc=$?
+assert "repair of an object over pieces succeeds" '((rc == 0)) || { echo "$out"; false; }'
+after=$("$RAWSTOR" info "$spread")
+assert "repair leaves no copy on the dead OST and none stale" \
+    '[[ ${held:-0} -gt 1 && ! $after =~ "ost://$victim " && $after =~ " 0 copies or shards stale" ]] || { echo "held $held"; echo "$out"; echo "$after"; false; }'
+"$RAWSTOR" export "$spread" "$WORK/back"
+assert "after repair the object reads the new data" 'cmp -s "$WORK/v2" "$WORK/back"'
+gained=0
+while read -r addr n; do
+    was=$(sed -n "s/^ost:\/\/$addr ([^)]*): \([0-9]*\) .*/\1/p" <<<"$before")
+    ((n > ${was:-0})) && gained=$((gained + 1))
+done < <(sed -n 's/^ost:\/\/\([^ ]*\) ([^)]*): \([0-9]*\) .*/\1 \2/p' <<<"$after")
+assert "the dead OST's $held copies were rebuilt onto several OSTs, not one" '((gained >= 2)) || { echo "$before"; echo "$after"; false; }'
 
 if ((fails)); then
     echo "$fails placement check(s) failed"

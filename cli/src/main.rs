@@ -54,6 +54,10 @@ enum Command {
         /// On mdt://: replicas:N or ec:K+M (default replicas:3)
         #[arg(long, value_parser = layout)]
         layout: Option<Layout>,
+        /// On mdt://: spread the object over pieces of this size (a whole
+        /// number of MiB), each placed on OSTs of its own
+        #[arg(long, value_parser = size)]
+        piece_size: Option<u64>,
     },
     /// Print the targets at a location
     List {
@@ -211,6 +215,7 @@ fn run(command: Command) -> CliResult {
             uuid,
             chunk_size,
             layout,
+            piece_size,
         } => create(
             &location,
             CreateSpec {
@@ -218,6 +223,7 @@ fn run(command: Command) -> CliResult {
                 uuid,
                 chunk_size,
                 layout,
+                piece_size,
             },
         ),
         Command::List { location } => list(&location),
@@ -347,6 +353,9 @@ fn info(target: &Target) -> CliResult {
         let record = instance.object_record(target)?;
         let map = instance.cluster_map(&target.location)?;
         println!("layout: {}", record.layout);
+        if record.piece_size > 0 {
+            return print_pieces(&instance, target, &record, &map);
+        }
         for (i, placed) in record.placement.iter().enumerate() {
             let state = match map.osts.iter().find(|o| o.id == placed.ost) {
                 Some(ost) if ost.up => "up",
@@ -373,6 +382,53 @@ fn info(target: &Target) -> CliResult {
         }
     }
     Ok(())
+}
+
+/// Where an object over pieces lives: how many pieces, and how many of
+/// its copies or shards each OST holds.
+fn print_pieces(
+    instance: &Instance,
+    target: &Target,
+    record: &rawstor::mdt::ObjectRecord,
+    map: &rawstor::mdt::ClusterMap,
+) -> CliResult {
+    println!(
+        "pieces: {} of {}",
+        record.pieces(),
+        format_size(record.piece_size)
+    );
+    let pieces = piece_records(instance, &target.location, record)?;
+    let stale: usize = pieces.iter().map(|p| p.stale.len()).sum();
+    let mut osts = 0;
+    for ost in &map.osts {
+        let held: usize = pieces
+            .iter()
+            .map(|p| p.placement.iter().filter(|c| c.ost == ost.id).count())
+            .sum();
+        if held > 0 {
+            osts += 1;
+            println!("ost://{} ({}): {held} copies or shards", ost.addr, ost.id);
+        }
+    }
+    println!(
+        "spread over {osts} of {} OSTs; {stale} copies or shards stale",
+        map.osts.len()
+    );
+    Ok(())
+}
+
+/// The records of an object's pieces.
+fn piece_records(
+    instance: &Instance,
+    location: &Location,
+    record: &rawstor::mdt::ObjectRecord,
+) -> Result<Vec<rawstor::mdt::ObjectRecord>, Failure> {
+    (0..record.pieces())
+        .map(|p| {
+            let piece = location.target(rawstor::mdt::piece_uuid(record.uuid, p));
+            Ok(instance.object_record(&piece)?)
+        })
+        .collect()
 }
 
 fn cluster(location: &Location) -> CliResult {
@@ -414,7 +470,12 @@ fn records(
     loop {
         let page = instance.list(location, after, 0)?;
         for info in &page {
-            records.push(instance.object_record(&location.target(info.uuid))?);
+            let record = instance.object_record(&location.target(info.uuid))?;
+            if record.piece_size > 0 {
+                records.extend(piece_records(instance, location, &record)?);
+            } else {
+                records.push(record);
+            }
         }
         match page.last() {
             Some(last) if page.len() == instance.options().list_limit as usize => {

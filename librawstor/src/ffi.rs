@@ -311,6 +311,7 @@ pub unsafe extern "C" fn rawstor_object_create_layout(
                 uuid: Some(uuid),
                 chunk_size,
                 layout,
+                piece_size: None,
             },
         )?;
         // SAFETY: checked above that `target` holds `text` and a NUL.

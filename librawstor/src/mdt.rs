@@ -172,7 +172,30 @@ pub struct ObjectRecord {
     /// Set before the first write to a region, cleared once its writes are
     /// flushed; a writer that finds some left over resyncs them first.
     pub dirty: Vec<u64>,
+    /// Spread over pieces of this many bytes, each a child object of its
+    /// own with its own record ([`piece_uuid`]); then `placement` is
+    /// empty. 0: the object is one piece, placed itself.
+    pub piece_size: u64,
+    /// For a piece: the object it is part of (the MDT does not list it).
+    pub parent: Option<Uuid>,
 }
+
+/// The UUID of piece `p` of object `parent`: the same everywhere, always
+/// (a version 8 UUID from the parent's and the index).
+pub fn piece_uuid(parent: Uuid, p: u64) -> Uuid {
+    let key = placement::piece_key(parent, p);
+    let (hi, _) = parent.as_u64_pair();
+    uuid::Builder::from_custom_bytes(
+        [hi.to_be_bytes(), (key ^ p.rotate_left(17)).to_be_bytes()]
+            .concat()
+            .try_into()
+            .expect("16 bytes"),
+    )
+    .into_uuid()
+}
+
+/// A piece size is a whole number of these (and at least one).
+pub const PIECE_UNIT: u64 = 1 << 20;
 
 /// Bytes of an object one write-intent mark covers.
 pub const INTENT_REGION_BYTES: u64 = 4 << 20;
@@ -226,6 +249,12 @@ impl ObjectRecord {
             .set("shards", self.placement.len())
             .set("stale", join_numbers(&self.stale))
             .set("dirty", join_numbers(&self.dirty));
+        if self.piece_size > 0 {
+            record.set("piece_size", self.piece_size);
+        }
+        if let Some(parent) = self.parent {
+            record.set("parent", parent);
+        }
         for (i, placed) in self.placement.iter().enumerate() {
             record
                 .set(&format!("shard.{i:02}.ost"), placed.ost)
@@ -240,7 +269,15 @@ impl ObjectRecord {
             .get_str("layout")
             .ok_or_else(|| Error::new(libc::EUCLEAN, "record lacks layout"))?
             .parse()?;
-        if shards != layout.width() {
+        let piece_size: u64 = match record.get_str("piece_size") {
+            Some(_) => record.get("piece_size")?,
+            None => 0,
+        };
+        let parent: Option<Uuid> = match record.get_str("parent") {
+            Some(_) => Some(record.get("parent")?),
+            None => None,
+        };
+        if shards != layout.width() && !(piece_size > 0 && shards == 0) {
             return Err(Error::new(
                 libc::EUCLEAN,
                 format!("record places {shards} shards for layout {layout}"),
@@ -265,7 +302,17 @@ impl ObjectRecord {
             placement,
             stale: parse_numbers(record.get_str("stale").unwrap_or(""))?,
             dirty: parse_numbers(record.get_str("dirty").unwrap_or(""))?,
+            piece_size,
+            parent,
         })
+    }
+
+    /// Pieces in all (1 for an object placed itself).
+    pub fn pieces(&self) -> u64 {
+        match self.piece_size {
+            0 => 1,
+            piece => self.size.div_ceil(piece),
+        }
     }
 
     /// Whether copy or shard `i` is marked stale.
@@ -558,6 +605,8 @@ mod tests {
                     placement: place(&map, layout, 4 << 20, uuid).unwrap(),
                     stale: Vec::new(),
                     dirty: Vec::new(),
+                    piece_size: 0,
+                    parent: None,
                 }
             })
             .collect();
@@ -584,6 +633,51 @@ mod tests {
     }
 
     #[test]
+    fn pieces_have_their_own_uuids_and_records_keep_them() {
+        let parent = Uuid::now_v7();
+        let uuids: std::collections::BTreeSet<Uuid> =
+            (0..1000).map(|p| piece_uuid(parent, p)).collect();
+        assert_eq!(uuids.len(), 1000, "distinct");
+        assert!(!uuids.contains(&parent));
+        assert_eq!(
+            piece_uuid(parent, 7),
+            piece_uuid(parent, 7),
+            "the same always"
+        );
+        assert_ne!(piece_uuid(parent, 7), piece_uuid(Uuid::now_v7(), 7));
+        let record = ObjectRecord {
+            uuid: parent,
+            size: (5 << 20) + 4096,
+            chunk_size: 1 << 20,
+            layout: Layout::Erasure { data: 4, parity: 2 },
+            placement: Vec::new(),
+            stale: Vec::new(),
+            dirty: Vec::new(),
+            piece_size: 1 << 20,
+            parent: None,
+        };
+        let back = ObjectRecord::from_record(&record.to_record()).unwrap();
+        assert_eq!(back, record);
+        assert_eq!(back.pieces(), 6);
+        let child = ObjectRecord {
+            parent: Some(parent),
+            piece_size: 0,
+            placement: (0..6).map(|n| placed(&ost(n, "d", 1, true))).collect(),
+            ..record
+        };
+        assert_eq!(
+            ObjectRecord::from_record(&child.to_record()).unwrap(),
+            child
+        );
+        // A record that places no shards is only good for an object over pieces.
+        let broken = ObjectRecord {
+            placement: Vec::new(),
+            ..child
+        };
+        assert!(ObjectRecord::from_record(&broken.to_record()).is_err());
+    }
+
+    #[test]
     fn replacement_avoids_the_objects_osts_and_their_domains() {
         let map = ClusterMap {
             version: 1,
@@ -607,6 +701,8 @@ mod tests {
             placement: vec![placed(0), placed(1)],
             stale: Vec::new(),
             dirty: Vec::new(),
+            piece_size: 0,
+            parent: None,
         };
         // Copy 1 (domain b) moves: c is a new domain, a is taken by copy 0
         // even though OST 3 there has more room; OST 5 is down.
@@ -646,6 +742,8 @@ mod tests {
             ],
             stale: vec![1],
             dirty: vec![0, 7],
+            piece_size: 0,
+            parent: None,
         };
         assert_eq!(
             ObjectRecord::from_record(&object.to_record()).unwrap(),

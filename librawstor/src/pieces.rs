@@ -6,10 +6,8 @@
 //! operation that spans pieces is one operation per piece, gathered by a
 //! [`FanIn`].
 //!
-//! Issue 20 in progress: this kind is not chosen by `open_backend` yet
-//! (the MDT does not keep objects over pieces yet), so outside its tests
-//! nothing uses it.
-#![cfg_attr(not(test), allow(dead_code))]
+//! On mdt://, `Instance::open_backend` chooses it for an object created
+//! with a piece size (see `client/pieces.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -204,6 +202,12 @@ impl Backend for Pieces {
     }
 
     fn extent(&self, offset: u64, len: u64) -> Result<(bool, u64)> {
+        if offset >= self.info.size {
+            return Err(Error::new(
+                libc::ENXIO,
+                format!("offset {offset} is past the end ({} bytes)", self.info.size),
+            ));
+        }
         let part = self.parts(offset, len.max(1).min(self.info.size - offset))[0];
         self.piece(part.piece)?.extent(part.at, part.len)
     }

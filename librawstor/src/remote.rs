@@ -87,15 +87,30 @@ fn mdt_call(
 }
 
 /// Asks the MDT to place and record a new object.
+/// What a `Place` request says besides the layout.
+pub(crate) struct Placing {
+    /// Spread over pieces of this size (0: one piece).
+    pub(crate) piece_size: u64,
+    /// For a piece: its object.
+    pub(crate) parent: Option<Uuid>,
+}
+
 pub(crate) fn mdt_place(
     connection: &Connection,
     uuid: Uuid,
     size: u64,
     chunk_size: u64,
     layout: Layout,
+    placing: Placing,
 ) -> Result<ObjectRecord> {
     let mut request = Record::new();
     request.set("layout", layout);
+    if placing.piece_size > 0 {
+        request.set("piece_size", placing.piece_size);
+    }
+    if let Some(parent) = placing.parent {
+        request.set("parent", parent);
+    }
     let reply = mdt_call(
         connection,
         Opcode::Place,

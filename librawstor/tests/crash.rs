@@ -109,6 +109,7 @@ fn sigkill_at_random_points_never_yields_torn_or_corrupt_blocks() {
             uuid: None,
             chunk_size: Some(CHUNK_BYTES),
             layout: None,
+            piece_size: None,
         };
         instance.create(&dir.location(), &spec).unwrap()
     };

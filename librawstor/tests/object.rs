@@ -17,6 +17,7 @@ fn spec(size: u64, chunk: u64) -> CreateSpec {
         uuid: None,
         chunk_size: Some(chunk),
         layout: None,
+        piece_size: None,
     }
 }
 

@@ -30,6 +30,7 @@ fn setup(tag: &str) -> (TempDir, Instance, rawstor::Target) {
         uuid: None,
         chunk_size: Some(MIB),
         layout: None,
+        piece_size: None,
     };
     let target = instance.create(&dir.location(), &spec).unwrap();
     (dir, instance, target)

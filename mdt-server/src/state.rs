@@ -33,6 +33,8 @@ use rawstor::wire::{self, Header, ListEntry, Opcode};
 const ID_FILE: &str = "mdt-id";
 const MAP_FILE: &str = "cluster-map";
 const OBJECTS_DIR: &str = "objects";
+/// Pieces one object may be cut into: one record each.
+const MAX_PIECES: u64 = 1 << 20;
 
 /// An OST and when it last heartbeated.
 struct Member {
@@ -273,7 +275,12 @@ impl Mdt {
                 format!("object {uuid} already exists"),
             ));
         }
-        let placement = mdt::place(&self.cluster_map(), layout, header.length, uuid)?;
+        let (piece_size, parent) = pieces_of(&request, header.length)?;
+        // An object over pieces has no OSTs of its own: its pieces do.
+        let placement = match piece_size {
+            0 => mdt::place(&self.cluster_map(), layout, header.length, uuid)?,
+            _ => Vec::new(),
+        };
         let record = ObjectRecord {
             uuid,
             size: header.length,
@@ -282,6 +289,8 @@ impl Mdt {
             placement,
             stale: Vec::new(),
             dirty: Vec::new(),
+            piece_size,
+            parent,
         };
         let encoded = record_with_creator(&record, &creator);
         if let Err(err) = control::write(&self.copies, &rel, 1, &encoded) {
@@ -335,6 +344,8 @@ impl Mdt {
                 break;
             }
             match self.lookup(uuid) {
+                // Pieces are listed through their object.
+                Ok(record) if record.parent.is_some() => {}
                 Ok(record) => entries.push(ListEntry {
                     uuid,
                     size: record.size,
@@ -607,6 +618,30 @@ fn with_kept_fields(record: &ObjectRecord, stored: &Record) -> Record {
         }
     }
     encoded
+}
+
+/// A `Place` request's piece size (0: none) and parent, checked.
+fn pieces_of(request: &Record, size: u64) -> Result<(u64, Option<Uuid>)> {
+    let piece_size: u64 = match request.get_str("piece_size") {
+        Some(_) => request.get("piece_size")?,
+        None => 0,
+    };
+    if piece_size % mdt::PIECE_UNIT != 0 {
+        return Err(Error::invalid(format!(
+            "piece size {piece_size}: a whole number of MiB"
+        )));
+    }
+    if piece_size > 0 && size.div_ceil(piece_size) > MAX_PIECES {
+        return Err(Error::invalid(format!(
+            "{} pieces of {piece_size} bytes: at most {MAX_PIECES} per object (use larger pieces)",
+            size.div_ceil(piece_size)
+        )));
+    }
+    let parent = match request.get_str("parent") {
+        Some(_) => Some(request.get("parent")?),
+        None => None,
+    };
+    Ok((piece_size, parent))
 }
 
 fn record_with_creator(record: &ObjectRecord, creator: &str) -> Record {

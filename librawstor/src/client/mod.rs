@@ -19,6 +19,9 @@
 //! # std::fs::remove_dir_all(dir).unwrap();
 //! ```
 
+mod pieces;
+mod repair;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -137,6 +140,9 @@ pub struct CreateSpec {
     /// when `None`); other locations choose theirs by their form (a comma
     /// list mirrors).
     pub layout: Option<Layout>,
+    /// On mdt://: spread the object over pieces of this size, each placed
+    /// on OSTs of its own (a whole number of MiB); `None`: one piece.
+    pub piece_size: Option<u64>,
 }
 
 impl CreateSpec {
@@ -147,6 +153,7 @@ impl CreateSpec {
             uuid: None,
             chunk_size: None,
             layout: None,
+            piece_size: None,
         }
     }
 }
@@ -467,6 +474,16 @@ impl Instance {
         match self.mdt(&target.location)? {
             Some(mdt) => {
                 let record = remote::mdt_lookup(&mdt, target.uuid)?;
+                if record.piece_size > 0 {
+                    // Its pieces resolve when they are opened.
+                    return Ok(Resolved {
+                        target: target.clone(),
+                        names: Vec::new(),
+                        ids: Vec::new(),
+                        record: Some(record),
+                        mdt: Some(mdt),
+                    });
+                }
                 Ok(Resolved {
                     target: backing_target(&record)?,
                     mdt: Some(mdt),
@@ -530,7 +547,15 @@ impl Instance {
         let uuid = spec.uuid.unwrap_or_else(Uuid::now_v7);
         let chunk_size = spec.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE);
         if let Some(mdt) = self.mdt(location)? {
-            return self.create_placed(&mdt, location, uuid, spec, chunk_size);
+            if let Some(piece_size) = spec.piece_size {
+                return self.create_pieces(&mdt, location, uuid, spec, chunk_size, piece_size);
+            }
+            return self.create_placed(&mdt, location, uuid, spec, chunk_size, None);
+        }
+        if spec.piece_size.is_some() {
+            return Err(Error::invalid(
+                "a piece size needs an mdt:// location (the pieces are placed by the MDT)",
+            ));
         }
         if let Some(layout) = &spec.layout {
             return Err(Error::invalid(format!(
@@ -564,12 +589,17 @@ impl Instance {
         uuid: Uuid,
         spec: &CreateSpec,
         chunk_size: u64,
+        parent: Option<Uuid>,
     ) -> Result<Target> {
         let layout = spec.layout.unwrap_or(mdt::DEFAULT_LAYOUT);
         if let Layout::Erasure { data, parity } = layout {
             Codec::new(data, parity)?;
         }
-        let record = remote::mdt_place(mdt, uuid, spec.size, chunk_size, layout)?;
+        let placing = remote::Placing {
+            piece_size: 0,
+            parent,
+        };
+        let record = remote::mdt_place(mdt, uuid, spec.size, chunk_size, layout, placing)?;
         let backing = backing_target(&record)?;
         let copies = CreateSpec {
             size: match layout {
@@ -581,6 +611,7 @@ impl Instance {
             uuid: Some(uuid),
             chunk_size: Some(chunk_size),
             layout: None,
+            piece_size: None,
         };
         if let Err(err) = self.create(&backing.location, &copies) {
             let _ = remote::mdt_forget(mdt, uuid);
@@ -597,7 +628,9 @@ impl Instance {
             .record
             .as_ref()
             .is_some_and(|r| matches!(r.layout, Layout::Erasure { .. }));
+        let pieced = resolved.record.as_ref().is_some_and(|r| r.piece_size > 0);
         let backend: DynBackend = match resolved.target.location.endpoints() {
+            _ if pieced => self.open_pieces(resolved)?,
             _ if erasure => self.open_erasure(resolved)?,
             [one] if single == Single::Itself => {
                 self.open_leg(one, resolved.target.uuid, resolved.ids[0], true)?
@@ -640,16 +673,17 @@ impl Instance {
             return self.remove_copies(target);
         };
         // Copies first, then the record: a failure leaves it findable.
-        let backing = backing_target(&remote::mdt_lookup(&mdt, target.uuid)?)?;
+        let record = remote::mdt_lookup(&mdt, target.uuid)?;
+        if record.piece_size > 0 {
+            self.remove_pieces(&target.location, target.uuid, record.pieces())?;
+            return forget(&mdt, target.uuid);
+        }
+        let backing = backing_target(&record)?;
         match self.remove_copies(&backing) {
             Err(err) if err.errno() != libc::ENOENT => return Err(err),
             _ => {}
         }
-        match remote::mdt_forget(&mdt, target.uuid) {
-            // A resent Forget whose first try went through.
-            Err(err) if err.errno() == libc::ENOENT => Ok(()),
-            result => result,
-        }
+        forget(&mdt, target.uuid)
     }
 
     fn remove_copies(&self, target: &Target) -> Result<()> {
@@ -685,7 +719,7 @@ impl Instance {
         if let Some(record) = resolved
             .record
             .as_ref()
-            .filter(|r| matches!(r.layout, Layout::Erasure { .. }))
+            .filter(|r| matches!(r.layout, Layout::Erasure { .. }) || r.piece_size > 0)
         {
             return Ok(ObjectInfo {
                 uuid: target.uuid,
@@ -758,94 +792,6 @@ impl Instance {
         }
     }
 
-    /// Resyncs a mirrored object: copies a good copy onto every copy
-    /// marked stale and clears the marks. Every element must be reachable
-    /// and nothing may write the object meanwhile. `progress` gets (bytes
-    /// copied, bytes to copy). Returns the repaired elements (none when
-    /// the target is not mirrored or no copy is stale).
-    pub fn repair(
-        &self,
-        target: &Target,
-        progress: &mut dyn FnMut(u64, u64),
-    ) -> Result<Vec<String>> {
-        if let Some(mdt) = self.mdt(&target.location)? {
-            self.replace_lost(&mdt, target)?;
-        }
-        let resolved = self.resolve(target)?;
-        let backend = self.open_backend(&resolved, Single::Itself)?;
-        let repaired = backend.repair(progress);
-        self.release_unless_open(target.uuid, &*backend);
-        repaired
-    }
-
-    /// Moves the copies or shards of an mdt:// object whose OST the map
-    /// shows down to other OSTs (empty, marked stale for the repair that
-    /// follows to fill).
-    fn replace_lost(&self, mdt: &Arc<Connection>, target: &Target) -> Result<()> {
-        let record = remote::mdt_lookup(mdt, target.uuid)?;
-        let map = remote::mdt_cluster_map(mdt)?;
-        let lost: Vec<usize> = (0..record.placement.len())
-            .filter(|&i| {
-                !map.osts
-                    .iter()
-                    .any(|o| o.id == record.placement[i].ost && o.up)
-            })
-            .collect();
-        let size = match record.layout {
-            Layout::Replicas(_) => record.size,
-            Layout::Erasure { data, .. } => {
-                crate::redundancy::erasure::shard_size(record.size, data)
-            }
-        };
-        for i in lost {
-            let mut change = crate::store::record::Record::new();
-            change.set("replace", i);
-            let moved = remote::mdt_update(mdt, target.uuid, 0, &change)?;
-            let placed = moved.placement.get(i).ok_or_else(|| {
-                Error::new(libc::EPROTO, format!("the MDT's record lost copy {i}"))
-            })?;
-            crate::log::warn(&format!(
-                "object {}: OST {} is down; copy {i} moves to OST {} at {}",
-                target.uuid, record.placement[i].ost, placed.ost, placed.addr
-            ));
-            let endpoint: Location = format!("ost://{}", placed.addr).parse()?;
-            let [endpoint] = endpoint.endpoints() else {
-                unreachable!("one element")
-            };
-            match self.create_at(endpoint, target.uuid, size, record.chunk_size) {
-                Err(err) if err.errno() != libc::EEXIST => return Err(err),
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-
-    /// Verifies every copy of an object: reads each in full (checksums
-    /// checked) and compares them (an erasure-coded object's parity is
-    /// checked against its data). `progress` gets (bytes compared, object
-    /// size). Without `repair` nothing is changed. With it, a repair
-    /// ([`Instance::repair`]) runs first, then blocks that fail their
-    /// checksums, copies that differ from what most copies hold, and
-    /// parity that does not match the data are rewritten, under the
-    /// writer lease; the report lists them as repaired.
-    pub fn scrub(
-        &self,
-        target: &Target,
-        repair: bool,
-        progress: &mut dyn FnMut(u64, u64),
-    ) -> Result<ScrubReport> {
-        if repair {
-            self.repair(target, &mut |_, _| {})?;
-        }
-        let resolved = self.resolve(target)?;
-        let backend = self.open_backend(&resolved, Single::AsMirror)?;
-        let report = backend.scrub(repair, progress);
-        if repair {
-            self.release_unless_open(target.uuid, &*backend);
-        }
-        report
-    }
-
     /// A new queue of `depth` entries (the instance default when 0).
     pub fn queue(&self, depth: u32) -> Result<Queue> {
         let depth = if depth == 0 {
@@ -866,6 +812,15 @@ struct Resolved {
     /// The record and MDT of an mdt:// object.
     record: Option<ObjectRecord>,
     mdt: Option<Arc<Connection>>,
+}
+
+/// Drops an object's record from the MDT.
+fn forget(mdt: &Connection, uuid: Uuid) -> Result<()> {
+    match remote::mdt_forget(mdt, uuid) {
+        // A resent Forget whose first try went through.
+        Err(err) if err.errno() == libc::ENOENT => Ok(()),
+        result => result,
+    }
 }
 
 /// The OSTs' target of an object placed by a rawstor-mdt.
