@@ -17,7 +17,7 @@ CACHE       ?= $(HOME)/.cache/rawstor
 FIO_ENGINE  := $(BUILD)/librawstor_fio.so
 
 SHELL       := /bin/bash
-.PHONY: all build demo header check-header cbindgen cargo-fuzz fuzz-smoke lint test test-ec test-replicas test-failover test-full bench-redundancy test-rust test-c test-asan \
+.PHONY: all build demo header check-header cbindgen cargo-fuzz fuzz-smoke lint test test-ec test-replicas test-failover test-full bench-redundancy bench-spread test-rust test-c test-asan \
         test-valgrind test-cli test-mdt test-bounds test-pkgconfig test-fio test-python python-wheel qemu test-qemu test-qemu-vm bench-qemu fio-engine install \
         bench bench-file bench-python clean
 
@@ -221,6 +221,11 @@ bench: build $(FIO_ENGINE) $(BUILD)/pingpong
 bench-redundancy: build $(FIO_ENGINE) $(BUILD)/pingpong
 	$(RAWSTOR) bench-ec --layout ec:4+2
 	RAWSTOR=$(RAWSTOR) RAWSTOR_FIO=$(FIO_ENGINE) PINGPONG=$(BUILD)/pingpong bench/run --redundancy
+
+## One replicas:3 object placed whole against the same over 32 MiB pieces,
+## on 8 OSTs: random reads, 1 MiB writes, repair after an OST dies.
+bench-spread: build $(FIO_ENGINE)
+	bash bench/spread.sh $(RAWSTOR) $(FIO_ENGINE)
 
 $(BUILD)/pingpong: bench/pingpong.c
 	@mkdir -p $(BUILD)

@@ -517,7 +517,17 @@ fn print_moves(map: &rawstor::mdt::ClusterMap, records: &[rawstor::mdt::ObjectRe
 
 fn repair(target: &Target) -> CliResult {
     let instance = instance()?;
-    let size = instance.stat(target)?.size;
+    // What one repaired copy holds: the object, or one of its pieces.
+    let size = match target.location.endpoints() {
+        [Endpoint::Mdt(_)] => {
+            let record = instance.object_record(target)?;
+            match record.piece_size {
+                0 => record.size,
+                piece => piece.min(record.size),
+            }
+        }
+        _ => instance.stat(target)?.size,
+    };
     let mut bar: Option<transfer::Progress> = None;
     let repaired = instance.repair(target, &mut |done, total| {
         bar.get_or_insert_with(|| transfer::Progress::new(total))
