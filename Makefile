@@ -96,9 +96,9 @@ test-cli: build
 
 ## Installs into a scratch prefix and builds a C program with pkg-config.
 ## rawstor-mdt with four rawstor-ost: registration, placement, failover, repair.
-test-mdt: build
+test-mdt: build $(FIO_ENGINE)
 	bash tests/mdt.sh $(RAWSTOR)
-	bash tests/placement.sh $(RAWSTOR)
+	bash tests/placement.sh $(RAWSTOR) $(FIO_ENGINE)
 
 ## Huge lengths and ranges past the end on every kind of target, under a
 ## memory limit; one size seen by every handle.

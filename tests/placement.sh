@@ -3,9 +3,10 @@
 # back to back spread over every OST, copies on distinct domains; two OSTs
 # join: new objects use them, and `rawstor cluster` reports what is not
 # where the map now puts it.
-#   tests/placement.sh RAWSTOR_CLI
+#   tests/placement.sh RAWSTOR_CLI ENGINE_SO
 set -euo pipefail
 RAWSTOR=$(realpath "${1:-target/release/rawstor}")
+ENGINE=$(realpath "${2:-target/build/librawstor_fio.so}")
 WORK_TAG=placement
 source "$(dirname "$0")/lib.sh"
 export RAWSTOR_LOG=quiet RAWSTOR_OPTS_TIMEOUT_MS=1000
@@ -72,6 +73,14 @@ head -c $((256 << 20)) /dev/urandom >"$WORK/v1"
 "$RAWSTOR" import "$WORK/v1" "$spread"
 "$RAWSTOR" export "$spread" "$WORK/back"
 assert "data written across pieces reads back" 'cmp -s "$WORK/v1" "$WORK/back"'
+
+# fio through the engine across piece boundaries, verified.
+fio_object=$("$RAWSTOR" create "mdt://$MDT_ADDR" --size 64M --piece-size 16M --layout ec:4+2)
+assert "fio: QD16 random writes of 4k-256k across 16 MiB pieces of an ec:4+2 object verify" \
+    'rfio "$fio_object" --rw=randwrite --bsrange=4k-256k --iodepth=16 --verify=crc32c --verify_fatal=1 >/dev/null 2>&1'
+out=$("$RAWSTOR" scrub "$spread" 2>&1) && rc=0 || rc=$?
+assert "scrub of an object over pieces checks every piece: the copies agree" \
+    '[[ $rc -eq 0 && $out =~ "the copies agree" ]] || { echo "$out"; false; }'
 
 # An OST dies: reads and writes go on; repair rebuilds the pieces it held
 # onto several others.
