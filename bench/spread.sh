@@ -15,11 +15,7 @@ source "$(dirname "$0")/../tests/lib.sh"
 export RAWSTOR_LOG=quiet
 
 start_mdt mdt 127.0.0.1:0 --heartbeat-timeout-ms 1500
-ost_pids=() ost_addrs=()
-for i in $(seq 1 8); do
-    start_ost "ost$i" 127.0.0.1:0 --mdt "mdt://$MDT_ADDR" --domain "host$((i % 4))"
-    ost_pids+=("$OST_PID") ost_addrs+=("$OST_ADDR")
-done
+start_osts_in_domains 1 8 4
 await_up 8 || { echo "the OSTs did not come up" >&2; exit 1; }
 
 whole=$("$RAWSTOR" create "mdt://$MDT_ADDR" --size 1G --layout replicas:3)

@@ -106,6 +106,17 @@ start_mdt_osts() { # COUNT
         ost_pid[$OST_ADDR]=$OST_PID ost_name[$OST_ADDR]=ost$i
     done
 }
+# OSTs FIRST..LAST registered with MDT_ADDR, OST i in failure domain
+# host(i % DOMAINS); their pids and addresses appended to ost_pids and
+# ost_addrs, in order.
+ost_pids=() ost_addrs=()
+start_osts_in_domains() { # FIRST LAST DOMAINS
+    local i
+    for i in $(seq "$1" "$2"); do
+        start_ost "ost$i" 127.0.0.1:0 --mdt "mdt://$MDT_ADDR" --domain "host$((i % $3))"
+        ost_pids+=("$OST_PID") ost_addrs+=("$OST_ADDR")
+    done
+}
 # Runs `rawstor scrub` on TARGET three times while fio writes 4 KiB random
 # blocks to it from another process; prints how many reported nothing.
 scrubs_beside_writer() { # TARGET

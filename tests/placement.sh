@@ -12,11 +12,7 @@ source "$(dirname "$0")/lib.sh"
 export RAWSTOR_LOG=quiet RAWSTOR_OPTS_TIMEOUT_MS=1000
 
 start_mdt mdt 127.0.0.1:0 --heartbeat-timeout-ms 1500
-ost_pids=() ost_addrs=()
-for i in $(seq 1 8); do
-    start_ost "ost$i" 127.0.0.1:0 --mdt "mdt://$MDT_ADDR" --domain "host$((i % 4))"
-    ost_pids+=("$OST_PID") ost_addrs+=("$OST_ADDR")
-done
+start_osts_in_domains 1 8 4
 assert "eight OSTs register and are up" 'await_up 8'
 
 # copies= of each OST line of `rawstor cluster`, in map order.
@@ -43,10 +39,7 @@ out=$("$RAWSTOR" cluster "mdt://$MDT_ADDR")
 assert "before a change every copy is where the map puts it" \
     '[[ $out =~ "every copy and shard is where the map puts it" ]] || { echo "$out"; false; }'
 
-for i in 9 10; do
-    start_ost "ost$i" 127.0.0.1:0 --mdt "mdt://$MDT_ADDR" --domain "host$((i % 4))"
-    ost_pids+=("$OST_PID") ost_addrs+=("$OST_ADDR")
-done
+start_osts_in_domains 9 10 4
 assert "two OSTs join" 'await_up 10'
 out=$("$RAWSTOR" cluster "mdt://$MDT_ADDR")
 assert "the cluster reports the copies the new map puts elsewhere, and that nothing moves them yet" \
