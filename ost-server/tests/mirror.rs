@@ -283,7 +283,7 @@ fn a_hung_copy_costs_a_write_and_a_read_well_under_a_second_and_is_marked_stale(
 #[test]
 fn a_hung_copy_costs_a_read_well_under_a_second() {
     let (da, db) = (TempDir::new("slowread-a"), TempDir::new("slowread-b"));
-    let (a, b, location) = two_servers(&da, &db);
+    let (mut a, b, location) = two_servers(&da, &db);
     let rs = rawstor::Instance::new(rawstor::Options::default()).unwrap();
     let target = rs.create(&location, &CreateSpec::new(MB)).unwrap();
     let object = rs.open(&target).unwrap();
@@ -311,7 +311,9 @@ fn a_hung_copy_costs_a_read_well_under_a_second() {
     a.signal(libc::SIGCONT);
     // The late replies to the reads given up on are dropped, and the same
     // connection serves the copy again.
-    let direct = rs.open(&single(&a.addr, &target)).unwrap();
+    let direct = rs
+        .open(&single(&a.addr, &target))
+        .unwrap_or_else(|e| panic!("{e}; the thawed OST {}", a.state()));
     assert!(read_all(&direct, MB).unwrap() == v1);
     drop(b);
 }

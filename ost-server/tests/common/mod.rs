@@ -86,6 +86,17 @@ impl Ost {
         format!("ost://{}", self.addr).parse().expect("location")
     }
 
+    /// Whether the server still runs, or how it ended (for failure
+    /// messages: a server that died by a signal says which).
+    #[allow(dead_code)]
+    pub fn state(&mut self) -> String {
+        match self.child.try_wait() {
+            Ok(None) => "is running".into(),
+            Ok(Some(status)) => format!("has ended ({status})"),
+            Err(e) => format!("cannot be asked ({e})"),
+        }
+    }
+
     /// Sends `signal` to the server.
     pub fn signal(&self, signal: i32) {
         // SAFETY: kill(2) on our own child's PID.
