@@ -58,6 +58,12 @@ for layout in replicas:3 ec:4+2; do
     assert "a 1 GiB $layout object of 32 MiB pieces touches every OST" \
         '[[ $out =~ "pieces: 32 of 32M" && $out =~ "spread over 10 of 10 OSTs" ]] || { echo "$out"; false; }'
 done
+expect_failure "whole number of MiB" "a piece size that is not whole MiB: clear error" \
+    "$RAWSTOR" create "mdt://$MDT_ADDR" --size 64M --piece-size 1000K
+expect_failure "needs an mdt:// location" "a piece size off mdt://: clear error" \
+    "$RAWSTOR" create "file://$WORK/plain" --size 64M --piece-size 16M
+expect_failure "piece 0 of object .*needs 12 OSTs" "pieces of a layout the cluster cannot hold: clear error, no record left (listed below)" \
+    "$RAWSTOR" create "mdt://$MDT_ADDR" --size 64M --piece-size 16M --layout ec:8+4
 listed=$("$RAWSTOR" list "mdt://$MDT_ADDR" | wc -l)
 assert "objects over pieces are listed once, their pieces not" '((listed == 72)) || { echo "$listed listed"; false; }'
 

@@ -277,6 +277,12 @@ impl ObjectRecord {
             Some(_) => Some(record.get("parent")?),
             None => None,
         };
+        if piece_size % PIECE_UNIT != 0 {
+            return Err(Error::new(
+                libc::EUCLEAN,
+                format!("record has piece size {piece_size}, not a whole number of MiB"),
+            ));
+        }
         if shards != layout.width() && !(piece_size > 0 && shards == 0) {
             return Err(Error::new(
                 libc::EUCLEAN,

@@ -591,10 +591,7 @@ impl Instance {
         chunk_size: u64,
         parent: Option<Uuid>,
     ) -> Result<Target> {
-        let layout = spec.layout.unwrap_or(mdt::DEFAULT_LAYOUT);
-        if let Layout::Erasure { data, parity } = layout {
-            Codec::new(data, parity)?;
-        }
+        let layout = layout_to_create(spec)?;
         let placing = remote::Placing {
             piece_size: 0,
             parent,
@@ -812,6 +809,15 @@ struct Resolved {
     /// The record and MDT of an mdt:// object.
     record: Option<ObjectRecord>,
     mdt: Option<Arc<Connection>>,
+}
+
+/// The layout a create on mdt:// asks for, checked before the MDT is asked.
+fn layout_to_create(spec: &CreateSpec) -> Result<Layout> {
+    let layout = spec.layout.unwrap_or(mdt::DEFAULT_LAYOUT);
+    if let Layout::Erasure { data, parity } = layout {
+        Codec::new(data, parity)?;
+    }
+    Ok(layout)
 }
 
 /// Drops an object's record from the MDT.

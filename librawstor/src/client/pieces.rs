@@ -25,10 +25,7 @@ impl Instance {
         chunk_size: u64,
         piece_size: u64,
     ) -> Result<Target> {
-        let layout = spec.layout.unwrap_or(mdt::DEFAULT_LAYOUT);
-        if let Layout::Erasure { data, parity } = layout {
-            Codec::new(data, parity)?;
-        }
+        let layout = layout_to_create(spec)?;
         if piece_size == 0 {
             return Err(Error::invalid("a piece size of 0 bytes"));
         }
